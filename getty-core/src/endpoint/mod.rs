@@ -1,0 +1,194 @@
+//! Endpoints: servers that accept sessions and clients that keep a pool of them.
+//!
+//! What servers and clients share lives here: the set of live sessions (to close them all and
+//! wait for their tasks), a one-shot signal, and how a connected stream becomes a running
+//! session (new-session callback, then a driver task that always deregisters itself).
+
+mod client;
+mod server;
+
+pub use client::{TcpClient, TcpClientBuilder};
+pub use server::{TcpServer, TcpServerBuilder};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use event_listener::Event;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::FutureExt;
+
+use crate::codec::Codec;
+use crate::driver::{panic_message, stream};
+use crate::error::Error;
+use crate::listener::NewSession;
+use crate::runtime::{DynRuntime, Runtime};
+use crate::session::{lock, Session, SessionControl};
+
+/// A flag that is set once and can be awaited.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: AtomicBool,
+    event: Event,
+}
+
+impl Signal {
+    pub(crate) fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn wait(&self) {
+        while !self.is_set() {
+            let listener = self.event.listen();
+            if self.is_set() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The live sessions of an endpoint. Every change notifies `changed`.
+pub(crate) struct SessionSet<S> {
+    map: Mutex<HashMap<u64, S>>,
+    changed: Event,
+}
+
+impl<S> Default for SessionSet<S> {
+    fn default() -> Self {
+        SessionSet {
+            map: Mutex::new(HashMap::new()),
+            changed: Event::new(),
+        }
+    }
+}
+
+impl<S: SessionControl + Clone> SessionSet<S> {
+    pub(crate) fn insert(&self, session: S) {
+        lock(&self.map).insert(session.id(), session);
+        self.changed.notify(usize::MAX);
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        lock(&self.map).remove(&id);
+        self.changed.notify(usize::MAX);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<S> {
+        let mut sessions: Vec<S> = lock(&self.map).values().cloned().collect();
+        sessions.sort_by_key(|s| s.id());
+        sessions
+    }
+
+    pub(crate) fn close_all(&self) {
+        for session in self.snapshot() {
+            session.close();
+        }
+    }
+
+    /// Waits until `done()` holds, re-checking after every change of the set.
+    pub(crate) async fn wait_until(&self, mut done: impl FnMut(&Self) -> bool) {
+        loop {
+            if done(self) {
+                return;
+            }
+            let listener = self.changed.listen();
+            if done(self) {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// A listener for the next change (register before checking a condition).
+    pub(crate) fn listen(&self) -> event_listener::EventListener {
+        self.changed.listen()
+    }
+}
+
+/// Turns a connected stream into a running session: builds the session, runs the new-session
+/// callback (a refusal or a panic there drops the stream), registers it in `set`, and spawns
+/// its driver. The driver task deregisters the session when it ends, even by a panic.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_stream_session<R, C, T, S>(
+    rt: &R,
+    dyn_rt: &Arc<dyn DynRuntime>,
+    io: T,
+    local: SocketAddr,
+    peer: SocketAddr,
+    kind: &str,
+    codec: &Arc<C>,
+    new_session: &dyn NewSession<C>,
+    set: &Arc<SessionSet<S>>,
+    wrap: impl FnOnce(&Session<C>) -> S,
+) -> Result<Session<C>, Error>
+where
+    R: Runtime,
+    C: Codec,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: SessionControl + Clone + 'static,
+{
+    let session = Session::new(dyn_rt.clone(), codec.clone(), local, Some(peer), kind);
+    let configured = std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
+    let listener = match configured {
+        Ok(Ok(listener)) => listener,
+        Ok(Err(reason)) => {
+            session.finish_closed();
+            return Err(Error::Refused(reason));
+        }
+        Err(payload) => {
+            session.finish_closed();
+            return Err(Error::HandlerPanic {
+                handler: "new-session callback",
+                message: panic_message(payload.as_ref()),
+            });
+        }
+    };
+    let entry = wrap(&session);
+    set.insert(entry.clone());
+    let guard = Deregister {
+        set: set.clone(),
+        session: entry,
+    };
+    let task_rt = rt.clone();
+    let task_session = session.clone();
+    rt.spawn(async move {
+        // Handlers and codecs are caught where they run; this is the last line of defence, so
+        // that no bug can unwind into the executor (smol's would lose a worker thread).
+        let id = task_session.id();
+        let run = AssertUnwindSafe(stream::run(task_rt, io, task_session, listener));
+        if let Err(payload) = run.catch_unwind().await {
+            log::error!(
+                "session {id}: driver panicked: {}",
+                panic_message(payload.as_ref())
+            );
+        }
+        drop(guard);
+    });
+    Ok(session)
+}
+
+/// Removes a session from its set when its task ends, and marks it closed if the task ended
+/// by a panic (so nobody waits on it forever).
+struct Deregister<S: SessionControl + Clone> {
+    set: Arc<SessionSet<S>>,
+    session: S,
+}
+
+impl<S: SessionControl + Clone> Drop for Deregister<S> {
+    fn drop(&mut self) {
+        self.session.finish_closed();
+        self.set.remove(self.session.id());
+    }
+}

@@ -1,0 +1,247 @@
+//! The TCP server: an accept loop that turns each connection into a session.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future;
+
+use super::{start_stream_session, SessionSet, Signal};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::listener::NewSession;
+use crate::runtime::{DynRuntime, Runtime};
+use crate::session::SessionControl;
+
+/// First pause after a failed accept; doubled on each further failure.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Options of a [`TcpServer`].
+#[derive(Debug, Clone)]
+pub struct TcpServerBuilder {
+    addr: SocketAddr,
+    max_sessions: Option<usize>,
+}
+
+impl Default for TcpServerBuilder {
+    fn default() -> Self {
+        TcpServerBuilder {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            max_sessions: None,
+        }
+    }
+}
+
+impl TcpServerBuilder {
+    /// A builder listening on 127.0.0.1 at a random free port, with no session limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listens on `addr` (port 0 picks a free port; see [`TcpServer::local_addr`]).
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Refuses connections beyond `max` live sessions (they are accepted and closed at once).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = Some(max);
+        self
+    }
+
+    /// Binds the listener and starts accepting on `rt`. Every accepted connection becomes a
+    /// session with its own handle on `codec`, configured (or refused) by `new_session`.
+    pub async fn serve<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer>
+    where
+        R: Runtime,
+        C: Codec,
+        N: NewSession<C>,
+    {
+        if self.max_sessions == Some(0) {
+            return Err(Error::invalid("max_sessions must be positive"));
+        }
+        let listener = rt
+            .listen(self.addr)
+            .await
+            .map_err(|e| Error::io("listen", e))?;
+        let local_addr = rt
+            .listener_addr(&listener)
+            .map_err(|e| Error::io("listen", e))?;
+        let shared = Arc::new(Shared {
+            local_addr,
+            sessions: Arc::new(SessionSet::default()),
+            stop: Signal::default(),
+            accept_done: Signal::default(),
+        });
+        let accept = AcceptLoop {
+            dyn_rt: Arc::new(rt.clone()),
+            rt: rt.clone(),
+            listener,
+            codec: Arc::new(codec),
+            new_session: Arc::new(new_session),
+            max_sessions: self.max_sessions,
+            shared: shared.clone(),
+        };
+        rt.spawn(accept.run());
+        log::info!("tcp server listening on {local_addr}");
+        Ok(TcpServer { shared })
+    }
+}
+
+/// A running TCP server. Dropping it stops accepting (without waiting); [`close`](Self::close)
+/// also closes every session and waits for their tasks.
+pub struct TcpServer {
+    shared: Arc<Shared>,
+}
+
+type Sessions = SessionSet<Arc<dyn SessionControl>>;
+
+struct Shared {
+    local_addr: SocketAddr,
+    sessions: Arc<Sessions>,
+    stop: Signal,
+    accept_done: Signal,
+}
+
+impl TcpServer {
+    /// A builder with the default options.
+    pub fn builder() -> TcpServerBuilder {
+        TcpServerBuilder::new()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.stop.is_set()
+    }
+
+    /// Waits until the server has exactly `n` live sessions.
+    pub async fn wait_session_count(&self, n: usize) {
+        self.shared.sessions.wait_until(|s| s.len() == n).await
+    }
+
+    /// Stops accepting (the port is released), closes every session (each flushes within its
+    /// close-wait) and waits until all their tasks have ended.
+    pub async fn close(&self) {
+        self.shared.stop.set();
+        self.shared.accept_done.wait().await;
+        self.shared.sessions.close_all();
+        self.shared.sessions.wait_until(|s| s.len() == 0).await;
+        log::info!("tcp server on {} closed", self.shared.local_addr);
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.shared.stop.set();
+    }
+}
+
+impl fmt::Debug for TcpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpServer")
+            .field("local_addr", &self.shared.local_addr)
+            .field("sessions", &self.shared.sessions.len())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+struct AcceptLoop<R: Runtime, C, N> {
+    rt: R,
+    dyn_rt: Arc<dyn DynRuntime>,
+    listener: R::Listener,
+    codec: Arc<C>,
+    new_session: Arc<N>,
+    max_sessions: Option<usize>,
+    shared: Arc<Shared>,
+}
+
+impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
+    async fn run(self) {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        loop {
+            let accepted = future::or(async { Some(self.rt.accept(&self.listener).await) }, async {
+                self.shared.stop.wait().await;
+                None
+            })
+            .await;
+            match accepted {
+                None => break,
+                Some(Ok((stream, peer))) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    self.admit(stream, peer);
+                }
+                Some(Err(err)) if is_per_connection(&err) => {
+                    log::debug!("accept: connection lost before it was accepted: {err}");
+                }
+                Some(Err(err)) => {
+                    // EMFILE, ENFILE, ENOBUFS, ...: retrying at once would spin; wait for
+                    // resources to free up, longer each time.
+                    log::warn!("accept failed: {err}; retrying in {backoff:?}");
+                    let pause = self.rt.timer(self.rt.now() + backoff);
+                    future::or(pause, self.shared.stop.wait()).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        }
+        drop(self.listener);
+        self.shared.accept_done.set();
+    }
+
+    fn admit(&self, stream: R::Tcp, peer: SocketAddr) {
+        if let Some(max) = self.max_sessions {
+            if self.shared.sessions.len() >= max {
+                log::warn!("refusing {peer}: {}", Error::TooManySessions(max));
+                return;
+            }
+        }
+        let local = match self.rt.tcp_addrs(&stream) {
+            Ok((local, _)) => local,
+            Err(err) => {
+                log::debug!("dropping {peer}: {err}");
+                return;
+            }
+        };
+        let started = start_stream_session(
+            &self.rt,
+            &self.dyn_rt,
+            stream,
+            local,
+            peer,
+            "tcp",
+            &self.codec,
+            self.new_session.as_ref(),
+            &self.shared.sessions,
+            |s| Arc::new(s.clone()) as Arc<dyn SessionControl>,
+        );
+        if let Err(err) = started {
+            log::info!("refusing {peer}: {err}");
+        }
+    }
+}
+
+/// Accept errors that concern only the connection being accepted, not the listener.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}

@@ -1,0 +1,112 @@
+//! The error type of every getty operation.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::codec::CodecError;
+
+/// A boxed error from user code (a refused `on_open`, a new-session callback).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in a session or an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session is closed (or closing): nothing more can be written to it.
+    #[error("session {id} is closed")]
+    SessionClosed {
+        /// The session's id.
+        id: u64,
+    },
+    /// A socket operation failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// What was being done ("read", "write", "accept", ...).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The codec refused the input or the package.
+    #[error("codec error: {0}")]
+    Codec(#[from] CodecError),
+    /// An inbound frame is longer than the session's maximum message length.
+    #[error("frame of {len} bytes exceeds the maximum message length of {max} bytes")]
+    FrameTooLarge {
+        /// Declared (or buffered) length of the frame.
+        len: usize,
+        /// The session's maximum message length.
+        max: usize,
+    },
+    /// The peer closed the connection in the middle of a frame.
+    #[error("peer closed the connection with {buffered} bytes of an incomplete frame buffered")]
+    UnexpectedEof {
+        /// Bytes of the unfinished frame.
+        buffered: usize,
+    },
+    /// Nothing arrived from the peer within the read timeout.
+    #[error("no data from the peer within the read timeout of {0:?}")]
+    ReadTimeout(Duration),
+    /// Queued bytes did not reach the socket in time.
+    #[error("write timed out after {timeout:?}: {sent} of {total} bytes sent")]
+    WriteTimeout {
+        /// The timeout that elapsed.
+        timeout: Duration,
+        /// Bytes in the write.
+        total: usize,
+        /// Bytes of it that reached the socket before the timeout.
+        sent: usize,
+    },
+    /// A user handler panicked; the session was closed.
+    #[error("{handler} panicked: {message}")]
+    HandlerPanic {
+        /// The handler ("on_message", "on_cron", ...).
+        handler: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// The new-session callback or `on_open` refused the session.
+    #[error("session refused: {0}")]
+    Refused(#[source] BoxError),
+    /// An endpoint has reached its session limit.
+    #[error("session limit of {0} reached")]
+    TooManySessions(usize),
+    /// Connecting to a server failed.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The server address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Connecting took longer than the connect timeout.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// The server address.
+        addr: SocketAddr,
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// A TCP connection ended up connected to itself (simultaneous open on the local port).
+    #[error("connection to {0} is connected to itself")]
+    SelfConnect(SocketAddr),
+    /// A setting was given a value it cannot take.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for operation `op`.
+    pub fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidConfig(msg.into())
+    }
+}
+
+/// `Result<T, getty_core::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+//! Executor-neutral core of getty: sessions over TCP (and later UDP and WebSocket) driven by
+//! user codecs and event listeners, written once against a small [`Runtime`] trait.
+//!
+//! Users normally depend on a runtime crate (`getty-tokio` or `getty-smol`) or on the `getty`
+//! facade; this crate is what those share. Layers, bottom up:
+//! - [`runtime`]: the seam to an executor (spawn, timers, sockets);
+//! - [`codec`]: bytes ⇄ packages;
+//! - [`listener`]: the user's event handlers;
+//! - [`session`]: the per-connection handle;
+//! - `driver`: the per-session state machine (internal);
+//! - [`endpoint`]: servers and clients.
+#![deny(missing_docs, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+mod driver;
+pub mod endpoint;
+mod error;
+pub mod listener;
+pub mod runtime;
+pub mod session;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use codec::{Codec, CodecError, Decoded};
+pub use error::{BoxError, Error, Result};
+pub use listener::{EventListener, NewSession};
+pub use runtime::Runtime;
+pub use session::{Session, Stats};
+
+/// Re-exported so user listeners can write `#[getty_core::async_trait]`.
+pub use async_trait::async_trait;
+/// The byte buffer types used by codecs.
+pub use bytes;

@@ -1,0 +1,482 @@
+//! The session handle: one connection, as user code sees it.
+//!
+//! A [`Session`] is cheap to clone (an `Arc` inside) and does not name the runtime, so listener
+//! code is runtime-free. The session's driver task (see [`crate::driver`]) owns the socket; the
+//! handle talks to it through the write queue and a few atomics.
+
+mod attributes;
+mod settings;
+mod stats;
+mod write_queue;
+
+pub use stats::Stats;
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::runtime::DynRuntime;
+use attributes::Attributes;
+pub(crate) use settings::Settings;
+use stats::StatCounters;
+pub(crate) use write_queue::WriteQueue;
+
+/// The default maximum message length (frame length, header included), as getty's: 4 KiB.
+pub const DEFAULT_MAX_MSG_LEN: usize = 4 * 1024;
+/// The default cron period, as getty's: 60 s.
+pub const DEFAULT_CRON_PERIOD: Duration = Duration::from_secs(60);
+/// The default close-wait: how long closing may spend flushing queued writes.
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Lifecycle states, in order; a session only moves forward.
+const OPEN: u8 = 0;
+/// `close()` was called or the driver is closing: no new writes, reading stopped.
+const CLOSING: u8 = 1;
+/// The driver finished: socket shut down, `on_close` returned.
+const CLOSED: u8 = 2;
+
+/// One connection: its identity, statistics, settings, attributes and write side.
+///
+/// Writing comes in two forms. The queued forms ([`send_pkg`](Session::send_pkg),
+/// [`send_bytes`](Session::send_bytes)) return as soon as the bytes are in the session's write
+/// queue: back-to-back sends are coalesced by the driver into one vectored write. The waiting
+/// forms ([`write_pkg`](Session::write_pkg), [`write_bytes`](Session::write_bytes),
+/// [`write_bytes_vectored`](Session::write_bytes_vectored)) return once the bytes have reached
+/// the socket, or when their timeout passes.
+pub struct Session<C: Codec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Codec> Clone for Session<C> {
+    fn clone(&self) -> Self {
+        Session {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner<C> {
+    id: u64,
+    name: Mutex<String>,
+    local_addr: SocketAddr,
+    peer_addr: Option<SocketAddr>,
+    created: Instant,
+    /// Nanoseconds after `created` of the last package read.
+    last_active: AtomicU64,
+    pub(crate) stats: StatCounters,
+    pub(crate) settings: Settings,
+    attributes: Attributes,
+    pub(crate) queue: WriteQueue,
+    state: AtomicU8,
+    /// Notified when the session reaches `CLOSED`.
+    closed: Event,
+    rt: Arc<dyn DynRuntime>,
+    codec: Arc<C>,
+}
+
+impl<C: Codec> Session<C> {
+    pub(crate) fn new(
+        rt: Arc<dyn DynRuntime>,
+        codec: Arc<C>,
+        local_addr: SocketAddr,
+        peer_addr: Option<SocketAddr>,
+        kind: &str,
+    ) -> Self {
+        let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
+        let name = match peer_addr {
+            Some(peer) => format!("{kind}-{id} {local_addr}->{peer}"),
+            None => format!("{kind}-{id} {local_addr}"),
+        };
+        Session {
+            inner: Arc::new(Inner {
+                id,
+                name: Mutex::new(name),
+                local_addr,
+                peer_addr,
+                created: Instant::now(),
+                last_active: AtomicU64::new(0),
+                stats: StatCounters::default(),
+                settings: Settings::default(),
+                attributes: Attributes::default(),
+                queue: WriteQueue::default(),
+                state: AtomicU8::new(OPEN),
+                closed: Event::new(),
+                rt,
+                codec,
+            }),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner<C> {
+        &self.inner
+    }
+
+    // ----- identity ---------------------------------------------------------------------------
+
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The session's name (for logs); by default `"<kind>-<id> <local>-><peer>"`.
+    pub fn name(&self) -> String {
+        lock(&self.inner.name).clone()
+    }
+
+    /// Renames the session.
+    pub fn set_name(&self, name: impl Into<String>) {
+        *lock(&self.inner.name) = name.into();
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// The peer's address; `None` for a session that has no single peer (an unconnected UDP
+    /// endpoint).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer_addr
+    }
+
+    /// The codec this session encodes and decodes with.
+    pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    // ----- activity and statistics ------------------------------------------------------------
+
+    /// When the last package was read (the session's creation time before the first one).
+    pub fn last_active(&self) -> Instant {
+        self.inner.created + Duration::from_nanos(self.inner.last_active.load(Ordering::Relaxed))
+    }
+
+    /// Records activity now (called on every package read; transports with heartbeats call it
+    /// on every heartbeat too).
+    pub(crate) fn touch(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.inner.created).as_nanos();
+        self.inner
+            .last_active
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A snapshot of the session's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// A one-line summary for logs: name, age, idle time and counters.
+    pub fn stat(&self) -> String {
+        let s = self.stats();
+        let now = Instant::now();
+        format!(
+            "session {} [{}]: age {:?}, idle {:?}, read {} pkgs / {} bytes, written {} pkgs / {} bytes",
+            self.id(),
+            self.name(),
+            now.saturating_duration_since(self.inner.created),
+            now.saturating_duration_since(self.last_active()),
+            s.pkgs_read,
+            s.bytes_read,
+            s.pkgs_written,
+            s.bytes_written,
+        )
+    }
+
+    // ----- attributes -------------------------------------------------------------------------
+
+    /// Stores `value` as the session's attribute of type `T`, returning the previous one.
+    pub fn set_attribute<T: Any + Send + Sync>(&self, value: T) -> Option<T> {
+        self.inner.attributes.insert(value)
+    }
+
+    /// A clone of the session's attribute of type `T`.
+    pub fn attribute<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
+        self.inner.attributes.get_cloned()
+    }
+
+    /// Runs `f` on the attribute of type `T` (if any) without cloning it.
+    pub fn with_attribute<T: Any + Send + Sync, R>(&self, f: impl FnOnce(Option<&mut T>) -> R) -> R {
+        self.inner.attributes.with(f)
+    }
+
+    /// Removes and returns the attribute of type `T`.
+    pub fn remove_attribute<T: Any + Send + Sync>(&self) -> Option<T> {
+        self.inner.attributes.remove()
+    }
+
+    // ----- settings ---------------------------------------------------------------------------
+
+    /// The longest inbound frame accepted, header included. A longer frame closes the session
+    /// with [`Error::FrameTooLarge`], before its body is buffered when the codec reports the
+    /// length from the header.
+    pub fn max_msg_len(&self) -> usize {
+        self.inner.settings.max_msg_len()
+    }
+
+    /// Sets [`max_msg_len`](Session::max_msg_len); zero is an error.
+    pub fn set_max_msg_len(&self, len: usize) -> Result<()> {
+        self.inner.settings.set_max_msg_len(len)
+    }
+
+    /// How long the session may wait for bytes from the peer before it is closed with
+    /// [`Error::ReadTimeout`]; `None` (the default) waits forever.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.inner.settings.read_timeout()
+    }
+
+    /// Sets [`read_timeout`](Session::read_timeout); `Some(0)` is an error.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.settings.set_read_timeout(timeout)
+    }
+
+    /// The timeout of the waiting writes when they are given none; `None` (the default) waits
+    /// until the bytes are written or the session closes.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.inner.settings.write_timeout()
+    }
+
+    /// Sets [`write_timeout`](Session::write_timeout); `Some(0)` is an error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.settings.set_write_timeout(timeout)
+    }
+
+    /// The period of `on_cron` (default 60 s).
+    pub fn cron_period(&self) -> Duration {
+        self.inner.settings.cron_period()
+    }
+
+    /// Sets [`cron_period`](Session::cron_period); zero is an error. Takes effect from the next
+    /// tick.
+    pub fn set_cron_period(&self, period: Duration) -> Result<()> {
+        self.inner.settings.set_cron_period(period)
+    }
+
+    /// How long closing may spend flushing queued writes (and waiting for a running handler)
+    /// before the socket is shut down anyway (default 1 s).
+    pub fn close_wait(&self) -> Duration {
+        self.inner.settings.close_wait()
+    }
+
+    /// Sets [`close_wait`](Session::close_wait); zero means "do not wait".
+    pub fn set_close_wait(&self, wait: Duration) -> Result<()> {
+        self.inner.settings.set_close_wait(wait)
+    }
+
+    // ----- writing ----------------------------------------------------------------------------
+
+    /// Encodes `pkg` and queues it, returning its encoded length once it is queued (not yet
+    /// written). Consecutive sends are written together in one vectored write.
+    pub fn send_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
+        let bytes = self.encode(pkg)?;
+        let len = bytes.len();
+        self.inner.queue.push(self.id(), [bytes])?;
+        Ok(len)
+    }
+
+    /// Encodes `pkg`, queues it, and waits until its bytes reached the socket.
+    ///
+    /// Returns `(total_len, sent_len)`, equal on success. `timeout` (or, when `None`, the
+    /// session's [`write_timeout`](Session::write_timeout)) bounds the wait: when it passes, the
+    /// result is [`Error::WriteTimeout`] with the bytes sent so far. The rest of the package
+    /// stays queued and is still sent in order, so the stream's framing stays intact.
+    pub async fn write_pkg(
+        &self,
+        pkg: &C::Outbound,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        let bytes = self.encode(pkg)?;
+        self.write_and_wait([bytes], timeout).await
+    }
+
+    /// Queues raw bytes (bypassing the codec), returning their length once queued.
+    pub fn send_bytes(&self, bytes: impl Into<Bytes>) -> Result<usize> {
+        let bytes = bytes.into();
+        let len = bytes.len();
+        self.inner.queue.push(self.id(), [bytes])?;
+        Ok(len)
+    }
+
+    /// Writes raw bytes (bypassing the codec) and waits as [`write_pkg`](Session::write_pkg)
+    /// does.
+    pub async fn write_bytes(
+        &self,
+        bytes: impl Into<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        self.write_and_wait([bytes.into()], timeout).await
+    }
+
+    /// Writes several buffers as one package, in one vectored write (no copy into one buffer),
+    /// and waits as [`write_pkg`](Session::write_pkg) does.
+    pub async fn write_bytes_vectored<I>(
+        &self,
+        bufs: I,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        self.write_and_wait(bufs, timeout).await
+    }
+
+    fn encode(&self, pkg: &C::Outbound) -> Result<Bytes> {
+        if self.is_closing() {
+            return Err(Error::SessionClosed { id: self.id() });
+        }
+        let mut buf = BytesMut::new();
+        self.inner.codec.encode(pkg, &mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    async fn write_and_wait<I>(&self, bufs: I, timeout: Option<Duration>) -> Result<(usize, usize)>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        let (start, end) = self.inner.queue.push(self.id(), bufs)?;
+        let total = usize::try_from(end - start).unwrap_or(usize::MAX);
+        let timeout = timeout.or_else(|| self.write_timeout());
+        let sent = || {
+            let written = self.inner.queue.written();
+            usize::try_from(written.saturating_sub(start).min(end - start)).unwrap_or(usize::MAX)
+        };
+        let flushed = self.inner.queue.wait_written(end);
+        match timeout {
+            None => flushed.await.map_err(|()| Error::SessionClosed { id: self.id() })?,
+            Some(timeout) => {
+                let deadline = self.inner.rt.now() + timeout;
+                let timer = self.inner.rt.sleep_until(deadline);
+                let outcome = futures_lite::future::or(async { Some(flushed.await) }, async {
+                    timer.await;
+                    None
+                })
+                .await;
+                match outcome {
+                    Some(result) => result.map_err(|()| Error::SessionClosed { id: self.id() })?,
+                    None => {
+                        return Err(Error::WriteTimeout {
+                            timeout,
+                            total,
+                            sent: sent(),
+                        })
+                    }
+                }
+            }
+        }
+        Ok((total, total))
+    }
+
+    // ----- closing ----------------------------------------------------------------------------
+
+    /// Asks the session to close: reading stops, queued writes are flushed within the
+    /// close-wait, then `on_error` (if the session failed) and `on_close` run. Returns at once;
+    /// [`closed`](Session::closed) waits for the end.
+    pub fn close(&self) {
+        if self.begin_closing() {
+            log::debug!("session {} closing on request", self.id());
+        }
+    }
+
+    /// Whether the session is closing or closed (writes are refused).
+    pub fn is_closed(&self) -> bool {
+        self.is_closing()
+    }
+
+    /// Waits until the session is fully closed (`on_close` has returned).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                if inner.state.load(Ordering::Acquire) == CLOSED {
+                    return;
+                }
+                let listener = inner.closed.listen();
+                if inner.state.load(Ordering::Acquire) == CLOSED {
+                    return;
+                }
+                listener.await;
+            }
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Moves to `CLOSING` (refusing new writes) and wakes the driver. True the first time.
+    pub(crate) fn begin_closing(&self) -> bool {
+        let first = self
+            .inner
+            .state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.inner.queue.close();
+        first
+    }
+
+    /// Marks the session closed and wakes everything waiting on it.
+    pub(crate) fn finish_closed(&self) {
+        self.inner.queue.close();
+        self.inner.queue.kill();
+        self.inner.state.store(CLOSED, Ordering::Release);
+        self.inner.closed.notify(usize::MAX);
+    }
+}
+
+impl<C: Codec> fmt::Debug for Session<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("local_addr", &self.local_addr())
+            .field("peer_addr", &self.peer_addr())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Type-erased control of a session, for endpoints that track sessions of any codec.
+pub(crate) trait SessionControl: Send + Sync {
+    fn close(&self);
+    fn finish_closed(&self);
+    fn id(&self) -> u64;
+}
+
+impl<C: Codec> SessionControl for Session<C> {
+    fn close(&self) {
+        Session::close(self)
+    }
+    fn finish_closed(&self) {
+        Session::finish_closed(self)
+    }
+    fn id(&self) -> u64 {
+        Session::id(self)
+    }
+}
+
+impl<T: SessionControl + ?Sized> SessionControl for Arc<T> {
+    fn close(&self) {
+        (**self).close()
+    }
+    fn finish_closed(&self) {
+        (**self).finish_closed()
+    }
+    fn id(&self) -> u64 {
+        (**self).id()
+    }
+}
+
+/// Locks `m`, ignoring poisoning: every critical section here leaves the data consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,100 @@
+//! A session's tunable settings, readable by the driver without locking.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
+use crate::error::{Error, Result};
+
+/// Durations are stored as nanoseconds; `NONE` marks an unset optional one.
+const NONE: u64 = u64::MAX;
+
+pub(crate) struct Settings {
+    max_msg_len: AtomicUsize,
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    cron_period: AtomicU64,
+    close_wait: AtomicU64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_msg_len: AtomicUsize::new(DEFAULT_MAX_MSG_LEN),
+            read_timeout: AtomicU64::new(NONE),
+            write_timeout: AtomicU64::new(NONE),
+            cron_period: AtomicU64::new(nanos(DEFAULT_CRON_PERIOD)),
+            close_wait: AtomicU64::new(nanos(DEFAULT_CLOSE_WAIT)),
+        }
+    }
+}
+
+/// Nanoseconds of `d`, saturating below `NONE` (about 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NONE - 1).min(NONE - 1)
+}
+
+fn load_opt(a: &AtomicU64) -> Option<Duration> {
+    match a.load(Ordering::Relaxed) {
+        NONE => None,
+        n => Some(Duration::from_nanos(n)),
+    }
+}
+
+fn store_opt(a: &AtomicU64, what: &str, d: Option<Duration>) -> Result<()> {
+    match d {
+        Some(d) if d.is_zero() => Err(Error::invalid(format!(
+            "{what} must be positive (use None to disable it)"
+        ))),
+        Some(d) => {
+            a.store(nanos(d), Ordering::Relaxed);
+            Ok(())
+        }
+        None => {
+            a.store(NONE, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn max_msg_len(&self) -> usize {
+        self.max_msg_len.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_max_msg_len(&self, len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::invalid("max_msg_len must be positive"));
+        }
+        self.max_msg_len.store(len, Ordering::Relaxed);
+        Ok(())
+    }
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        load_opt(&self.read_timeout)
+    }
+    pub(crate) fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
+        store_opt(&self.read_timeout, "read_timeout", d)
+    }
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        load_opt(&self.write_timeout)
+    }
+    pub(crate) fn set_write_timeout(&self, d: Option<Duration>) -> Result<()> {
+        store_opt(&self.write_timeout, "write_timeout", d)
+    }
+    pub(crate) fn cron_period(&self) -> Duration {
+        Duration::from_nanos(self.cron_period.load(Ordering::Relaxed))
+    }
+    pub(crate) fn set_cron_period(&self, d: Duration) -> Result<()> {
+        if d.is_zero() {
+            return Err(Error::invalid("cron_period must be positive"));
+        }
+        self.cron_period.store(nanos(d), Ordering::Relaxed);
+        Ok(())
+    }
+    pub(crate) fn close_wait(&self) -> Duration {
+        Duration::from_nanos(self.close_wait.load(Ordering::Relaxed))
+    }
+    pub(crate) fn set_close_wait(&self, d: Duration) -> Result<()> {
+        self.close_wait.store(nanos(d), Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! A session's traffic counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a session's traffic counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes read from the socket.
+    pub bytes_read: u64,
+    /// Bytes that reached the socket.
+    pub bytes_written: u64,
+    /// Packages decoded and delivered to `on_message`.
+    pub pkgs_read: u64,
+    /// Packages whose last byte reached the socket.
+    pub pkgs_written: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct StatCounters {
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    pkgs_read: AtomicU64,
+    pkgs_written: AtomicU64,
+}
+
+impl StatCounters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            pkgs_read: self.pkgs_read.load(Ordering::Relaxed),
+            pkgs_written: self.pkgs_written.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn add_bytes_read(&self, n: u64) {
+        self.bytes_read.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_bytes_written(&self, n: u64) {
+        self.bytes_written.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_pkgs_read(&self, n: u64) {
+        self.pkgs_read.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_pkgs_written(&self, n: u64) {
+        if n > 0 {
+            self.pkgs_written.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
