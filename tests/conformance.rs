@@ -1,1 +1,39 @@
+//! The conformance suite, run on every runtime getty ships an adapter for.
+//!
+//! `cargo test tokio::` or `cargo test smol::` runs one runtime's suite.
 
+use std::future::Future;
+
+mod tokio {
+    use super::Future;
+    use getty::tokio::TokioRuntime;
+
+    /// A current-thread tokio runtime per test (the most demanding for deadlocks: one thread
+    /// runs the server, the clients and the scenario).
+    fn block_on<F: Future>(scenario: impl FnOnce(TokioRuntime) -> F) -> F::Output {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let rt = ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async { scenario(TokioRuntime::current()).await })
+    }
+
+    getty::conformance_suite!(block_on);
+}
+
+mod smol {
+    use super::Future;
+    use getty::smol::SmolRuntime;
+    use std::sync::Arc;
+
+    /// A user-supplied single-threaded executor per test, driven by `block_on`.
+    fn block_on<F: Future>(scenario: impl FnOnce(SmolRuntime) -> F) -> F::Output {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let ex = Arc::new(::smol::Executor::new());
+        let rt = SmolRuntime::with_executor(ex.clone());
+        ::smol::block_on(ex.run(scenario(rt)))
+    }
+
+    getty::conformance_suite!(block_on);
+}

@@ -1,1 +1,398 @@
-//! placeholder
+//! The tokio runtime adapter for getty: [`TokioRuntime`] implements [`Runtime`] with tokio's
+//! sockets, timers and spawner.
+//!
+//! getty-core speaks futures-io; [`TokioTcp`] adapts a tokio stream to it without zeroing
+//! read buffers.
+
+#![deny(missing_docs, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use getty_core::runtime::{socket, Timer, UdpSocket};
+use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::time::Sleep;
+
+pub use getty_core::runtime::Runtime;
+
+/// A [`Runtime`] that spawns on, and registers sockets and timers with, one tokio runtime.
+///
+/// Every socket and timer is created inside [`Handle::enter`], so the adapter also works when
+/// its futures are polled by another executor (the tokio runtime must keep running).
+#[derive(Clone, Debug)]
+pub struct TokioRuntime {
+    handle: Handle,
+}
+
+impl TokioRuntime {
+    /// The adapter for the tokio runtime the caller runs in.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime; see [`TokioRuntime::try_current`].
+    pub fn current() -> Self {
+        Self::new(Handle::current())
+    }
+
+    /// The adapter for the tokio runtime the caller runs in, or `None` outside one.
+    pub fn try_current() -> Option<Self> {
+        Handle::try_current().ok().map(Self::new)
+    }
+
+    /// The adapter for the runtime behind `handle`.
+    pub fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
+    /// The tokio handle this adapter spawns on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Runtime for TokioRuntime {
+    type Tcp = TokioTcp;
+    type Listener = TcpListener;
+    type Udp = TokioUdp;
+    type Timer = TokioTimer;
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // Dropping tokio's JoinHandle detaches the task.
+        drop(self.handle.spawn(future));
+    }
+
+    fn timer(&self, at: Instant) -> TokioTimer {
+        let _enter = self.handle.enter();
+        TokioTimer(Box::pin(tokio::time::sleep_until(at.into())))
+    }
+
+    fn now(&self) -> Instant {
+        // The same clock as the timers, paused time (tokio's test-util) included.
+        let _enter = self.handle.enter();
+        tokio::time::Instant::now().into_std()
+    }
+
+    async fn connect(&self, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TokioTcp> {
+        let stream = {
+            let connecting = socket::start_connect(addr, local)?;
+            let _enter = self.handle.enter();
+            TcpStream::from_std(connecting)?
+        };
+        // Writable means the handshake ended, successfully or not.
+        stream.writable().await?;
+        socket::finish_connect(&stream)?;
+        Ok(TokioTcp(stream))
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        let listener = socket::listen(addr)?;
+        let _enter = self.handle.enter();
+        TcpListener::from_std(listener)
+    }
+
+    fn listener_addr(&self, listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn accept<'a>(&'a self, listener: &'a TcpListener) -> io::Result<(TokioTcp, SocketAddr)> {
+        // Accepting registers the new stream, which needs the runtime context.
+        let (stream, peer) = std::future::poll_fn(|cx| {
+            let _enter = self.handle.enter();
+            listener.poll_accept(cx)
+        })
+        .await?;
+        // Ignored on purpose: it fails only on a stream the peer already reset (EINVAL on
+        // macOS); the session's first read reports that, the accept loop must not.
+        let _ = stream.set_nodelay(true);
+        Ok((TokioTcp(stream), peer))
+    }
+
+    fn tcp_addrs(&self, stream: &TokioTcp) -> io::Result<(SocketAddr, SocketAddr)> {
+        Ok((stream.0.local_addr()?, stream.0.peer_addr()?))
+    }
+
+    async fn bind_udp(&self, addr: SocketAddr) -> io::Result<TokioUdp> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let _enter = self.handle.enter();
+        Ok(TokioUdp(tokio::net::UdpSocket::from_std(socket)?))
+    }
+}
+
+/// A tokio TCP stream as a futures-io `AsyncRead + AsyncWrite`.
+#[derive(Debug)]
+pub struct TokioTcp(TcpStream);
+
+impl TokioTcp {
+    /// The tokio stream.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+
+    /// Unwraps the tokio stream.
+    pub fn into_inner(self) -> TcpStream {
+        self.0
+    }
+}
+
+impl AsyncRead for TokioTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        // `buf` is initialised already: ReadBuf::new marks it so and does not zero it.
+        let mut buf = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+impl AsyncWrite for TokioTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // tokio's is one writev; the futures-io default would write only the first slice.
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A tokio UDP socket as a getty [`UdpSocket`].
+#[derive(Debug)]
+pub struct TokioUdp(tokio::net::UdpSocket);
+
+impl UdpSocket for TokioUdp {
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut buf = ReadBuf::new(buf);
+        let from = ready!(self.0.poll_recv_from(cx, &mut buf))?;
+        Poll::Ready(Ok((buf.filled().len(), from)))
+    }
+
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_send_to(cx, buf, to)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A tokio [`Sleep`] as a getty [`Timer`].
+///
+/// Polling it after its runtime has shut down panics (tokio's behaviour).
+#[derive(Debug)]
+pub struct TokioTimer(Pin<Box<Sleep>>);
+
+impl Timer for TokioTimer {
+    fn reset(&mut self, at: Instant) {
+        self.0.as_mut().reset(at.into());
+    }
+}
+
+impl Future for TokioTimer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    use getty_core::runtime::{recv_from, send_to};
+    use std::time::Duration;
+
+    const ANY: &str = "127.0.0.1:0";
+
+    fn any() -> SocketAddr {
+        ANY.parse().unwrap()
+    }
+
+    async fn pair(rt: &TokioRuntime) -> (TokioTcp, TokioTcp) {
+        let listener = rt.listen(any()).await.unwrap();
+        let addr = rt.listener_addr(&listener).unwrap();
+        let (client, accepted) =
+            futures_lite::future::zip(rt.connect(addr, None), rt.accept(&listener)).await;
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn tcp_round_trip_with_nodelay() {
+        let rt = TokioRuntime::current();
+        let (mut client, mut server) = pair(&rt).await;
+        assert!(client.get_ref().nodelay().unwrap());
+        assert!(server.get_ref().nodelay().unwrap());
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn vectored_write_arrives_whole() {
+        let rt = TokioRuntime::current();
+        let (mut client, mut server) = pair(&rt).await;
+        let parts = [
+            IoSlice::new(b"hel"),
+            IoSlice::new(b"lo "),
+            IoSlice::new(b"world"),
+        ];
+        let n = client.write_vectored(&parts).await.unwrap();
+        assert_eq!(n, 11, "one writev takes all three small slices");
+        client.close().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn listen_again_on_a_port_in_time_wait() {
+        let rt = TokioRuntime::current();
+        let listener = rt.listen(any()).await.unwrap();
+        let addr = rt.listener_addr(&listener).unwrap();
+        let (client, accepted) =
+            futures_lite::future::zip(rt.connect(addr, None), rt.accept(&listener)).await;
+        // The server closes first, so its side of the connection sits in TIME_WAIT.
+        let (mut server, mut client) = (accepted.unwrap().0, client.unwrap());
+        server.close().await.unwrap();
+        assert_eq!(client.read(&mut [0; 1]).await.unwrap(), 0);
+        drop((server, client, listener));
+        rt.listen(addr).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connect_refused() {
+        let rt = TokioRuntime::current();
+        // A port that was just free: bind, note it, close.
+        let addr = std::net::TcpListener::bind(ANY)
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = rt.connect(addr, None).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn connect_from_local_address() {
+        let rt = TokioRuntime::current();
+        let listener = rt.listen(any()).await.unwrap();
+        let addr = rt.listener_addr(&listener).unwrap();
+        let local = std::net::TcpListener::bind(ANY)
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (client, accepted) =
+            futures_lite::future::zip(rt.connect(addr, Some(local)), rt.accept(&listener)).await;
+        let (client, (_, peer)) = (client.unwrap(), accepted.unwrap());
+        assert_eq!(rt.tcp_addrs(&client).unwrap(), (local, addr));
+        assert_eq!(peer, local);
+    }
+
+    #[tokio::test]
+    async fn timer_fires_stays_ready_and_reset_moves_it_later() {
+        let rt = TokioRuntime::current();
+        let first = Instant::now() + Duration::from_millis(20);
+        let mut timer = rt.timer(first);
+        (&mut timer).await;
+        assert!(Instant::now() >= first);
+        assert!(futures_lite::future::poll_once(&mut timer).await.is_some());
+        let second = Instant::now() + Duration::from_millis(30);
+        timer.reset(second);
+        timer.await;
+        assert!(Instant::now() >= second);
+        assert!(rt.now() >= second);
+    }
+
+    #[tokio::test]
+    async fn spawn_runs_detached_task() {
+        let rt = TokioRuntime::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rt.spawn(async move {
+            let _ = tx.send(7);
+        });
+        assert_eq!(rx.await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn udp_round_trip() {
+        let rt = TokioRuntime::current();
+        let a = rt.bind_udp(any()).await.unwrap();
+        let b = rt.bind_udp(any()).await.unwrap();
+        let b_addr = b.local_addr().unwrap();
+        assert_eq!(send_to(&a, b"datagram", b_addr).await.unwrap(), 8);
+        let mut buf = [0; 64];
+        let (n, from) = recv_from(&b, &mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"datagram");
+        assert_eq!(from, a.local_addr().unwrap());
+    }
+
+    #[test]
+    fn works_when_polled_outside_tokio() {
+        // A current-thread runtime whose driver runs on its own thread until told to stop.
+        let tokio = std::sync::Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let driver = std::thread::spawn({
+            let tokio = tokio.clone();
+            move || tokio.block_on(stopped)
+        });
+        let rt = TokioRuntime::new(tokio.handle().clone());
+        futures_lite::future::block_on(async {
+            let (mut client, mut server) = pair(&rt).await;
+            client.write_all(b"x").await.unwrap();
+            let mut buf = [0; 1];
+            server.read_exact(&mut buf).await.unwrap();
+            let at = Instant::now() + Duration::from_millis(5);
+            rt.timer(at).await;
+            assert!(Instant::now() >= at);
+        });
+        stop.send(()).unwrap();
+        driver.join().unwrap().unwrap();
+    }
+}

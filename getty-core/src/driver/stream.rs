@@ -86,7 +86,12 @@ async fn abort<R: Runtime, C: Codec, T: AsyncRead + AsyncWrite + Unpin>(
 ) {
     session.begin_closing();
     let deadline = rt.now() + session.close_wait();
-    let _ = timeout_at(rt, deadline, poll_fn(|cx| Pin::new(&mut io.io).poll_close(cx))).await;
+    let _ = timeout_at(
+        rt,
+        deadline,
+        poll_fn(|cx| Pin::new(&mut io.io).poll_close(cx)),
+    )
+    .await;
     session.finish_closed();
 }
 
@@ -286,7 +291,9 @@ where
             return Poll::Pending;
         };
         let deadline = self.waiting_since + timeout;
-        let timer = self.read_timer.get_or_insert_with(|| self.rt.timer(deadline));
+        let timer = self
+            .read_timer
+            .get_or_insert_with(|| self.rt.timer(deadline));
         loop {
             ready!(Pin::new(&mut *timer).poll(cx));
             let deadline = self.waiting_since + timeout;
@@ -322,8 +329,12 @@ where
                 ),
             }
             let io = &mut self.io.io;
-            let _ = timeout_at(&self.rt, deadline, poll_fn(|cx| Pin::new(&mut *io).poll_close(cx)))
-                .await;
+            let _ = timeout_at(
+                &self.rt,
+                deadline,
+                poll_fn(|cx| Pin::new(&mut *io).poll_close(cx)),
+            )
+            .await;
         }
         session.inner().queue.kill();
 
@@ -334,7 +345,10 @@ where
             match timeout_at(&self.rt, handler_deadline, on_error).await {
                 Ok(Ok(())) => {}
                 Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
-                Err(_) => log::warn!("session {}: on_error cancelled after the close-wait", session.id()),
+                Err(_) => log::warn!(
+                    "session {}: on_error cancelled after the close-wait",
+                    session.id()
+                ),
             }
         }
         let handler_deadline = handler_deadline.max(self.rt.now() + session.close_wait());
@@ -342,7 +356,10 @@ where
         match timeout_at(&self.rt, handler_deadline, on_close).await {
             Ok(Ok(())) => {}
             Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
-            Err(_) => log::warn!("session {}: on_close cancelled after the close-wait", session.id()),
+            Err(_) => log::warn!(
+                "session {}: on_close cancelled after the close-wait",
+                session.id()
+            ),
         }
         log::debug!("session {} closed: {}", session.id(), session.stat());
         session.finish_closed();

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_lite::future;
@@ -13,7 +13,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
 use crate::runtime::{timeout, DynRuntime, Runtime};
-use crate::session::Session;
+use crate::session::{lock, Session};
 
 /// Options of a [`TcpClient`]. Defaults are getty's: one session, 300 ms reconnect interval,
 /// 50 consecutive failures before giving up, 3 s connect timeout.
@@ -100,6 +100,7 @@ impl TcpClientBuilder {
             stop: Signal::default(),
             worker_done: Signal::default(),
             gave_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
         });
         let worker = Worker {
             dyn_rt: Arc::new(rt.clone()),
@@ -126,14 +127,10 @@ struct Shared<C: Codec> {
     stop: Signal,
     worker_done: Signal,
     gave_up: AtomicBool,
+    last_error: Mutex<Option<Arc<Error>>>,
 }
 
 impl<C: Codec> TcpClient<C> {
-    /// A builder for a client of `addr`.
-    pub fn builder(addr: SocketAddr) -> TcpClientBuilder {
-        TcpClientBuilder::new(addr)
-    }
-
     /// The server address.
     pub fn server_addr(&self) -> SocketAddr {
         self.shared.addr
@@ -152,6 +149,11 @@ impl<C: Codec> TcpClient<C> {
     /// Whether the client stopped reconnecting after too many consecutive failures.
     pub fn gave_up(&self) -> bool {
         self.shared.gave_up.load(Ordering::Acquire)
+    }
+
+    /// The error of the most recent failed connect attempt, if any.
+    pub fn last_connect_error(&self) -> Option<Arc<Error>> {
+        lock(&self.shared.last_error).clone()
     }
 
     /// Waits until at least `n` sessions are live. Fails if the client gives up or is closed
@@ -230,6 +232,8 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
                     failures = 0;
                 }
                 Err(err) => {
+                    let err = Arc::new(err);
+                    *lock(&self.shared.last_error) = Some(err.clone());
                     failures = failures.saturating_add(1);
                     if let Some(max) = self.options.max_reconnect_attempts {
                         if failures >= max {

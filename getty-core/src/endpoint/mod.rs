@@ -140,7 +140,8 @@ where
     S: SessionControl + Clone + 'static,
 {
     let session = Session::new(dyn_rt.clone(), codec.clone(), local, Some(peer), kind);
-    let configured = std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
+    let configured =
+        std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
     let listener = match configured {
         Ok(Ok(listener)) => listener,
         Ok(Err(reason)) => {

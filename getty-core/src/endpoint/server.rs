@@ -175,10 +175,13 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
     async fn run(self) {
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
-            let accepted = future::or(async { Some(self.rt.accept(&self.listener).await) }, async {
-                self.shared.stop.wait().await;
-                None
-            })
+            let accepted = future::or(
+                async { Some(self.rt.accept(&self.listener).await) },
+                async {
+                    self.shared.stop.wait().await;
+                    None
+                },
+            )
             .await;
             match accepted {
                 None => break,

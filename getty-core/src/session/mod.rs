@@ -206,7 +206,10 @@ impl<C: Codec> Session<C> {
     }
 
     /// Runs `f` on the attribute of type `T` (if any) without cloning it.
-    pub fn with_attribute<T: Any + Send + Sync, R>(&self, f: impl FnOnce(Option<&mut T>) -> R) -> R {
+    pub fn with_attribute<T: Any + Send + Sync, R>(
+        &self,
+        f: impl FnOnce(Option<&mut T>) -> R,
+    ) -> R {
         self.inner.attributes.with(f)
     }
 
@@ -352,7 +355,9 @@ impl<C: Codec> Session<C> {
         };
         let flushed = self.inner.queue.wait_written(end);
         match timeout {
-            None => flushed.await.map_err(|()| Error::SessionClosed { id: self.id() })?,
+            None => flushed
+                .await
+                .map_err(|()| Error::SessionClosed { id: self.id() })?,
             Some(timeout) => {
                 let deadline = self.inner.rt.now() + timeout;
                 let timer = self.inner.rt.sleep_until(deadline);

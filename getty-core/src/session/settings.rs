@@ -31,7 +31,9 @@ impl Default for Settings {
 
 /// Nanoseconds of `d`, saturating below `NONE` (about 584 years).
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(NONE - 1).min(NONE - 1)
+    u64::try_from(d.as_nanos())
+        .unwrap_or(NONE - 1)
+        .min(NONE - 1)
 }
 
 fn load_opt(a: &AtomicU64) -> Option<Duration> {

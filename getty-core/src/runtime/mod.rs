@@ -15,6 +15,8 @@
 //! - [`UdpSocket`]: each `poll_*` method registers the waker of its latest call for that
 //!   direction; one reader and one writer may poll concurrently.
 
+pub mod socket;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

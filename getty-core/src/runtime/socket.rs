@@ -1,0 +1,79 @@
+//! Socket setup shared by every adapter: creating, binding and starting to connect or listen
+//! on OS sockets (with socket2), before the adapter registers them with its reactor.
+//!
+//! This is plain OS work, the same for every runtime, so it lives once here; an adapter only
+//! turns the resulting std socket into its runtime's type and waits on it.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Backlog of listening sockets.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A nonblocking TCP socket for `addr`'s family, bound to `local` if given.
+fn tcp_socket(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if let Some(local) = local {
+        // Lets a restarted server (or a client with a fixed port) rebind while old connections
+        // sit in TIME_WAIT. Not on Windows, where it would let another socket steal the port.
+        #[cfg(not(windows))]
+        socket.set_reuse_address(true)?;
+        socket.bind(&local.into())?;
+    }
+    Ok(socket)
+}
+
+/// Starts a nonblocking connect to `addr` (from `local` if given) with TCP_NODELAY on.
+///
+/// The returned stream is still connecting: register it with the reactor, wait until it is
+/// writable, then call [`finish_connect`].
+pub fn start_connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let socket = tcp_socket(addr, local)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Err(e) = socket.connect(&addr.into()) {
+        if !in_progress(&e) {
+            return Err(e);
+        }
+    }
+    Ok(socket.into())
+}
+
+/// Checks the outcome of a connect started by [`start_connect`], once the stream (the same
+/// socket, as registered by the adapter) is writable.
+#[cfg(unix)]
+pub fn finish_connect<S: std::os::fd::AsFd>(stream: &S) -> io::Result<()> {
+    check_connected(socket2::SockRef::from(stream))
+}
+
+/// Checks the outcome of a connect started by [`start_connect`], once the stream (the same
+/// socket, as registered by the adapter) is writable.
+#[cfg(windows)]
+pub fn finish_connect<S: std::os::windows::io::AsSocket>(stream: &S) -> io::Result<()> {
+    check_connected(socket2::SockRef::from(stream))
+}
+
+fn check_connected(socket: socket2::SockRef<'_>) -> io::Result<()> {
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    // Linux can report a failed connect as writable with no pending error.
+    socket.peer_addr().map(drop)
+}
+
+/// A nonblocking listener bound to `addr` (SO_REUSEADDR on, except on Windows).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = tcp_socket(addr, Some(addr))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Whether a nonblocking `connect` error only says that the handshake is under way.
+fn in_progress(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    return e.raw_os_error() == Some(libc::EINPROGRESS);
+    #[cfg(not(unix))]
+    return e.kind() == io::ErrorKind::WouldBlock;
+}

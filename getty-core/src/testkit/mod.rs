@@ -1,0 +1,62 @@
+//! The conformance suite: every behaviour of getty as a scenario generic over the runtime.
+//!
+//! Each scenario is an `async fn(R)` for any [`Runtime`](crate::Runtime); the
+//! [`conformance_suite!`](crate::conformance_suite) macro instantiates all of them as `#[test]`s
+//! for one runtime, so getty's own adapters, and any third-party one, run the same suite.
+//! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
+
+pub mod support;
+pub mod tcp;
+
+/// Instantiates every conformance scenario as a `#[test]`.
+///
+/// `$block_on` is a function `fn<F: Future>(impl FnOnce(R) -> F) -> F::Output` that builds a
+/// runtime, hands its adapter value to the closure and runs the returned future to completion.
+///
+/// ```ignore
+/// mod tokio {
+///     fn block_on<F: std::future::Future>(f: impl FnOnce(TokioRuntime) -> F) -> F::Output { ... }
+///     getty_core::conformance_suite!(block_on);
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($block_on:path) => {
+        $crate::conformance_suite!(@tests $block_on;
+            tcp::runtime_seam_udp_round_trip,
+            tcp::echo_10000_packages,
+            tcp::frame_delivered_one_byte_at_a_time,
+            tcp::many_frames_in_one_segment,
+            tcp::frame_split_at_every_offset,
+            tcp::last_frame_with_eof_is_delivered,
+            tcp::oversize_frame_closes_only_its_session,
+            tcp::on_open_error_refuses_session,
+            tcp::new_session_callback_refuses_session,
+            tcp::on_close_exactly_once_and_last,
+            tcp::clean_eof_gives_no_error,
+            tcp::cron_fires_at_its_period,
+            tcp::client_pool_holds_n_and_replaces_closed,
+            tcp::client_reconnects_after_server_restart,
+            tcp::client_refuses_self_connect,
+            tcp::client_gives_up_after_max_attempts,
+            tcp::write_after_close_is_session_closed,
+            tcp::write_pkg_to_non_reader_times_out_with_partial_count,
+            tcp::close_flushes_every_queued_write,
+            tcp::panicking_handler_closes_only_its_session,
+            tcp::handler_awaiting_large_write_does_not_deadlock,
+            tcp::vectored_write_arrives_whole,
+            tcp::attributes_and_statistics,
+            tcp::invalid_settings_are_errors,
+            tcp::max_sessions_limit,
+            tcp::server_close_releases_port_and_ends_sessions,
+        );
+    };
+    (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $block_on(|rt| $crate::testkit::$module::$name(rt))
+            }
+        )*
+    };
+}

@@ -1,0 +1,254 @@
+//! Helpers for the conformance scenarios: an event recorder, a configurable test listener,
+//! deadlines, and a raw peer speaking the hello framing.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::codec::LengthDelimited;
+use crate::error::BoxError;
+use crate::listener::EventListener;
+use crate::runtime::{timeout, Runtime};
+use crate::session::{lock, Session};
+use crate::{async_trait, Error};
+
+/// How long any single wait in a scenario may take before the scenario fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The codec of most scenarios: getty's hello framing.
+pub type Hello = LengthDelimited;
+
+/// Awaits `future`, failing the scenario (panicking) if it takes longer than [`DEADLINE`].
+pub async fn within<R: Runtime, F: Future>(rt: &R, what: &str, future: F) -> F::Output {
+    match timeout(rt, DEADLINE, future).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
+    }
+}
+
+/// Polls `cond` every millisecond until it holds, failing after [`DEADLINE`]. For conditions
+/// that have no event to wait on (such as a byte counter).
+pub async fn eventually<R: Runtime>(rt: &R, what: &str, mut cond: impl FnMut() -> bool) {
+    within(rt, what, async {
+        while !cond() {
+            rt.timer(rt.now() + Duration::from_millis(1)).await;
+        }
+    })
+    .await
+}
+
+/// One recorded listener event.
+#[derive(Debug, Clone)]
+pub enum Rec {
+    /// `on_open` of a session.
+    Open(u64),
+    /// `on_message` with the package.
+    Msg(u64, Bytes),
+    /// `on_cron`, and when it ran.
+    Cron(u64, Instant),
+    /// `on_error`, with the error's debug form.
+    Error(u64, String),
+    /// `on_close`.
+    Close(u64),
+}
+
+impl Rec {
+    /// The session the event belongs to.
+    pub fn id(&self) -> u64 {
+        match self {
+            Rec::Open(id)
+            | Rec::Msg(id, _)
+            | Rec::Cron(id, _)
+            | Rec::Error(id, _)
+            | Rec::Close(id) => *id,
+        }
+    }
+}
+
+/// Records listener events and lets a scenario wait for them.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    events: Mutex<Vec<Rec>>,
+    changed: Event,
+    sessions: Mutex<Vec<Session<Hello>>>,
+}
+
+impl Recorder {
+    /// A new, shared recorder.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Appends an event.
+    pub fn push(&self, rec: Rec) {
+        lock(&self.events).push(rec);
+        self.changed.notify(usize::MAX);
+    }
+
+    /// A copy of every event so far.
+    pub fn events(&self) -> Vec<Rec> {
+        lock(&self.events).clone()
+    }
+
+    /// The events of session `id`.
+    pub fn of(&self, id: u64) -> Vec<Rec> {
+        self.events().into_iter().filter(|r| r.id() == id).collect()
+    }
+
+    /// The sessions opened so far, in order.
+    pub fn sessions(&self) -> Vec<Session<Hello>> {
+        lock(&self.sessions).clone()
+    }
+
+    /// Waits (with the scenario deadline) until `pred` holds over the events.
+    pub async fn wait<R: Runtime>(&self, rt: &R, what: &str, pred: impl Fn(&[Rec]) -> bool) {
+        within(rt, what, async {
+            loop {
+                let listener = self.changed.listen();
+                if pred(&lock(&self.events)) {
+                    return;
+                }
+                listener.await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until `n` messages were recorded in total.
+    pub async fn wait_msgs<R: Runtime>(&self, rt: &R, n: usize) {
+        self.wait(rt, &format!("{n} messages"), |e| count_msgs(e) >= n)
+            .await
+    }
+
+    /// Waits until session `id` is closed (`on_close` recorded).
+    pub async fn wait_closed<R: Runtime>(&self, rt: &R, id: u64) {
+        self.wait(rt, &format!("on_close of session {id}"), |e| {
+            e.iter().any(|r| matches!(r, Rec::Close(i) if *i == id))
+        })
+        .await
+    }
+}
+
+/// The number of `Msg` events.
+pub fn count_msgs(events: &[Rec]) -> usize {
+    events.iter().filter(|r| matches!(r, Rec::Msg(..))).count()
+}
+
+/// A listener that records everything and, depending on its flags, echoes, refuses or panics.
+#[derive(Debug, Clone)]
+pub struct TestListener {
+    /// Where events go.
+    pub rec: Arc<Recorder>,
+    /// Echo every package back with `send_pkg`.
+    pub echo: bool,
+    /// Refuse every session in `on_open`.
+    pub refuse: bool,
+    /// Panic in `on_message` when the package equals this.
+    pub panic_on: Option<Bytes>,
+}
+
+impl TestListener {
+    /// An echoing recorder.
+    pub fn echo(rec: &Arc<Recorder>) -> Self {
+        TestListener {
+            rec: rec.clone(),
+            echo: true,
+            refuse: false,
+            panic_on: None,
+        }
+    }
+
+    /// A recorder that does not answer.
+    pub fn silent(rec: &Arc<Recorder>) -> Self {
+        TestListener {
+            echo: false,
+            ..Self::echo(rec)
+        }
+    }
+
+    /// As a new-session callback.
+    pub fn factory(
+        self,
+    ) -> impl Fn(&Session<Hello>) -> Result<Arc<dyn EventListener<Hello>>, BoxError> + Send + Sync
+    {
+        let listener: Arc<dyn EventListener<Hello>> = Arc::new(self);
+        move |_| Ok(listener.clone())
+    }
+}
+
+#[async_trait]
+impl EventListener<Hello> for TestListener {
+    async fn on_open(&self, session: &Session<Hello>) -> Result<(), BoxError> {
+        if self.refuse {
+            return Err("refused by the test listener".into());
+        }
+        lock(&self.rec.sessions).push(session.clone());
+        self.rec.push(Rec::Open(session.id()));
+        Ok(())
+    }
+
+    async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
+        if self.panic_on.as_ref() == Some(&pkg) {
+            panic!("test listener asked to panic");
+        }
+        if self.echo {
+            // The session may be closing; a refused echo is part of some scenarios.
+            let _ = session.send_pkg(&pkg);
+        }
+        self.rec.push(Rec::Msg(session.id(), pkg));
+    }
+
+    async fn on_cron(&self, session: &Session<Hello>) {
+        self.rec.push(Rec::Cron(session.id(), Instant::now()));
+    }
+
+    async fn on_error(&self, session: &Session<Hello>, err: &Error) {
+        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+    }
+
+    async fn on_close(&self, session: &Session<Hello>) {
+        self.rec.push(Rec::Close(session.id()));
+    }
+}
+
+/// A hello-framed package: 4-byte little-endian payload length, then the payload.
+pub fn hello_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The payload of package `i` of a scenario: distinct, of varying length.
+pub fn payload(i: usize) -> Bytes {
+    let len = 1 + (i * 7) % 200;
+    Bytes::from(
+        (0..len)
+            .map(|j| (i.wrapping_mul(31) + j) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Reads one hello frame from a raw stream.
+pub async fn read_hello_frame<S: futures_lite::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<Vec<u8>> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let mut payload = vec![0u8; u32::from_le_bytes(header) as usize];
+    stream.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+/// Writes all of `bytes` to a raw stream and flushes.
+pub async fn write_all<S: futures_lite::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}

@@ -1,0 +1,921 @@
+//! TCP scenarios: sessions, servers and clients over real sockets on 127.0.0.1.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::support::*;
+use crate::codec::LengthDelimited;
+use crate::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
+use crate::error::BoxError;
+use crate::listener::EventListener;
+use crate::runtime::{self, Runtime, UdpSocket};
+use crate::session::Session;
+use crate::{async_trait, Error};
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// A server on a random port whose sessions run `listener`.
+async fn server<R: Runtime>(rt: &R, listener: TestListener) -> TcpServer {
+    TcpServer::builder()
+        .serve(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .await
+        .expect("server starts")
+}
+
+/// A client pool of `n` sessions to `addr`, waited for.
+async fn client<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    n: usize,
+    listener: TestListener,
+) -> TcpClient<Hello> {
+    let client = TcpClientBuilder::new(addr)
+        .pool_size(n)
+        .reconnect_interval(Duration::from_millis(20))
+        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .expect("client starts");
+    within(rt, "client pool", client.wait_for_sessions(n))
+        .await
+        .expect("client connects");
+    client
+}
+
+/// The runtime's UDP sockets exchange datagrams (the seam later transports build on).
+pub async fn runtime_seam_udp_round_trip<R: Runtime>(rt: R) {
+    let a = rt.bind_udp(localhost()).await.expect("bind a");
+    let b = rt.bind_udp(localhost()).await.expect("bind b");
+    let b_addr = b.local_addr().expect("b addr");
+    let a_addr = a.local_addr().expect("a addr");
+    within(&rt, "send", runtime::send_to(&a, b"ping", b_addr))
+        .await
+        .expect("send");
+    let mut buf = [0u8; 16];
+    let (n, from) = within(&rt, "recv", runtime::recv_from(&b, &mut buf))
+        .await
+        .expect("recv");
+    assert_eq!(&buf[..n], b"ping");
+    assert_eq!(from, a_addr);
+}
+
+/// 10,000 packages of varying length, sent by a pool of 4 client sessions, come back intact
+/// and in order on every session.
+pub async fn echo_10000_packages<R: Runtime>(rt: R) {
+    const TOTAL: usize = 10_000;
+    let server_rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&server_rec)).await;
+    let client_rec = Recorder::new();
+    let cli = client(&rt, srv.local_addr(), 4, TestListener::silent(&client_rec)).await;
+    let sessions = cli.sessions();
+    assert_eq!(sessions.len(), 4);
+    for i in 0..TOTAL {
+        sessions[i % 4].send_pkg(&payload(i)).expect("send");
+    }
+    client_rec.wait_msgs(&rt, TOTAL).await;
+    for (k, session) in sessions.iter().enumerate() {
+        let got: Vec<Bytes> = client_rec
+            .of(session.id())
+            .into_iter()
+            .filter_map(|r| match r {
+                Rec::Msg(_, p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<Bytes> = (k..TOTAL).step_by(4).map(payload).collect();
+        assert_eq!(got, want, "session {k} got its packages back in order");
+    }
+    assert!(server_rec
+        .events()
+        .iter()
+        .all(|r| !matches!(r, Rec::Error(..))));
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A frame written one byte per write (each byte read by the server before the next is sent)
+/// is delivered once, whole.
+pub async fn frame_delivered_one_byte_at_a_time<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "open", |e| !e.is_empty()).await;
+    let session = rec.sessions()[0].clone();
+    let frame = hello_frame(b"one byte at a time");
+    for (i, byte) in frame.iter().enumerate() {
+        write_all(&mut raw, &[*byte]).await.expect("write");
+        eventually(&rt, "server read the byte", || {
+            session.stats().bytes_read == i as u64 + 1
+        })
+        .await;
+        let delivered = count_msgs(&rec.events());
+        assert_eq!(
+            delivered,
+            usize::from(i + 1 == frame.len()),
+            "after byte {i}"
+        );
+    }
+    rec.wait_msgs(&rt, 1).await;
+    assert!(matches!(&rec.events()[1], Rec::Msg(_, p) if p.as_ref() == b"one byte at a time"));
+    srv.close().await;
+}
+
+/// 500 frames written in one segment are all delivered, in order.
+pub async fn many_frames_in_one_segment<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut segment = Vec::new();
+    for i in 0..500 {
+        segment.extend_from_slice(&hello_frame(&payload(i)));
+    }
+    write_all(&mut raw, &segment).await.expect("write");
+    rec.wait_msgs(&rt, 500).await;
+    let got: Vec<Bytes> = rec
+        .events()
+        .into_iter()
+        .filter_map(|r| match r {
+            Rec::Msg(_, p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..500).map(payload).collect::<Vec<_>>());
+    srv.close().await;
+}
+
+/// A frame split in two at every offset (the first part read by the server before the second
+/// is sent) is delivered whole, every time.
+pub async fn frame_split_at_every_offset<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "open", |e| !e.is_empty()).await;
+    let session = rec.sessions()[0].clone();
+    let frame = hello_frame(b"split me anywhere, I stay whole");
+    let mut sent = 0u64;
+    for offset in 1..frame.len() {
+        write_all(&mut raw, &frame[..offset]).await.expect("write");
+        sent += offset as u64;
+        eventually(&rt, "first part read", || {
+            session.stats().bytes_read == sent
+        })
+        .await;
+        write_all(&mut raw, &frame[offset..]).await.expect("write");
+        sent += (frame.len() - offset) as u64;
+        rec.wait_msgs(&rt, offset).await;
+    }
+    let msgs: Vec<Rec> = rec
+        .events()
+        .into_iter()
+        .filter(|r| matches!(r, Rec::Msg(..)))
+        .collect();
+    assert_eq!(msgs.len(), frame.len() - 1);
+    assert!(msgs
+        .iter()
+        .all(|r| matches!(r, Rec::Msg(_, p) if p.as_ref() == &frame[4..])));
+    srv.close().await;
+}
+
+/// Frames that arrive together with the peer's end of stream are still delivered, and the
+/// clean end gives `on_close` without `on_error`.
+pub async fn last_frame_with_eof_is_delivered<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut bytes = hello_frame(b"first");
+    bytes.extend_from_slice(&hello_frame(b"last"));
+    raw.write_all(&bytes).await.expect("write");
+    raw.close().await.expect("shutdown");
+    rec.wait(&rt, "close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let events = rec.events();
+    assert!(
+        matches!(&events[1], Rec::Msg(_, p) if p.as_ref() == b"first"),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[2], Rec::Msg(_, p) if p.as_ref() == b"last"),
+        "{events:?}"
+    );
+    assert!(matches!(&events[3], Rec::Close(_)), "{events:?}");
+    assert_eq!(events.len(), 4, "no on_error: {events:?}");
+    srv.close().await;
+}
+
+/// A header declaring a frame over `max_msg_len` closes that session with `FrameTooLarge`
+/// before the body is buffered; another session on the same server keeps working.
+pub async fn oversize_frame_closes_only_its_session<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let mut good = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut bad = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "two opens", |e| e.len() == 2).await;
+    // Declares 1 MiB (the default maximum is 4 KiB) and sends only a little of the body.
+    let mut bytes = (1u32 << 20).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[7u8; 100]);
+    write_all(&mut bad, &bytes).await.expect("write");
+    // The server closes the bad session: its peer sees the end of the stream.
+    let mut rest = Vec::new();
+    within(&rt, "bad session closed", bad.read_to_end(&mut rest))
+        .await
+        .expect("read to end");
+    assert!(rest.is_empty());
+    let errors: Vec<Rec> = rec
+        .events()
+        .into_iter()
+        .filter(|r| matches!(r, Rec::Error(..)))
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        matches!(&errors[0], Rec::Error(_, e) if e.contains("FrameTooLarge") && e.contains("1048580")),
+        "{errors:?}"
+    );
+    let bad_session = rec
+        .sessions()
+        .into_iter()
+        .find(|s| s.id() == errors[0].id())
+        .expect("session");
+    assert!(
+        bad_session.stats().bytes_read < 4096 + 200,
+        "body was not buffered"
+    );
+    // The other session still echoes.
+    write_all(&mut good, &hello_frame(b"still here"))
+        .await
+        .expect("write");
+    let echoed = within(&rt, "echo", read_hello_frame(&mut good))
+        .await
+        .expect("echo");
+    assert_eq!(echoed, b"still here");
+    srv.close().await;
+}
+
+/// An `on_open` error refuses the session: the peer is disconnected and the session gets no
+/// other event.
+pub async fn on_open_error_refuses_session<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let refusing = TestListener {
+        refuse: true,
+        ..TestListener::echo(&rec)
+    };
+    let srv = server(&rt, refusing).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let _ = raw.write_all(&hello_frame(b"hello?")).await;
+    let mut rest = Vec::new();
+    // The refused connection ends (cleanly or by reset, depending on timing).
+    let _ = within(&rt, "refused connection ends", raw.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+    within(&rt, "no sessions", srv.wait_session_count(0)).await;
+    assert!(rec.events().is_empty(), "{:?}", rec.events());
+    srv.close().await;
+}
+
+/// A new-session callback that returns an error refuses the connection.
+pub async fn new_session_callback_refuses_session<R: Runtime>(rt: R) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let srv = TcpServer::builder()
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |_: &Session<Hello>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Err::<Arc<dyn EventListener<Hello>>, BoxError>("not today".into())
+            },
+        )
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut rest = Vec::new();
+    let _ = within(&rt, "refused connection ends", raw.read_to_end(&mut rest)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(srv.session_count(), 0);
+    srv.close().await;
+}
+
+/// Whatever closes a session (its own `close()`, the peer, the server), `on_close` runs
+/// exactly once and is its last event.
+pub async fn on_close_exactly_once_and_last<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let mut a = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut b = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let c = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "three opens", |e| e.len() == 3).await;
+    // a: closed by the server side handle, twice; b: the peer leaves; c: server close.
+    write_all(&mut a, &hello_frame(b"x")).await.expect("write");
+    rec.wait_msgs(&rt, 1).await;
+    let sessions = rec.sessions();
+    let first = sessions
+        .iter()
+        .find(|s| s.stats().pkgs_read == 1)
+        .expect("a")
+        .clone();
+    first.close();
+    first.close();
+    within(&rt, "closed", first.closed()).await;
+    b.close().await.expect("close b");
+    drop(b);
+    srv.close().await;
+    drop(c);
+    for session in sessions {
+        let events = rec.of(session.id());
+        let closes = events.iter().filter(|r| matches!(r, Rec::Close(_))).count();
+        assert_eq!(closes, 1, "session {}: {events:?}", session.id());
+        assert!(matches!(events.last(), Some(Rec::Close(_))), "{events:?}");
+        assert!(session.is_closed());
+    }
+}
+
+/// A peer that closes cleanly between frames gives `on_close` and no `on_error`.
+pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let client_rec = Recorder::new();
+    let cli = client(&rt, srv.local_addr(), 1, TestListener::silent(&client_rec)).await;
+    cli.sessions()[0].send_pkg(b"bye").expect("send");
+    client_rec.wait_msgs(&rt, 1).await;
+    cli.close().await;
+    rec.wait(&rt, "server close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let errors = rec
+        .events()
+        .into_iter()
+        .chain(client_rec.events())
+        .filter(|r| matches!(r, Rec::Error(..)))
+        .count();
+    assert_eq!(errors, 0, "{:?} {:?}", rec.events(), client_rec.events());
+    srv.close().await;
+}
+
+/// `on_cron` fires repeatedly, never sooner than its period after the previous tick.
+pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
+    const PERIOD: Duration = Duration::from_millis(30);
+    let rec = Recorder::new();
+    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::silent(&rec));
+    let srv = TcpServer::builder()
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                s.set_cron_period(PERIOD)?;
+                Ok(listener.clone())
+            },
+        )
+        .await
+        .expect("server");
+    let opened_at = std::time::Instant::now();
+    let _raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "4 cron ticks", |e| {
+        e.iter().filter(|r| matches!(r, Rec::Cron(..))).count() >= 4
+    })
+    .await;
+    let ticks: Vec<std::time::Instant> = rec
+        .events()
+        .into_iter()
+        .filter_map(|r| match r {
+            Rec::Cron(_, at) => Some(at),
+            _ => None,
+        })
+        .collect();
+    assert!(ticks[0] >= opened_at + PERIOD);
+    for pair in ticks.windows(2) {
+        assert!(
+            pair[1] >= pair[0] + PERIOD,
+            "ticks closer than the period: {ticks:?}"
+        );
+    }
+    srv.close().await;
+}
+
+/// The client keeps `n` sessions; one closed by the server is replaced by a new one.
+pub async fn client_pool_holds_n_and_replaces_closed<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let cli = client(
+        &rt,
+        srv.local_addr(),
+        3,
+        TestListener::silent(&Recorder::new()),
+    )
+    .await;
+    within(&rt, "three server sessions", srv.wait_session_count(3)).await;
+    let before: Vec<u64> = cli.sessions().iter().map(|s| s.id()).collect();
+    rec.sessions()[0].close();
+    within(&rt, "replacement", async {
+        loop {
+            let ids: Vec<u64> = cli.sessions().iter().map(|s| s.id()).collect();
+            if ids.len() == 3 && ids != before {
+                return ids;
+            }
+            cli.wait_for_sessions(3).await.expect("pool");
+            rt.timer(rt.now() + Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(cli.session_count(), 3);
+    let replaced: Vec<u64> = cli
+        .sessions()
+        .iter()
+        .map(|s| s.id())
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(replaced.len(), 1);
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A client whose server stops and starts again on the same port gets all its sessions back.
+pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let addr = srv.local_addr();
+    let client_rec = Recorder::new();
+    let cli = client(&rt, addr, 2, TestListener::silent(&client_rec)).await;
+    srv.close().await;
+    eventually(&rt, "client sessions dropped", || cli.session_count() == 0).await;
+    let srv = TcpServer::builder()
+        .addr(addr)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await
+        .expect("server restarts on the same port");
+    within(&rt, "reconnected", cli.wait_for_sessions(2))
+        .await
+        .expect("pool back");
+    let session = cli.sessions()[0].clone();
+    let before = count_msgs(&client_rec.events());
+    session.send_pkg(b"after restart").expect("send");
+    client_rec.wait_msgs(&rt, before + 1).await;
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A client bound to the very port it connects to ends up connected to itself (TCP
+/// simultaneous open); it must refuse that connection.
+pub async fn client_refuses_self_connect<R: Runtime>(rt: R) {
+    // A free port: bind one, note it, release it.
+    let probe = rt.listen(localhost()).await.expect("probe");
+    let port = rt.listener_addr(&probe).expect("addr").port();
+    drop(probe);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let rec = Recorder::new();
+    let cli = TcpClientBuilder::new(addr)
+        .local_addr(addr)
+        .reconnect_interval(Duration::from_millis(5))
+        .max_reconnect_attempts(Some(3))
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .expect("client");
+    let outcome = within(&rt, "client gives up", cli.wait_for_sessions(1)).await;
+    assert!(outcome.is_err(), "a self-connected session was accepted");
+    assert!(cli.gave_up());
+    assert_eq!(cli.session_count(), 0);
+    let last = cli.last_connect_error().expect("an error was recorded");
+    assert!(
+        matches!(*last, Error::SelfConnect(_)),
+        "expected SelfConnect, got {last:?}"
+    );
+    assert!(rec.events().is_empty());
+    cli.close().await;
+}
+
+/// With no server, the client retries with backoff and gives up after the configured number
+/// of consecutive failures.
+pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
+    let probe = rt.listen(localhost()).await.expect("probe");
+    let addr = rt.listener_addr(&probe).expect("addr");
+    drop(probe);
+    let cli = TcpClientBuilder::new(addr)
+        .reconnect_interval(Duration::from_millis(5))
+        .max_reconnect_attempts(Some(4))
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    let started = std::time::Instant::now();
+    assert!(within(&rt, "give up", cli.wait_for_sessions(1))
+        .await
+        .is_err());
+    assert!(cli.gave_up());
+    // Three pauses of 5, 10 and 15 ms at least.
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    let last = cli.last_connect_error().expect("error");
+    assert!(
+        matches!(&*last, Error::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{last:?}"
+    );
+    cli.close().await;
+}
+
+/// Every write form on a closed session fails with `SessionClosed`.
+pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
+    let srv = server(&rt, TestListener::echo(&Recorder::new())).await;
+    let cli = client(
+        &rt,
+        srv.local_addr(),
+        1,
+        TestListener::silent(&Recorder::new()),
+    )
+    .await;
+    let session = cli.sessions()[0].clone();
+    session.close();
+    fn is_closed<T>(r: Result<T, Error>, session: u64) -> bool {
+        matches!(r, Err(Error::SessionClosed { id }) if id == session)
+    }
+    let id = session.id();
+    let closed = |r: Result<usize, Error>| is_closed(r, id);
+    let closed_wait = |r: Result<(usize, usize), Error>| is_closed(r, id);
+    assert!(closed(session.send_pkg(b"x")));
+    assert!(closed(session.send_bytes(&b"x"[..])));
+    within(&rt, "closed", session.closed()).await;
+    assert!(closed(session.send_pkg(b"x")));
+    assert!(closed_wait(session.write_pkg(b"x", None).await));
+    assert!(closed_wait(session.write_bytes(&b"x"[..], None).await));
+    assert!(closed_wait(
+        session
+            .write_bytes_vectored([Bytes::from_static(b"x")], None)
+            .await
+    ));
+    cli.close().await;
+    srv.close().await;
+}
+
+/// `write_pkg` to a peer that never reads times out, reporting how much reached the socket.
+pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt: R) {
+    let listener = rt.listen(localhost()).await.expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let cli = TcpClientBuilder::new(addr)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    // Accept, and never read.
+    let (_peer, _) = within(&rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    within(&rt, "connected", cli.wait_for_sessions(1))
+        .await
+        .expect("connected");
+    let session = cli.sessions()[0].clone();
+    // Larger than any loopback socket buffers.
+    let big = vec![0x5a; 64 << 20];
+    let outcome = within(
+        &rt,
+        "write_pkg",
+        session.write_pkg(&big, Some(Duration::from_millis(300))),
+    )
+    .await;
+    match outcome {
+        Err(Error::WriteTimeout { total, sent, .. }) => {
+            assert_eq!(total, big.len() + 4);
+            assert!(sent > 0 && sent < total, "sent {sent} of {total}");
+        }
+        other => panic!("expected a write timeout, got {other:?}"),
+    }
+    session.set_close_wait(Duration::ZERO).expect("close wait");
+    cli.close().await;
+}
+
+/// Packages queued before `close()` all reach the peer before the connection ends.
+pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
+    const N: usize = 2000;
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let cli = client(
+        &rt,
+        srv.local_addr(),
+        1,
+        TestListener::silent(&Recorder::new()),
+    )
+    .await;
+    let session = cli.sessions()[0].clone();
+    for i in 0..N {
+        session.send_pkg(&payload(i)).expect("queued");
+    }
+    session.close();
+    within(&rt, "client session closed", session.closed()).await;
+    rec.wait(&rt, "server saw all and the end", |e| {
+        count_msgs(e) == N && e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    assert_eq!(session.stats().pkgs_written, N as u64);
+    let got: Vec<Bytes> = rec
+        .events()
+        .into_iter()
+        .filter_map(|r| match r {
+            Rec::Msg(_, p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..N).map(payload).collect::<Vec<_>>());
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A panic in `on_message` closes that session (reported to `on_error` as a handler panic);
+/// the server and its other sessions go on.
+pub async fn panicking_handler_closes_only_its_session<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let panicky = TestListener {
+        panic_on: Some(Bytes::from_static(b"panic")),
+        ..TestListener::echo(&rec)
+    };
+    let srv = server(&rt, panicky).await;
+    let mut good = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let mut bad = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(&rt, "two opens", |e| e.len() == 2).await;
+    write_all(&mut bad, &hello_frame(b"panic"))
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    within(&rt, "panicking session closed", bad.read_to_end(&mut rest))
+        .await
+        .expect("clean end");
+    rec.wait(&rt, "error and close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Error(_, m) if m.contains("HandlerPanic") && m.contains("on_message")))
+            && e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    write_all(&mut good, &hello_frame(b"fine"))
+        .await
+        .expect("write");
+    let echoed = within(&rt, "echo", read_hello_frame(&mut good))
+        .await
+        .expect("echo");
+    assert_eq!(echoed, b"fine");
+    assert_eq!(srv.session_count(), 1);
+    srv.close().await;
+}
+
+/// A listener that answers every package with a 1 MiB package and awaits its delivery.
+#[derive(Debug)]
+struct BigReply;
+
+#[async_trait]
+impl EventListener<Hello> for BigReply {
+    async fn on_message(&self, session: &Session<Hello>, _pkg: Bytes) {
+        let reply = vec![0xab; 1 << 20];
+        let outcome = session.write_pkg(&reply, None).await;
+        assert_eq!(
+            outcome.expect("write_pkg"),
+            (reply.len() + 4, reply.len() + 4)
+        );
+        session.send_pkg(b"done").expect("send");
+    }
+}
+
+/// An `on_message` that awaits `write_pkg` of 1 MiB (more than the socket buffers hold) to a
+/// slowly reading peer completes: the session keeps writing while the handler waits.
+pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
+    let srv = TcpServer::builder()
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            |_: &Session<Hello>| Ok(Arc::new(BigReply) as Arc<dyn EventListener<Hello>>),
+        )
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    write_all(&mut raw, &hello_frame(b"go"))
+        .await
+        .expect("write");
+    // Read slowly: 16 KiB at a time, pausing between reads.
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    within(&rt, "1 MiB reply", async {
+        while got.len() < 4 + (1 << 20) {
+            let n = raw.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "unexpected end");
+            got.extend_from_slice(&chunk[..n]);
+            rt.timer(rt.now() + Duration::from_micros(200)).await;
+        }
+    })
+    .await;
+    let done = within(&rt, "done", async {
+        let mut rest = got.split_off(4 + (1 << 20));
+        while rest.len() < 8 {
+            let n = raw.read(&mut chunk).await.expect("read");
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest
+    })
+    .await;
+    assert_eq!(&got[..4], &(1u32 << 20).to_le_bytes());
+    assert!(got[4..].iter().all(|&b| b == 0xab));
+    assert_eq!(done, hello_frame(b"done"));
+    srv.close().await;
+}
+
+/// A vectored write of several buffers arrives as their concatenation, and counts as one
+/// package.
+pub async fn vectored_write_arrives_whole<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::silent(&rec)).await;
+    let cli = client(
+        &rt,
+        srv.local_addr(),
+        1,
+        TestListener::silent(&Recorder::new()),
+    )
+    .await;
+    let session = cli.sessions()[0].clone();
+    let payload = b"vectored, no copy";
+    let parts = [
+        Bytes::copy_from_slice(&(payload.len() as u32).to_le_bytes()),
+        Bytes::from_static(&payload[..8]),
+        Bytes::from_static(&payload[8..]),
+    ];
+    let (total, sent) = within(&rt, "vectored", session.write_bytes_vectored(parts, None))
+        .await
+        .expect("write");
+    assert_eq!((total, sent), (4 + payload.len(), 4 + payload.len()));
+    rec.wait_msgs(&rt, 1).await;
+    assert!(matches!(&rec.events()[1], Rec::Msg(_, p) if p.as_ref() == payload));
+    assert_eq!(session.stats().pkgs_written, 1);
+    cli.close().await;
+    srv.close().await;
+}
+
+/// Typed attributes, and statistics that match the traffic exactly.
+pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
+    const N: usize = 300;
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let client_rec = Recorder::new();
+    let cli = client(&rt, srv.local_addr(), 1, TestListener::silent(&client_rec)).await;
+    let session = cli.sessions()[0].clone();
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct User(String);
+    assert_eq!(session.attribute::<User>(), None);
+    assert_eq!(session.set_attribute(User("ann".into())), None);
+    assert_eq!(session.set_attribute(7u32), None);
+    assert_eq!(
+        session.set_attribute(User("bob".into())),
+        Some(User("ann".into()))
+    );
+    assert_eq!(session.attribute::<User>(), Some(User("bob".into())));
+    session.with_attribute::<u32, _>(|v| *v.expect("present") += 1);
+    assert_eq!(session.attribute::<u32>(), Some(8));
+    assert_eq!(session.remove_attribute::<u32>(), Some(8));
+    assert_eq!(session.attribute::<u32>(), None);
+    assert_eq!(session.attribute::<User>(), Some(User("bob".into())));
+
+    let before = session.last_active();
+    let mut bytes = 0u64;
+    for i in 0..N {
+        let p = payload(i);
+        bytes += 4 + p.len() as u64;
+        session.send_pkg(&p).expect("send");
+    }
+    client_rec.wait_msgs(&rt, N).await;
+    let c = session.stats();
+    assert_eq!((c.pkgs_written, c.bytes_written), (N as u64, bytes));
+    assert_eq!((c.pkgs_read, c.bytes_read), (N as u64, bytes));
+    assert!(session.last_active() > before);
+    let server_session = rec.sessions()[0].clone();
+    eventually(&rt, "server stats", || {
+        server_session.stats().pkgs_written == N as u64
+    })
+    .await;
+    let s = server_session.stats();
+    assert_eq!((s.pkgs_read, s.bytes_read), (N as u64, bytes));
+    assert_eq!(s.bytes_written, bytes);
+    let line = session.stat();
+    assert!(
+        line.contains(&format!("{N} pkgs / {bytes} bytes")),
+        "{line}"
+    );
+    assert_eq!(session.peer_addr(), Some(srv.local_addr()));
+    assert_eq!(server_session.peer_addr(), Some(session.local_addr()));
+    cli.close().await;
+    srv.close().await;
+}
+
+/// Setters refuse values they cannot take, with an error and no panic.
+pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
+    let srv = server(&rt, TestListener::echo(&Recorder::new())).await;
+    let cli = client(
+        &rt,
+        srv.local_addr(),
+        1,
+        TestListener::silent(&Recorder::new()),
+    )
+    .await;
+    let s = cli.sessions()[0].clone();
+    let invalid = |r: crate::Result<()>| matches!(r, Err(Error::InvalidConfig(_)));
+    assert!(invalid(s.set_max_msg_len(0)));
+    assert!(invalid(s.set_cron_period(Duration::ZERO)));
+    assert!(invalid(s.set_read_timeout(Some(Duration::ZERO))));
+    assert!(invalid(s.set_write_timeout(Some(Duration::ZERO))));
+    assert_eq!(s.max_msg_len(), crate::session::DEFAULT_MAX_MSG_LEN);
+    assert_eq!(s.cron_period(), crate::session::DEFAULT_CRON_PERIOD);
+    s.set_max_msg_len(1 << 20).expect("valid");
+    s.set_read_timeout(None).expect("valid");
+    assert_eq!(s.max_msg_len(), 1 << 20);
+    let no_pool = TcpClientBuilder::new(srv.local_addr()).pool_size(0).start(
+        rt.clone(),
+        LengthDelimited::hello(),
+        TestListener::echo(&Recorder::new()).factory(),
+    );
+    assert!(matches!(no_pool, Err(Error::InvalidConfig(_))));
+    let no_sessions = TcpServer::builder()
+        .max_sessions(0)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .await;
+    assert!(matches!(no_sessions, Err(Error::InvalidConfig(_))));
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A server with a session limit closes connections beyond it and keeps serving the others.
+pub async fn max_sessions_limit<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .max_sessions(2)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await
+        .expect("server");
+    let mut a = rt.connect(srv.local_addr(), None).await.expect("a");
+    let _b = rt.connect(srv.local_addr(), None).await.expect("b");
+    within(&rt, "two sessions", srv.wait_session_count(2)).await;
+    let mut c = rt.connect(srv.local_addr(), None).await.expect("c");
+    let mut rest = Vec::new();
+    let _ = within(&rt, "third refused", c.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+    assert_eq!(srv.session_count(), 2);
+    write_all(&mut a, &hello_frame(b"ok")).await.expect("write");
+    assert_eq!(
+        within(&rt, "echo", read_hello_frame(&mut a))
+            .await
+            .expect("echo"),
+        b"ok"
+    );
+    srv.close().await;
+}
+
+/// `close()` on a server ends every session (peers see the end of stream), waits for their
+/// tasks, and releases the port.
+pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let addr = srv.local_addr();
+    let mut raws = Vec::new();
+    for _ in 0..5 {
+        raws.push(rt.connect(addr, None).await.expect("connect"));
+    }
+    within(&rt, "five sessions", srv.wait_session_count(5)).await;
+    srv.close().await;
+    assert_eq!(srv.session_count(), 0);
+    assert_eq!(
+        rec.events()
+            .iter()
+            .filter(|r| matches!(r, Rec::Close(_)))
+            .count(),
+        5
+    );
+    for raw in &mut raws {
+        let mut rest = Vec::new();
+        within(&rt, "peer sees end", raw.read_to_end(&mut rest))
+            .await
+            .expect("clean end");
+    }
+    let again = TcpServer::builder()
+        .addr(addr)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await
+        .expect("port is free again");
+    again.close().await;
+}
