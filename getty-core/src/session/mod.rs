@@ -1,7 +1,7 @@
 //! The session handle: one connection, as user code sees it.
 //!
 //! A [`Session`] is cheap to clone (an `Arc` inside) and does not name the runtime, so listener
-//! code is runtime-free. The session's driver task (see [`crate::driver`]) owns the socket; the
+//! code is runtime-free. The session's driver task owns the socket; the
 //! handle talks to it through the write queue and a few atomics.
 
 mod attributes;
