@@ -5,6 +5,7 @@
 //! for one runtime, so getty's own adapters, and any third-party one, run the same suite.
 //! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
 
+pub mod instrumented;
 pub mod support;
 pub mod tcp;
 
@@ -49,6 +50,12 @@ macro_rules! conformance_suite {
             tcp::invalid_settings_are_errors,
             tcp::max_sessions_limit,
             tcp::server_close_releases_port_and_ends_sessions,
+            tcp::accept_errors_back_off_and_recover,
+            tcp::no_reconnect_storm,
+            tcp::client_connect_timeout,
+            tcp::read_timeout_closes_silent_peer,
+            tcp::stuck_handler_cancelled_after_close_wait,
+            tcp::lines_codec_session,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

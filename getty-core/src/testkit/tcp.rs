@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::instrumented::Instrumented;
 use super::support::*;
-use crate::codec::LengthDelimited;
+use crate::codec::{LengthDelimited, Lines};
 use crate::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
 use crate::error::BoxError;
 use crate::listener::EventListener;
@@ -918,4 +919,267 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
         .await
         .expect("port is free again");
     again.close().await;
+}
+
+/// Failing accepts (EMFILE) make the accept loop back off, doubling its pause, instead of
+/// spinning; the server recovers and accepts once they stop.
+pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
+    const FAILURES: usize = 5;
+    let rt = Instrumented::new(rt);
+    rt.counters
+        .fail_next_accepts
+        .store(FAILURES, Ordering::SeqCst);
+    let rec = Recorder::new();
+    let started = std::time::Instant::now();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    write_all(&mut raw, &hello_frame(b"let me in"))
+        .await
+        .expect("write");
+    let echoed = within(&rt, "echo once accepts work", read_hello_frame(&mut raw))
+        .await
+        .expect("echo");
+    assert_eq!(echoed, b"let me in");
+    assert_eq!(rt.counters.failed_accepts.load(Ordering::SeqCst), FAILURES);
+    // Pauses of 5, 10, 20, 40 and 80 ms: a spinning loop would be through in microseconds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(155),
+        "accept loop did not back off: {:?}",
+        started.elapsed()
+    );
+    srv.close().await;
+}
+
+/// However many sessions are missing, one worker reconnects them one at a time with a growing
+/// interval: the connect attempts made while the server is down stay within the backoff bound.
+pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
+    const INTERVAL: Duration = Duration::from_millis(20);
+    let rt = Instrumented::new(rt);
+    let probe = rt.listen(localhost()).await.expect("probe");
+    let addr = rt.listener_addr(&probe).expect("addr");
+    drop(probe);
+    let started = std::time::Instant::now();
+    let cli = TcpClientBuilder::new(addr)
+        .pool_size(8)
+        .reconnect_interval(INTERVAL)
+        .max_reconnect_attempts(None)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    rt.timer(rt.now() + Duration::from_millis(300)).await;
+    let attempts = rt.counters.connects.load(Ordering::SeqCst);
+    let elapsed = started.elapsed();
+    // Attempt k+1 comes at least INTERVAL × (1 + 2 + ... + k) after the first.
+    let mut bound = 1;
+    let mut waited = INTERVAL;
+    while waited <= elapsed {
+        bound += 1;
+        waited += INTERVAL * bound as u32;
+    }
+    assert!(attempts >= 2, "the client kept retrying: {attempts}");
+    assert!(
+        attempts <= bound,
+        "{attempts} connects in {elapsed:?}, at most {bound} expected"
+    );
+    assert!(!cli.gave_up());
+    cli.close().await;
+}
+
+/// A server that accepts nothing and whose backlog is full makes connects hang: the client's
+/// connect timeout ends each attempt.
+pub async fn client_connect_timeout<R: Runtime>(rt: R) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener.bind(&localhost().into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    // Fill the accept queue until a connect hangs.
+    let mut held = Vec::new();
+    let mut hung = false;
+    for _ in 0..64 {
+        match runtime::timeout(&rt, Duration::from_millis(200), rt.connect(addr, None)).await {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(err)) => panic!("connect failed: {err}"),
+            Err(_) => {
+                hung = true;
+                break;
+            }
+        }
+    }
+    assert!(hung, "the backlog never filled");
+    let cli = TcpClientBuilder::new(addr)
+        .connect_timeout(Duration::from_millis(100))
+        .reconnect_interval(Duration::from_millis(5))
+        .max_reconnect_attempts(Some(2))
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    assert!(within(&rt, "give up", cli.wait_for_sessions(1))
+        .await
+        .is_err());
+    let last = cli.last_connect_error().expect("error");
+    assert!(
+        matches!(&*last, Error::ConnectTimeout { timeout, .. } if *timeout == Duration::from_millis(100)),
+        "{last:?}"
+    );
+    cli.close().await;
+}
+
+/// A peer that sends nothing for longer than the read timeout is closed with `ReadTimeout`.
+pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(&rec));
+    let srv = TcpServer::builder()
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                Ok(listener.clone())
+            },
+        )
+        .await
+        .expect("server");
+    let started = std::time::Instant::now();
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    // Activity keeps it open: one frame, answered.
+    write_all(&mut raw, &hello_frame(b"ping"))
+        .await
+        .expect("write");
+    assert_eq!(
+        within(&rt, "echo", read_hello_frame(&mut raw))
+            .await
+            .expect("echo"),
+        b"ping"
+    );
+    // Then silence.
+    let mut rest = Vec::new();
+    within(&rt, "closed for silence", raw.read_to_end(&mut rest))
+        .await
+        .expect("end");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    rec.wait(&rt, "close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let events = rec.events();
+    assert!(
+        events
+            .iter()
+            .any(|r| matches!(r, Rec::Error(_, e) if e.contains("ReadTimeout"))),
+        "{events:?}"
+    );
+    srv.close().await;
+}
+
+/// A handler that never returns.
+#[derive(Debug)]
+struct Stuck(Arc<Recorder>);
+
+#[async_trait]
+impl EventListener<Hello> for Stuck {
+    async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
+        self.0.push(Rec::Msg(session.id(), pkg));
+        futures_lite::future::pending::<()>().await;
+    }
+
+    async fn on_close(&self, session: &Session<Hello>) {
+        self.0.push(Rec::Close(session.id()));
+    }
+}
+
+/// Closing a server whose handler is stuck cancels the handler after the close-wait:
+/// `close()` returns and the session still gets `on_close`.
+pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let stuck: Arc<dyn EventListener<Hello>> = Arc::new(Stuck(rec.clone()));
+    let srv = TcpServer::builder()
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                s.set_close_wait(Duration::from_millis(50))?;
+                Ok(stuck.clone())
+            },
+        )
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    write_all(&mut raw, &hello_frame(b"hang"))
+        .await
+        .expect("write");
+    rec.wait_msgs(&rt, 1).await;
+    within(&rt, "server close", srv.close()).await;
+    assert!(
+        matches!(rec.events().last(), Some(Rec::Close(_))),
+        "{:?}",
+        rec.events()
+    );
+    assert_eq!(srv.session_count(), 0);
+}
+
+/// A line-oriented listener: records lines and echoes them.
+#[derive(Debug, Default)]
+struct LineEcho(std::sync::Mutex<Vec<String>>, Recorder);
+
+#[async_trait]
+impl EventListener<Lines> for LineEcho {
+    async fn on_message(&self, session: &Session<Lines>, line: String) {
+        let _ = session.send_pkg(&line);
+        crate::session::lock(&self.0).push(line);
+        self.1.push(Rec::Msg(session.id(), Bytes::new()));
+    }
+
+    async fn on_error(&self, session: &Session<Lines>, err: &Error) {
+        self.1.push(Rec::Error(session.id(), format!("{err:?}")));
+    }
+
+    async fn on_close(&self, session: &Session<Lines>) {
+        self.1.push(Rec::Close(session.id()));
+    }
+}
+
+/// Sessions work with any codec: with `Lines`, CRLF and LF lines are delivered, and a last
+/// line without a newline is delivered at the end of the stream.
+pub async fn lines_codec_session<R: Runtime>(rt: R) {
+    let lines = Arc::new(LineEcho::default());
+    let listener: Arc<dyn EventListener<Lines>> = lines.clone();
+    let srv = TcpServer::builder()
+        .serve(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
+            Ok(listener.clone())
+        })
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    raw.write_all(b"alpha\r\nbeta\ngam").await.expect("write");
+    raw.close().await.expect("shutdown");
+    let mut echoed = Vec::new();
+    within(&rt, "echoes", raw.read_to_end(&mut echoed))
+        .await
+        .expect("read");
+    assert_eq!(echoed, b"alpha\nbeta\ngam\n");
+    lines
+        .1
+        .wait(&rt, "close", |e| {
+            e.iter().any(|r| matches!(r, Rec::Close(_)))
+        })
+        .await;
+    assert_eq!(*crate::session::lock(&lines.0), ["alpha", "beta", "gam"]);
+    assert_eq!(
+        lines.1.events().len(),
+        4,
+        "no on_error: {:?}",
+        lines.1.events()
+    );
+    srv.close().await;
 }

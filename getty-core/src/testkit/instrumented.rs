@@ -1,0 +1,111 @@
+//! A runtime wrapper that counts connects and accepts and can make accepts fail, so scenarios
+//! can check how endpoints behave under faults the OS rarely produces on demand (EMFILE).
+//! Sockets stay real: every call that succeeds is the wrapped runtime's.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::runtime::Runtime;
+
+/// What an [`Instrumented`] runtime counted, and the faults still to inject.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Calls to `connect`.
+    pub connects: AtomicUsize,
+    /// Calls to `accept` that were made to fail.
+    pub failed_accepts: AtomicUsize,
+    /// How many of the next `accept` calls fail with "too many open files".
+    pub fail_next_accepts: AtomicUsize,
+}
+
+/// Wraps runtime `R`, counting and injecting faults as [`Counters`] says.
+#[derive(Debug, Clone)]
+pub struct Instrumented<R> {
+    inner: R,
+    /// Shared by every clone.
+    pub counters: Arc<Counters>,
+}
+
+impl<R: Runtime> Instrumented<R> {
+    /// Wraps `inner` with zeroed counters and no faults.
+    pub fn new(inner: R) -> Self {
+        Instrumented {
+            inner,
+            counters: Arc::default(),
+        }
+    }
+}
+
+fn emfile() -> io::Error {
+    #[cfg(unix)]
+    return io::Error::from_raw_os_error(libc::EMFILE);
+    #[cfg(not(unix))]
+    return io::Error::other("too many open files (simulated)");
+}
+
+impl<R: Runtime> Runtime for Instrumented<R> {
+    type Tcp = R::Tcp;
+    type Listener = R::Listener;
+    type Udp = R::Udp;
+    type Timer = R::Timer;
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.spawn(future)
+    }
+
+    fn timer(&self, at: Instant) -> Self::Timer {
+        self.inner.timer(at)
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
+        self.counters.connects.fetch_add(1, Ordering::SeqCst);
+        self.inner.connect(addr, local)
+    }
+
+    fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        self.inner.listen(addr)
+    }
+
+    fn listener_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
+        self.inner.listener_addr(listener)
+    }
+
+    async fn accept<'a>(
+        &'a self,
+        listener: &'a Self::Listener,
+    ) -> io::Result<(Self::Tcp, SocketAddr)> {
+        let counters = &self.counters;
+        let inject = counters
+            .fail_next_accepts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if inject {
+            counters.failed_accepts.fetch_add(1, Ordering::SeqCst);
+            return Err(emfile());
+        }
+        self.inner.accept(listener).await
+    }
+
+    fn tcp_addrs(&self, stream: &Self::Tcp) -> io::Result<(SocketAddr, SocketAddr)> {
+        self.inner.tcp_addrs(stream)
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send {
+        self.inner.bind_udp(addr)
+    }
+}
