@@ -37,3 +37,36 @@ mod smol {
 
     getty::conformance_suite!(block_on);
 }
+
+/// The same suite with tasks spread over two tokio worker threads, where handlers, writers
+/// and drivers really run in parallel.
+mod tokio_multi_thread {
+    use super::Future;
+    use getty::tokio::TokioRuntime;
+
+    fn block_on<F: Future>(scenario: impl FnOnce(TokioRuntime) -> F) -> F::Output {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let rt = ::tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async { scenario(TokioRuntime::current()).await })
+    }
+
+    getty::conformance_suite!(block_on);
+}
+
+/// The same suite on smol's global executor (its own threads), the scenario driven by
+/// `block_on` on the test thread.
+mod smol_global {
+    use super::Future;
+    use getty::smol::SmolRuntime;
+
+    fn block_on<F: Future>(scenario: impl FnOnce(SmolRuntime) -> F) -> F::Output {
+        let _ = env_logger::builder().is_test(true).try_init();
+        ::smol::block_on(scenario(SmolRuntime::global()))
+    }
+
+    getty::conformance_suite!(block_on);
+}

@@ -514,14 +514,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.consume(n);
-            let written = inner.queue.advance(n);
-            inner.stats.add_bytes_written(n as u64);
+            // Statistics first: a writer waiting on these bytes may look at them as soon as
+            // `advance` wakes it.
+            let written = inner.queue.written() + n as u64;
             let mut pkgs = 0;
             while self.out_ends.front().is_some_and(|&end| end <= written) {
                 self.out_ends.pop_front();
                 pkgs += 1;
             }
+            inner.stats.add_bytes_written(n as u64);
             inner.stats.add_pkgs_written(pkgs);
+            inner.queue.advance(n);
             self.need_flush = true;
         }
     }

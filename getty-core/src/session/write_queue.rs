@@ -108,11 +108,10 @@ impl WriteQueue {
         state.enqueued - self.written.load(Ordering::Acquire)
     }
 
-    /// Records `n` more bytes written; returns the new total.
-    pub(crate) fn advance(&self, n: usize) -> u64 {
-        let total = self.written.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+    /// Records `n` more bytes written (only the driver writes) and wakes waiting writers.
+    pub(crate) fn advance(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::AcqRel);
         self.progress.notify(usize::MAX);
-        total
     }
 
     /// Bytes written so far.

@@ -226,6 +226,11 @@ pub async fn oversize_frame_closes_only_its_session<R: Runtime>(rt: R) {
         .await
         .expect("read to end");
     assert!(rest.is_empty());
+    // The socket is shut down first, then on_error runs: wait for it.
+    rec.wait(&rt, "on_close of the bad session", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
     let errors: Vec<Rec> = rec
         .events()
         .into_iter()
