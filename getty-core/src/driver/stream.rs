@@ -42,6 +42,7 @@ pub(crate) async fn run<R, C, T>(
     io: T,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
+    on_established: impl FnOnce(),
 ) where
     R: Runtime,
     C: Codec,
@@ -72,6 +73,8 @@ pub(crate) async fn run<R, C, T>(
         }
     }
     log::debug!("session {} open", session.id());
+    session.mark_established();
+    on_established();
 
     let mut driver = Driver::new(rt, io, session, listener);
     let reason = driver.serve().await;

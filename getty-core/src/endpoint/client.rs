@@ -138,12 +138,12 @@ impl<C: Codec> TcpClient<C> {
 
     /// The live sessions, oldest first.
     pub fn sessions(&self) -> Vec<Session<C>> {
-        self.shared.sessions.snapshot()
+        self.shared.sessions.live()
     }
 
     /// The number of live sessions.
     pub fn session_count(&self) -> usize {
-        self.shared.sessions.len()
+        self.shared.sessions.live_len()
     }
 
     /// Whether the client stopped reconnecting after too many consecutive failures.
@@ -161,7 +161,7 @@ impl<C: Codec> TcpClient<C> {
     pub async fn wait_for_sessions(&self, n: usize) -> Result<()> {
         loop {
             let listener = self.shared.sessions.listen();
-            if self.shared.sessions.len() >= n {
+            if self.shared.sessions.live_len() >= n {
                 return Ok(());
             }
             if self.gave_up() {
@@ -197,7 +197,7 @@ impl<C: Codec> fmt::Debug for TcpClient<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpClient")
             .field("server", &self.shared.addr)
-            .field("sessions", &self.shared.sessions.len())
+            .field("sessions", &self.shared.sessions.live_len())
             .field("gave_up", &self.gave_up())
             .finish()
     }

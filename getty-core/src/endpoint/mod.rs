@@ -81,18 +81,35 @@ impl<S: SessionControl + Clone> SessionSet<S> {
         self.changed.notify(usize::MAX);
     }
 
+    /// Every session whose task runs, including those still in `on_open` and those closing.
     pub(crate) fn len(&self) -> usize {
         lock(&self.map).len()
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<S> {
-        let mut sessions: Vec<S> = lock(&self.map).values().cloned().collect();
+    /// Sessions that `on_open` accepted and that are not closing.
+    pub(crate) fn live_len(&self) -> usize {
+        lock(&self.map).values().filter(|s| s.is_live()).count()
+    }
+
+    /// The live sessions, oldest first.
+    pub(crate) fn live(&self) -> Vec<S> {
+        let mut sessions: Vec<S> = lock(&self.map)
+            .values()
+            .filter(|s| s.is_live())
+            .cloned()
+            .collect();
         sessions.sort_by_key(|s| s.id());
         sessions
     }
 
+    /// Wakes everything waiting on the set (a session's state changed).
+    pub(crate) fn notify(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
     pub(crate) fn close_all(&self) {
-        for session in self.snapshot() {
+        let sessions: Vec<S> = lock(&self.map).values().cloned().collect();
+        for session in sessions {
             session.close();
         }
     }
@@ -164,11 +181,19 @@ where
     };
     let task_rt = rt.clone();
     let task_session = session.clone();
+    let task_set = set.clone();
     rt.spawn(async move {
         // Handlers and codecs are caught where they run; this is the last line of defence, so
         // that no bug can unwind into the executor (smol's would lose a worker thread).
         let id = task_session.id();
-        let run = AssertUnwindSafe(stream::run(task_rt, io, task_session, listener));
+        let established = move || task_set.notify();
+        let run = AssertUnwindSafe(stream::run(
+            task_rt,
+            io,
+            task_session,
+            listener,
+            established,
+        ));
         if let Err(payload) = run.catch_unwind().await {
             log::error!(
                 "session {id}: driver panicked: {}",

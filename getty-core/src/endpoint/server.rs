@@ -119,9 +119,9 @@ impl TcpServer {
         self.shared.local_addr
     }
 
-    /// The number of live sessions.
+    /// The number of live sessions (accepted by `on_open`, not closing).
     pub fn session_count(&self) -> usize {
-        self.shared.sessions.len()
+        self.shared.sessions.live_len()
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -131,7 +131,7 @@ impl TcpServer {
 
     /// Waits until the server has exactly `n` live sessions.
     pub async fn wait_session_count(&self, n: usize) {
-        self.shared.sessions.wait_until(|s| s.len() == n).await
+        self.shared.sessions.wait_until(|s| s.live_len() == n).await
     }
 
     /// Stops accepting (the port is released), closes every session (each flushes within its
@@ -155,7 +155,7 @@ impl fmt::Debug for TcpServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpServer")
             .field("local_addr", &self.shared.local_addr)
-            .field("sessions", &self.shared.sessions.len())
+            .field("sessions", &self.shared.sessions.live_len())
             .field("closed", &self.is_closed())
             .finish()
     }

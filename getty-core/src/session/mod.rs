@@ -15,7 +15,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,8 @@ pub(crate) struct Inner<C> {
     attributes: Attributes,
     pub(crate) queue: WriteQueue,
     state: AtomicU8,
+    /// Set once `on_open` accepted the session.
+    established: AtomicBool,
     /// Notified when the session reaches `CLOSED`.
     closed: Event,
     rt: Arc<dyn DynRuntime>,
@@ -111,6 +113,7 @@ impl<C: Codec> Session<C> {
                 attributes: Attributes::default(),
                 queue: WriteQueue::default(),
                 state: AtomicU8::new(OPEN),
+                established: AtomicBool::new(false),
                 closed: Event::new(),
                 rt,
                 codec,
@@ -414,6 +417,16 @@ impl<C: Codec> Session<C> {
         }
     }
 
+    /// Marks the session as accepted by `on_open`.
+    pub(crate) fn mark_established(&self) {
+        self.inner.established.store(true, Ordering::Release);
+    }
+
+    /// Whether `on_open` accepted the session and it is not closing.
+    pub(crate) fn is_live(&self) -> bool {
+        self.inner.established.load(Ordering::Acquire) && !self.is_closing()
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.inner.state.load(Ordering::Acquire) != OPEN
     }
@@ -454,6 +467,7 @@ impl<C: Codec> fmt::Debug for Session<C> {
 pub(crate) trait SessionControl: Send + Sync {
     fn close(&self);
     fn finish_closed(&self);
+    fn is_live(&self) -> bool;
     fn id(&self) -> u64;
 }
 
@@ -463,6 +477,9 @@ impl<C: Codec> SessionControl for Session<C> {
     }
     fn finish_closed(&self) {
         Session::finish_closed(self)
+    }
+    fn is_live(&self) -> bool {
+        Session::is_live(self)
     }
     fn id(&self) -> u64 {
         Session::id(self)
@@ -475,6 +492,9 @@ impl<T: SessionControl + ?Sized> SessionControl for Arc<T> {
     }
     fn finish_closed(&self) {
         (**self).finish_closed()
+    }
+    fn is_live(&self) -> bool {
+        (**self).is_live()
     }
     fn id(&self) -> u64 {
         (**self).id()
