@@ -18,7 +18,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{catch_handler, panic_message};
-use crate::codec::{Codec, Decoded};
+use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
 use crate::runtime::{timeout_at, Runtime, Timer};
@@ -32,9 +32,9 @@ const MIN_READ_SPACE: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
-/// Reads in a row before the driver yields to its executor, so a flooding peer cannot starve
-/// other sessions on executors without a cooperative budget.
-const READ_BUDGET: usize = 32;
+/// Reads and packages handled in a row before the driver yields to its executor, so a
+/// flooding peer cannot starve other sessions on executors without a cooperative budget.
+const YIELD_BUDGET: u32 = 64;
 
 /// Runs one stream session to its end: `on_open`, the event loop, then the close sequence.
 pub(crate) async fn run<R, C, T>(
@@ -120,6 +120,8 @@ struct Driver<R: Runtime, C: Codec, T> {
     read_timer: Option<R::Timer>,
     /// Since when the session has been waiting for the peer (for the read timeout).
     waiting_since: Instant,
+    /// Reads and packages left before the next voluntary yield.
+    budget: u32,
 }
 
 impl<R, C, T> Driver<R, C, T>
@@ -141,6 +143,7 @@ where
             cron_deadline,
             read_timer: None,
             waiting_since: now,
+            budget: YIELD_BUDGET,
             rt,
             io,
             session,
@@ -203,10 +206,17 @@ where
         if self.session.is_closing() {
             return Poll::Ready(Event::CloseRequested);
         }
-        let mut reads = 0;
         loop {
+            if self.budget == 0 {
+                self.budget = YIELD_BUDGET;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             match self.decode() {
-                Ok(Some(pkg)) => return Poll::Ready(Event::Message(pkg)),
+                Ok(Some(pkg)) => {
+                    self.budget -= 1;
+                    return Poll::Ready(Event::Message(pkg));
+                }
                 Ok(None) if self.io.eof => return Poll::Ready(Event::Eof),
                 Ok(None) => {}
                 Err(err) => return Poll::Ready(Event::Failed(err)),
@@ -217,18 +227,16 @@ where
             if let Poll::Ready(err) = self.poll_read_timeout(cx) {
                 return Poll::Ready(Event::Failed(err));
             }
-            if reads == READ_BUDGET {
-                cx.waker().wake_by_ref();
+            let Poll::Ready(read) = self.io.poll_fill(cx) else {
+                self.budget = YIELD_BUDGET;
                 return Poll::Pending;
-            }
-            match ready!(self.io.poll_fill(cx)) {
+            };
+            match read {
                 Ok(0) => self.io.eof = true,
                 Ok(n) => {
-                    reads += 1;
+                    self.budget -= 1;
                     self.session.inner().stats.add_bytes_read(n as u64);
-                    if self.read_timer.is_some() {
-                        self.waiting_since = self.rt.now();
-                    }
+                    self.waiting_since = self.rt.now();
                 }
                 Err(err) => return Poll::Ready(Event::Failed(Error::io("read", err))),
             }
@@ -243,6 +251,7 @@ where
         }
         let codec = self.session.codec();
         let eof = self.io.eof;
+        let buffered = buf.len();
         // The codec is user code: a panic in it closes this session like a handler's would.
         let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if eof {
@@ -257,6 +266,10 @@ where
         })??;
         let max = self.session.max_msg_len();
         match decoded {
+            // A codec that hands out frames without consuming input would loop forever.
+            Decoded::Frame(_) if buf.len() >= buffered => Err(Error::Codec(CodecError::invalid(
+                "the codec returned a frame without consuming any input",
+            ))),
             Decoded::Frame(pkg) => {
                 self.io.frame_hint = 0;
                 Ok(Some(pkg))

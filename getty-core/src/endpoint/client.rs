@@ -115,8 +115,8 @@ impl TcpClientBuilder {
     }
 }
 
-/// A pool of sessions to one server. Dropping it stops reconnecting (without waiting);
-/// [`close`](Self::close) also closes the sessions and waits for their tasks.
+/// A pool of sessions to one server. [`close`](Self::close) stops reconnecting, closes the
+/// sessions and waits for their tasks; dropping it does the same without waiting.
 pub struct TcpClient<C: Codec> {
     shared: Arc<Shared<C>>,
 }
@@ -190,6 +190,7 @@ impl<C: Codec> TcpClient<C> {
 impl<C: Codec> Drop for TcpClient<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
+        self.shared.sessions.close_all();
     }
 }
 

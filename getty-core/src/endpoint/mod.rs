@@ -55,16 +55,26 @@ impl Signal {
     }
 }
 
-/// The live sessions of an endpoint. Every change notifies `changed`.
+/// The sessions of an endpoint whose tasks run. Every change notifies `changed`.
 pub(crate) struct SessionSet<S> {
-    map: Mutex<HashMap<u64, S>>,
+    inner: Mutex<SetInner<S>>,
     changed: Event,
+}
+
+struct SetInner<S> {
+    map: HashMap<u64, S>,
+    /// Set by `close_all`: a session inserted afterwards is closed at once, so none started
+    /// concurrently with an endpoint's close outlives it.
+    closed: bool,
 }
 
 impl<S> Default for SessionSet<S> {
     fn default() -> Self {
         SessionSet {
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(SetInner {
+                map: HashMap::new(),
+                closed: false,
+            }),
             changed: Event::new(),
         }
     }
@@ -72,28 +82,38 @@ impl<S> Default for SessionSet<S> {
 
 impl<S: SessionControl + Clone> SessionSet<S> {
     pub(crate) fn insert(&self, session: S) {
-        lock(&self.map).insert(session.id(), session);
+        let mut inner = lock(&self.inner);
+        if inner.closed {
+            session.close();
+        }
+        inner.map.insert(session.id(), session);
+        drop(inner);
         self.changed.notify(usize::MAX);
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        lock(&self.map).remove(&id);
+        lock(&self.inner).map.remove(&id);
         self.changed.notify(usize::MAX);
     }
 
     /// Every session whose task runs, including those still in `on_open` and those closing.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.map).len()
+        lock(&self.inner).map.len()
     }
 
     /// Sessions that `on_open` accepted and that are not closing.
     pub(crate) fn live_len(&self) -> usize {
-        lock(&self.map).values().filter(|s| s.is_live()).count()
+        lock(&self.inner)
+            .map
+            .values()
+            .filter(|s| s.is_live())
+            .count()
     }
 
     /// The live sessions, oldest first.
     pub(crate) fn live(&self) -> Vec<S> {
-        let mut sessions: Vec<S> = lock(&self.map)
+        let mut sessions: Vec<S> = lock(&self.inner)
+            .map
             .values()
             .filter(|s| s.is_live())
             .cloned()
@@ -107,8 +127,12 @@ impl<S: SessionControl + Clone> SessionSet<S> {
         self.changed.notify(usize::MAX);
     }
 
+    /// Closes every session, and every session inserted from now on.
     pub(crate) fn close_all(&self) {
-        let sessions: Vec<S> = lock(&self.map).values().cloned().collect();
+        let mut inner = lock(&self.inner);
+        inner.closed = true;
+        let sessions: Vec<S> = inner.map.values().cloned().collect();
+        drop(inner);
         for session in sessions {
             session.close();
         }

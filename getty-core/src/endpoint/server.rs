@@ -93,8 +93,8 @@ impl TcpServerBuilder {
     }
 }
 
-/// A running TCP server. Dropping it stops accepting (without waiting); [`close`](Self::close)
-/// also closes every session and waits for their tasks.
+/// A running TCP server. [`close`](Self::close) stops it and waits for its sessions to end;
+/// dropping it does the same without waiting.
 pub struct TcpServer {
     shared: Arc<Shared>,
 }
@@ -148,6 +148,7 @@ impl TcpServer {
 impl Drop for TcpServer {
     fn drop(&mut self) {
         self.shared.stop.set();
+        self.shared.sessions.close_all();
     }
 }
 

@@ -56,6 +56,8 @@ macro_rules! conformance_suite {
             tcp::read_timeout_closes_silent_peer,
             tcp::stuck_handler_cancelled_after_close_wait,
             tcp::lines_codec_session,
+            tcp::dropping_endpoints_closes_sessions,
+            tcp::non_consuming_codec_is_an_error,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

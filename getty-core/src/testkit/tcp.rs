@@ -1186,3 +1186,102 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
     );
     srv.close().await;
 }
+
+/// Dropping a server (without `close`) stops it and closes its sessions; dropping a client
+/// closes its sessions too.
+pub async fn dropping_endpoints_closes_sessions<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let addr = srv.local_addr();
+    let client_rec = Recorder::new();
+    let cli = client(&rt, addr, 2, TestListener::silent(&client_rec)).await;
+    let mut raw = rt.connect(addr, None).await.expect("connect");
+    rec.wait(&rt, "three opens", |e| e.len() == 3).await;
+    drop(cli);
+    rec.wait(&rt, "client sessions closed", |e| {
+        e.iter().filter(|r| matches!(r, Rec::Close(_))).count() == 2
+    })
+    .await;
+    client_rec
+        .wait(&rt, "client on_close", |e| {
+            e.iter().filter(|r| matches!(r, Rec::Close(_))).count() == 2
+        })
+        .await;
+    drop(srv);
+    let mut rest = Vec::new();
+    within(&rt, "raw peer sees the end", raw.read_to_end(&mut rest))
+        .await
+        .expect("clean end");
+    rec.wait(&rt, "all closed", |e| {
+        e.iter().filter(|r| matches!(r, Rec::Close(_))).count() == 3
+    })
+    .await;
+}
+
+/// A codec that hands out a frame without consuming input (a bug that would spin).
+#[derive(Debug)]
+struct Stubborn;
+
+impl crate::codec::Codec for Stubborn {
+    type Inbound = Bytes;
+    type Outbound = [u8];
+
+    fn decode(
+        &self,
+        _buf: &mut bytes::BytesMut,
+    ) -> Result<crate::codec::Decoded<Bytes>, crate::CodecError> {
+        Ok(crate::codec::Decoded::Frame(Bytes::new()))
+    }
+
+    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), crate::CodecError> {
+        dst.extend_from_slice(pkg);
+        Ok(())
+    }
+}
+
+/// Counts messages and records errors of a `Stubborn` session.
+#[derive(Debug, Default)]
+struct StubbornProbe(Recorder);
+
+#[async_trait]
+impl EventListener<Stubborn> for StubbornProbe {
+    async fn on_message(&self, session: &Session<Stubborn>, pkg: Bytes) {
+        self.0.push(Rec::Msg(session.id(), pkg));
+    }
+    async fn on_error(&self, session: &Session<Stubborn>, err: &Error) {
+        self.0.push(Rec::Error(session.id(), format!("{err:?}")));
+    }
+    async fn on_close(&self, session: &Session<Stubborn>) {
+        self.0.push(Rec::Close(session.id()));
+    }
+}
+
+/// A codec that returns frames without consuming input closes its session with a codec error
+/// instead of spinning.
+pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
+    let probe = Arc::new(StubbornProbe::default());
+    let listener: Arc<dyn EventListener<Stubborn>> = probe.clone();
+    let srv = TcpServer::builder()
+        .serve(rt.clone(), Stubborn, move |_: &Session<Stubborn>| {
+            Ok(listener.clone())
+        })
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    write_all(&mut raw, b"anything").await.expect("write");
+    probe
+        .0
+        .wait(&rt, "close", |e| {
+            e.iter().any(|r| matches!(r, Rec::Close(_)))
+        })
+        .await;
+    let events = probe.0.events();
+    assert_eq!(count_msgs(&events), 0, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|r| matches!(r, Rec::Error(_, e) if e.contains("without consuming"))),
+        "{events:?}"
+    );
+    srv.close().await;
+}
