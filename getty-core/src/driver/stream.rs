@@ -507,17 +507,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
     ) -> Poll<io::Result<()>> {
         let inner = session.inner();
         loop {
+            // Always, even with bytes still pending: this also registers the waker that a
+            // push or a close request wakes, which the socket's waker alone would not.
+            inner
+                .queue
+                .drain(cx.waker(), &mut self.out, &mut self.out_ends);
             if self.out.is_empty() {
-                inner
-                    .queue
-                    .drain(cx.waker(), &mut self.out, &mut self.out_ends);
-                if self.out.is_empty() {
-                    if self.need_flush {
-                        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-                        self.need_flush = false;
-                    }
-                    return Poll::Ready(Ok(()));
+                if self.need_flush {
+                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                    self.need_flush = false;
                 }
+                return Poll::Ready(Ok(()));
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;

@@ -95,8 +95,8 @@ pub async fn echo_10000_packages<R: Runtime>(rt: R) {
         .events()
         .iter()
         .all(|r| !matches!(r, Rec::Error(..))));
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A frame written one byte per write (each byte read by the server before the next is sent)
@@ -121,7 +121,7 @@ pub async fn frame_delivered_one_byte_at_a_time<R: Runtime>(rt: R) {
     }
     rec.wait_msgs(&rt, 1).await;
     assert!(matches!(&rec.events()[1], Rec::Msg(_, p) if p.as_ref() == b"one byte at a time"));
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// 500 frames written in one segment are all delivered, in order.
@@ -144,7 +144,7 @@ pub async fn many_frames_in_one_segment<R: Runtime>(rt: R) {
         })
         .collect();
     assert_eq!(got, (0..500).map(payload).collect::<Vec<_>>());
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A frame split in two at every offset (the first part read by the server before the second
@@ -177,7 +177,7 @@ pub async fn frame_split_at_every_offset<R: Runtime>(rt: R) {
     assert!(msgs
         .iter()
         .all(|r| matches!(r, Rec::Msg(_, p) if p.as_ref() == &frame[4..])));
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// Frames that arrive together with the peer's end of stream are still delivered, and the
@@ -205,7 +205,7 @@ pub async fn last_frame_with_eof_is_delivered<R: Runtime>(rt: R) {
     );
     assert!(matches!(&events[3], Rec::Close(_)), "{events:?}");
     assert_eq!(events.len(), 4, "no on_error: {events:?}");
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A header declaring a frame over `max_msg_len` closes that session with `FrameTooLarge`
@@ -258,7 +258,7 @@ pub async fn oversize_frame_closes_only_its_session<R: Runtime>(rt: R) {
         .await
         .expect("echo");
     assert_eq!(echoed, b"still here");
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// An `on_open` error refuses the session: the peer is disconnected and the session gets no
@@ -278,7 +278,7 @@ pub async fn on_open_error_refuses_session<R: Runtime>(rt: R) {
     assert!(rest.is_empty());
     within(&rt, "no sessions", srv.wait_session_count(0)).await;
     assert!(rec.events().is_empty(), "{:?}", rec.events());
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A new-session callback that returns an error refuses the connection.
@@ -301,7 +301,7 @@ pub async fn new_session_callback_refuses_session<R: Runtime>(rt: R) {
     let _ = within(&rt, "refused connection ends", raw.read_to_end(&mut rest)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(srv.session_count(), 0);
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// Whatever closes a session (its own `close()`, the peer, the server), `on_close` runs
@@ -327,7 +327,7 @@ pub async fn on_close_exactly_once_and_last<R: Runtime>(rt: R) {
     within(&rt, "closed", first.closed()).await;
     b.close().await.expect("close b");
     drop(b);
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
     drop(c);
     for session in sessions {
         let events = rec.of(session.id());
@@ -346,7 +346,7 @@ pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
     let cli = client(&rt, srv.local_addr(), 1, TestListener::silent(&client_rec)).await;
     cli.sessions()[0].send_pkg(b"bye").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
     rec.wait(&rt, "server close", |e| {
         e.iter().any(|r| matches!(r, Rec::Close(_)))
     })
@@ -358,7 +358,7 @@ pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
         .filter(|r| matches!(r, Rec::Error(..)))
         .count();
     assert_eq!(errors, 0, "{:?} {:?}", rec.events(), client_rec.events());
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// `on_cron` fires repeatedly, never sooner than its period after the previous tick.
@@ -398,7 +398,7 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
             "ticks closer than the period: {ticks:?}"
         );
     }
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// The client keeps `n` sessions; one closed by the server is replaced by a new one.
@@ -434,8 +434,8 @@ pub async fn client_pool_holds_n_and_replaces_closed<R: Runtime>(rt: R) {
         .filter(|id| !before.contains(id))
         .collect();
     assert_eq!(replaced.len(), 1);
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A client whose server stops and starts again on the same port gets all its sessions back.
@@ -445,7 +445,7 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
     let addr = srv.local_addr();
     let client_rec = Recorder::new();
     let cli = client(&rt, addr, 2, TestListener::silent(&client_rec)).await;
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
     eventually(&rt, "client sessions dropped", || cli.session_count() == 0).await;
     let srv = TcpServer::builder()
         .addr(addr)
@@ -463,8 +463,8 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
     let before = count_msgs(&client_rec.events());
     session.send_pkg(b"after restart").expect("send");
     client_rec.wait_msgs(&rt, before + 1).await;
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A client bound to the very port it connects to ends up connected to itself (TCP
@@ -496,7 +496,7 @@ pub async fn client_refuses_self_connect<R: Runtime>(rt: R) {
         "expected SelfConnect, got {last:?}"
     );
     assert!(rec.events().is_empty());
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// With no server, the client retries with backoff and gives up after the configured number
@@ -526,7 +526,7 @@ pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
         matches!(&*last, Error::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused),
         "{last:?}"
     );
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// Every write form on a closed session fails with `SessionClosed`.
@@ -558,8 +558,8 @@ pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
             .write_bytes_vectored([Bytes::from_static(b"x")], None)
             .await
     ));
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// `write_pkg` to a peer that never reads times out, reporting how much reached the socket.
@@ -596,8 +596,24 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
         }
         other => panic!("expected a write timeout, got {other:?}"),
     }
+    // Without an explicit timeout, the session's write timeout applies. The queue is still
+    // blocked behind the big package, so none of this one is sent.
+    session
+        .set_write_timeout(Some(Duration::from_millis(50)))
+        .expect("write timeout");
+    match within(&rt, "write_pkg", session.write_pkg(b"small", None)).await {
+        Err(Error::WriteTimeout {
+            timeout,
+            total,
+            sent,
+        }) => {
+            assert_eq!(timeout, Duration::from_millis(50));
+            assert_eq!((total, sent), (9, 0));
+        }
+        other => panic!("expected a write timeout, got {other:?}"),
+    }
     session.set_close_wait(Duration::ZERO).expect("close wait");
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// Packages queued before `close()` all reach the peer before the connection ends.
@@ -632,8 +648,8 @@ pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
         })
         .collect();
     assert_eq!(got, (0..N).map(payload).collect::<Vec<_>>());
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A panic in `on_message` closes that session (reported to `on_error` as a handler panic);
@@ -668,7 +684,7 @@ pub async fn panicking_handler_closes_only_its_session<R: Runtime>(rt: R) {
         .expect("echo");
     assert_eq!(echoed, b"fine");
     assert_eq!(srv.session_count(), 1);
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A listener that answers every package with a 1 MiB package and awaits its delivery.
@@ -727,7 +743,7 @@ pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
     assert_eq!(&got[..4], &(1u32 << 20).to_le_bytes());
     assert!(got[4..].iter().all(|&b| b == 0xab));
     assert_eq!(done, hello_frame(b"done"));
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A vectored write of several buffers arrives as their concatenation, and counts as one
@@ -756,8 +772,8 @@ pub async fn vectored_write_arrives_whole<R: Runtime>(rt: R) {
     rec.wait_msgs(&rt, 1).await;
     assert!(matches!(&rec.events()[1], Rec::Msg(_, p) if p.as_ref() == payload));
     assert_eq!(session.stats().pkgs_written, 1);
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// Typed attributes, and statistics that match the traffic exactly.
@@ -812,8 +828,8 @@ pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
     );
     assert_eq!(session.peer_addr(), Some(srv.local_addr()));
     assert_eq!(server_session.peer_addr(), Some(session.local_addr()));
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// Setters refuse values they cannot take, with an error and no panic.
@@ -852,8 +868,8 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
         )
         .await;
     assert!(matches!(no_sessions, Err(Error::InvalidConfig(_))));
-    cli.close().await;
-    srv.close().await;
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A server with a session limit closes connections beyond it and keeps serving the others.
@@ -883,7 +899,7 @@ pub async fn max_sessions_limit<R: Runtime>(rt: R) {
             .expect("echo"),
         b"ok"
     );
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// `close()` on a server ends every session (peers see the end of stream), waits for their
@@ -897,7 +913,7 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
         raws.push(rt.connect(addr, None).await.expect("connect"));
     }
     within(&rt, "five sessions", srv.wait_session_count(5)).await;
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
     assert_eq!(srv.session_count(), 0);
     assert_eq!(
         rec.events()
@@ -921,7 +937,7 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
         )
         .await
         .expect("port is free again");
-    again.close().await;
+    within(&rt, "again close", again.close()).await;
 }
 
 /// Failing accepts (EMFILE) make the accept loop back off, doubling its pause, instead of
@@ -950,7 +966,7 @@ pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
         "accept loop did not back off: {:?}",
         started.elapsed()
     );
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// However many sessions are missing, one worker reconnects them one at a time with a growing
@@ -988,7 +1004,7 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
         "{attempts} connects in {elapsed:?}, at most {bound} expected"
     );
     assert!(!cli.gave_up());
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// A server that accepts nothing and whose backlog is full makes connects hang: the client's
@@ -1035,7 +1051,7 @@ pub async fn client_connect_timeout<R: Runtime>(rt: R) {
         matches!(&*last, Error::ConnectTimeout { timeout, .. } if *timeout == Duration::from_millis(100)),
         "{last:?}"
     );
-    cli.close().await;
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// A peer that sends nothing for longer than the read timeout is closed with `ReadTimeout`.
@@ -1082,7 +1098,7 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
             .any(|r| matches!(r, Rec::Error(_, e) if e.contains("ReadTimeout"))),
         "{events:?}"
     );
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A handler that never returns.
@@ -1184,7 +1200,7 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
         "no on_error: {:?}",
         lines.1.events()
     );
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// Dropping a server (without `close`) stops it and closes its sessions; dropping a client
@@ -1283,5 +1299,5 @@ pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
             .any(|r| matches!(r, Rec::Error(_, e) if e.contains("without consuming"))),
         "{events:?}"
     );
-    srv.close().await;
+    within(&rt, "srv close", srv.close()).await;
 }
