@@ -10,8 +10,9 @@
 //!
 //! # Waker contracts
 //! - [`Timer`]: `poll` registers the waker of the latest call and wakes it once the deadline has
-//!   passed; [`Timer::reset`] moves the deadline (earlier or later) and the next `poll` must
-//!   honour the new one. A timer may fire late (a busy executor), never early.
+//!   passed; once fired it stays ready until reset. [`Timer::reset`] moves the deadline (earlier
+//!   or later) and the next `poll` must honour the new one. A timer may fire late (a busy
+//!   executor), never early.
 //! - [`UdpSocket`]: each `poll_*` method registers the waker of its latest call for that
 //!   direction; one reader and one writer may poll concurrently.
 

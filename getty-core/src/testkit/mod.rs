@@ -6,6 +6,7 @@
 //! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
 
 pub mod instrumented;
+pub mod runtime;
 pub mod support;
 pub mod tcp;
 
@@ -24,7 +25,14 @@ pub mod tcp;
 macro_rules! conformance_suite {
     ($block_on:path) => {
         $crate::conformance_suite!(@tests $block_on;
-            tcp::runtime_seam_udp_round_trip,
+            runtime::seam_tcp_round_trip,
+            runtime::seam_vectored_write_is_one_write,
+            runtime::seam_listen_again_on_port_in_time_wait,
+            runtime::seam_connect_refused,
+            runtime::seam_connect_from_local_address,
+            runtime::seam_timer_fires_and_resets,
+            runtime::seam_spawn_runs_detached_task,
+            runtime::seam_udp_round_trip,
             tcp::echo_10000_packages,
             tcp::frame_delivered_one_byte_at_a_time,
             tcp::many_frames_in_one_segment,

@@ -14,7 +14,7 @@ use crate::codec::{LengthDelimited, Lines};
 use crate::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
 use crate::error::BoxError;
 use crate::listener::EventListener;
-use crate::runtime::{self, Runtime, UdpSocket};
+use crate::runtime::{self, Runtime};
 use crate::session::Session;
 use crate::{async_trait, Error};
 
@@ -46,23 +46,6 @@ async fn client<R: Runtime>(
         .await
         .expect("client connects");
     client
-}
-
-/// The runtime's UDP sockets exchange datagrams (the seam later transports build on).
-pub async fn runtime_seam_udp_round_trip<R: Runtime>(rt: R) {
-    let a = rt.bind_udp(localhost()).await.expect("bind a");
-    let b = rt.bind_udp(localhost()).await.expect("bind b");
-    let b_addr = b.local_addr().expect("b addr");
-    let a_addr = a.local_addr().expect("a addr");
-    within(&rt, "send", runtime::send_to(&a, b"ping", b_addr))
-        .await
-        .expect("send");
-    let mut buf = [0u8; 16];
-    let (n, from) = within(&rt, "recv", runtime::recv_from(&b, &mut buf))
-        .await
-        .expect("recv");
-    assert_eq!(&buf[..n], b"ping");
-    assert_eq!(from, a_addr);
 }
 
 /// 10,000 packages of varying length, sent by a pool of 4 client sessions, come back intact
