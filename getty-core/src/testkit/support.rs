@@ -215,6 +215,54 @@ impl EventListener<Hello> for TestListener {
     }
 }
 
+/// A listener for sessions of any codec: records opens, messages (as bytes), errors and
+/// closes, and optionally echoes each package back.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Where events go.
+    pub rec: Arc<Recorder>,
+    /// Echo every package back with `send_pkg`.
+    pub echo: bool,
+}
+
+#[async_trait]
+impl<C> EventListener<C> for Probe
+where
+    C: crate::Codec,
+    C::Inbound: AsRef<C::Outbound> + Into<Bytes>,
+{
+    async fn on_open(&self, session: &Session<C>) -> Result<(), BoxError> {
+        self.rec.push(Rec::Open(session.id()));
+        Ok(())
+    }
+
+    async fn on_message(&self, session: &Session<C>, pkg: C::Inbound) {
+        if self.echo {
+            let _ = session.send_pkg(pkg.as_ref());
+        }
+        self.rec.push(Rec::Msg(session.id(), pkg.into()));
+    }
+
+    async fn on_error(&self, session: &Session<C>, err: &Error) {
+        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+    }
+
+    async fn on_close(&self, session: &Session<C>) {
+        self.rec.push(Rec::Close(session.id()));
+    }
+}
+
+/// The payloads of the `Msg` events, in order.
+pub fn payloads(events: &[Rec]) -> Vec<Bytes> {
+    events
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Msg(_, p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A hello-framed package: 4-byte little-endian payload length, then the payload.
 pub fn hello_frame(payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(4 + payload.len());

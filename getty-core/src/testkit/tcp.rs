@@ -63,14 +63,7 @@ pub async fn echo_10000_packages<R: Runtime>(rt: R) {
     }
     client_rec.wait_msgs(&rt, TOTAL).await;
     for (k, session) in sessions.iter().enumerate() {
-        let got: Vec<Bytes> = client_rec
-            .of(session.id())
-            .into_iter()
-            .filter_map(|r| match r {
-                Rec::Msg(_, p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let got = payloads(&client_rec.of(session.id()));
         let want: Vec<Bytes> = (k..TOTAL).step_by(4).map(payload).collect();
         assert_eq!(got, want, "session {k} got its packages back in order");
     }
@@ -118,14 +111,7 @@ pub async fn many_frames_in_one_segment<R: Runtime>(rt: R) {
     }
     write_all(&mut raw, &segment).await.expect("write");
     rec.wait_msgs(&rt, 500).await;
-    let got: Vec<Bytes> = rec
-        .events()
-        .into_iter()
-        .filter_map(|r| match r {
-            Rec::Msg(_, p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let got = payloads(&rec.events());
     assert_eq!(got, (0..500).map(payload).collect::<Vec<_>>());
     within(&rt, "srv close", srv.close()).await;
 }
@@ -622,14 +608,7 @@ pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
     })
     .await;
     assert_eq!(session.stats().pkgs_written, N as u64);
-    let got: Vec<Bytes> = rec
-        .events()
-        .into_iter()
-        .filter_map(|r| match r {
-            Rec::Msg(_, p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let got = payloads(&rec.events());
     assert_eq!(got, (0..N).map(payload).collect::<Vec<_>>());
     within(&rt, "cli close", cli.close()).await;
     within(&rt, "srv close", srv.close()).await;
@@ -1130,32 +1109,14 @@ pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
     assert_eq!(srv.session_count(), 0);
 }
 
-/// A line-oriented listener: records lines and echoes them.
-#[derive(Debug, Default)]
-struct LineEcho(std::sync::Mutex<Vec<String>>, Recorder);
-
-#[async_trait]
-impl EventListener<Lines> for LineEcho {
-    async fn on_message(&self, session: &Session<Lines>, line: String) {
-        let _ = session.send_pkg(&line);
-        crate::session::lock(&self.0).push(line);
-        self.1.push(Rec::Msg(session.id(), Bytes::new()));
-    }
-
-    async fn on_error(&self, session: &Session<Lines>, err: &Error) {
-        self.1.push(Rec::Error(session.id(), format!("{err:?}")));
-    }
-
-    async fn on_close(&self, session: &Session<Lines>) {
-        self.1.push(Rec::Close(session.id()));
-    }
-}
-
 /// Sessions work with any codec: with `Lines`, CRLF and LF lines are delivered, and a last
 /// line without a newline is delivered at the end of the stream.
 pub async fn lines_codec_session<R: Runtime>(rt: R) {
-    let lines = Arc::new(LineEcho::default());
-    let listener: Arc<dyn EventListener<Lines>> = lines.clone();
+    let rec = Recorder::new();
+    let listener: Arc<dyn EventListener<Lines>> = Arc::new(Probe {
+        rec: rec.clone(),
+        echo: true,
+    });
     let srv = TcpServer::builder()
         .serve(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
             Ok(listener.clone())
@@ -1170,18 +1131,16 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
         .await
         .expect("read");
     assert_eq!(echoed, b"alpha\nbeta\ngam\n");
-    lines
-        .1
-        .wait(&rt, "close", |e| {
-            e.iter().any(|r| matches!(r, Rec::Close(_)))
-        })
-        .await;
-    assert_eq!(*crate::session::lock(&lines.0), ["alpha", "beta", "gam"]);
+    rec.wait(&rt, "close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let events = rec.events();
+    assert_eq!(payloads(&events), ["alpha", "beta", "gam"]);
     assert_eq!(
-        lines.1.events().len(),
-        4,
-        "no on_error: {:?}",
-        lines.1.events()
+        events.len(),
+        5,
+        "open, 3 lines, close; no on_error: {events:?}"
     );
     within(&rt, "srv close", srv.close()).await;
 }
@@ -1238,28 +1197,14 @@ impl crate::codec::Codec for Stubborn {
     }
 }
 
-/// Counts messages and records errors of a `Stubborn` session.
-#[derive(Debug, Default)]
-struct StubbornProbe(Recorder);
-
-#[async_trait]
-impl EventListener<Stubborn> for StubbornProbe {
-    async fn on_message(&self, session: &Session<Stubborn>, pkg: Bytes) {
-        self.0.push(Rec::Msg(session.id(), pkg));
-    }
-    async fn on_error(&self, session: &Session<Stubborn>, err: &Error) {
-        self.0.push(Rec::Error(session.id(), format!("{err:?}")));
-    }
-    async fn on_close(&self, session: &Session<Stubborn>) {
-        self.0.push(Rec::Close(session.id()));
-    }
-}
-
 /// A codec that returns frames without consuming input closes its session with a codec error
 /// instead of spinning.
 pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
-    let probe = Arc::new(StubbornProbe::default());
-    let listener: Arc<dyn EventListener<Stubborn>> = probe.clone();
+    let rec = Recorder::new();
+    let listener: Arc<dyn EventListener<Stubborn>> = Arc::new(Probe {
+        rec: rec.clone(),
+        echo: false,
+    });
     let srv = TcpServer::builder()
         .serve(rt.clone(), Stubborn, move |_: &Session<Stubborn>| {
             Ok(listener.clone())
@@ -1268,13 +1213,11 @@ pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     write_all(&mut raw, b"anything").await.expect("write");
-    probe
-        .0
-        .wait(&rt, "close", |e| {
-            e.iter().any(|r| matches!(r, Rec::Close(_)))
-        })
-        .await;
-    let events = probe.0.events();
+    rec.wait(&rt, "close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let events = rec.events();
     assert_eq!(count_msgs(&events), 0, "{events:?}");
     assert!(
         events
