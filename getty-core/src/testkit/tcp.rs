@@ -30,6 +30,34 @@ async fn server<R: Runtime>(rt: &R, listener: TestListener) -> TcpServer {
         .expect("server starts")
 }
 
+/// A server and a client pool connected to it, each recording its sessions' events.
+struct Setup {
+    srv: TcpServer,
+    /// The server sessions' events.
+    rec: Arc<Recorder>,
+    cli: TcpClient<Hello>,
+    /// The client sessions' events.
+    client_rec: Arc<Recorder>,
+}
+
+/// A server (echoing or silent) and a client pool of `n` silent sessions, all connected.
+async fn setup<R: Runtime>(rt: &R, echo: bool, n: usize) -> Setup {
+    let rec = Recorder::new();
+    let listener = match echo {
+        true => TestListener::echo(&rec),
+        false => TestListener::silent(&rec),
+    };
+    let srv = server(rt, listener).await;
+    let client_rec = Recorder::new();
+    let cli = client(rt, srv.local_addr(), n, TestListener::silent(&client_rec)).await;
+    Setup {
+        srv,
+        rec,
+        cli,
+        client_rec,
+    }
+}
+
 /// A client pool of `n` sessions to `addr`, waited for.
 async fn client<R: Runtime>(
     rt: &R,
@@ -309,10 +337,12 @@ pub async fn on_close_exactly_once_and_last<R: Runtime>(rt: R) {
 
 /// A peer that closes cleanly between frames gives `on_close` and no `on_error`.
 pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::echo(&rec)).await;
-    let client_rec = Recorder::new();
-    let cli = client(&rt, srv.local_addr(), 1, TestListener::silent(&client_rec)).await;
+    let Setup {
+        srv,
+        rec,
+        cli,
+        client_rec,
+    } = setup(&rt, true, 1).await;
     cli.sessions()[0].send_pkg(b"bye").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
     within(&rt, "cli close", cli.close()).await;
@@ -372,15 +402,7 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
 
 /// The client keeps `n` sessions; one closed by the server is replaced by a new one.
 pub async fn client_pool_holds_n_and_replaces_closed<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::echo(&rec)).await;
-    let cli = client(
-        &rt,
-        srv.local_addr(),
-        3,
-        TestListener::silent(&Recorder::new()),
-    )
-    .await;
+    let Setup { srv, rec, cli, .. } = setup(&rt, true, 3).await;
     within(&rt, "three server sessions", srv.wait_session_count(3)).await;
     let before: Vec<u64> = cli.sessions().iter().map(|s| s.id()).collect();
     rec.sessions()[0].close();
@@ -409,11 +431,13 @@ pub async fn client_pool_holds_n_and_replaces_closed<R: Runtime>(rt: R) {
 
 /// A client whose server stops and starts again on the same port gets all its sessions back.
 pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let Setup {
+        srv,
+        rec,
+        cli,
+        client_rec,
+    } = setup(&rt, true, 2).await;
     let addr = srv.local_addr();
-    let client_rec = Recorder::new();
-    let cli = client(&rt, addr, 2, TestListener::silent(&client_rec)).await;
     within(&rt, "srv close", srv.close()).await;
     eventually(&rt, "client sessions dropped", || cli.session_count() == 0).await;
     let srv = TcpServer::builder()
@@ -500,14 +524,7 @@ pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
 
 /// Every write form on a closed session fails with `SessionClosed`.
 pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
-    let srv = server(&rt, TestListener::echo(&Recorder::new())).await;
-    let cli = client(
-        &rt,
-        srv.local_addr(),
-        1,
-        TestListener::silent(&Recorder::new()),
-    )
-    .await;
+    let Setup { srv, cli, .. } = setup(&rt, true, 1).await;
     let session = cli.sessions()[0].clone();
     session.close();
     fn is_closed<T>(r: Result<T, Error>, session: u64) -> bool {
@@ -588,15 +605,7 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
 /// Packages queued before `close()` all reach the peer before the connection ends.
 pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
     const N: usize = 2000;
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::silent(&rec)).await;
-    let cli = client(
-        &rt,
-        srv.local_addr(),
-        1,
-        TestListener::silent(&Recorder::new()),
-    )
-    .await;
+    let Setup { srv, rec, cli, .. } = setup(&rt, false, 1).await;
     let session = cli.sessions()[0].clone();
     for i in 0..N {
         session.send_pkg(&payload(i)).expect("queued");
@@ -711,15 +720,7 @@ pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
 /// A vectored write of several buffers arrives as their concatenation, and counts as one
 /// package.
 pub async fn vectored_write_arrives_whole<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::silent(&rec)).await;
-    let cli = client(
-        &rt,
-        srv.local_addr(),
-        1,
-        TestListener::silent(&Recorder::new()),
-    )
-    .await;
+    let Setup { srv, rec, cli, .. } = setup(&rt, false, 1).await;
     let session = cli.sessions()[0].clone();
     let payload = b"vectored, no copy";
     let parts = [
@@ -741,10 +742,12 @@ pub async fn vectored_write_arrives_whole<R: Runtime>(rt: R) {
 /// Typed attributes, and statistics that match the traffic exactly.
 pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
     const N: usize = 300;
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::echo(&rec)).await;
-    let client_rec = Recorder::new();
-    let cli = client(&rt, srv.local_addr(), 1, TestListener::silent(&client_rec)).await;
+    let Setup {
+        srv,
+        rec,
+        cli,
+        client_rec,
+    } = setup(&rt, true, 1).await;
     let session = cli.sessions()[0].clone();
 
     #[derive(Debug, Clone, PartialEq)]
@@ -796,14 +799,7 @@ pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
 
 /// Setters refuse values they cannot take, with an error and no panic.
 pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
-    let srv = server(&rt, TestListener::echo(&Recorder::new())).await;
-    let cli = client(
-        &rt,
-        srv.local_addr(),
-        1,
-        TestListener::silent(&Recorder::new()),
-    )
-    .await;
+    let Setup { srv, cli, .. } = setup(&rt, true, 1).await;
     let s = cli.sessions()[0].clone();
     let invalid = |r: crate::Result<()>| matches!(r, Err(Error::InvalidConfig(_)));
     assert!(invalid(s.set_max_msg_len(0)));
@@ -1148,11 +1144,13 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
 /// Dropping a server (without `close`) stops it and closes its sessions; dropping a client
 /// closes its sessions too.
 pub async fn dropping_endpoints_closes_sessions<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::echo(&rec)).await;
+    let Setup {
+        srv,
+        rec,
+        cli,
+        client_rec,
+    } = setup(&rt, true, 2).await;
     let addr = srv.local_addr();
-    let client_rec = Recorder::new();
-    let cli = client(&rt, addr, 2, TestListener::silent(&client_rec)).await;
     let mut raw = rt.connect(addr, None).await.expect("connect");
     rec.wait(&rt, "three opens", |e| e.len() == 3).await;
     drop(cli);
