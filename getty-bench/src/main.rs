@@ -1,0 +1,2 @@
+//! Placeholder: the bench binary is being written.
+fn main() {}
