@@ -58,6 +58,15 @@ pub enum Error {
         /// Bytes of it that reached the socket before the timeout.
         sent: usize,
     },
+    /// The session's write queue is full (above its high-water mark): the non-waiting write
+    /// was refused. Wait for room with `feed_pkg` / `write_pkg`, or check `is_writable`.
+    #[error("write queue is full: {queued} bytes queued, high-water mark {high} bytes")]
+    WouldBlock {
+        /// Bytes queued and not yet written.
+        queued: usize,
+        /// The queue's high-water mark.
+        high: usize,
+    },
     /// A user handler panicked; the session was closed.
     #[error("{handler} panicked: {message}")]
     HandlerPanic {

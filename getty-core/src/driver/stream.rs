@@ -341,7 +341,7 @@ where
                     "session {}: close-wait of {:?} passed with {} bytes unsent; they are dropped",
                     session.id(),
                     session.close_wait(),
-                    session.inner().queue.pending_bytes()
+                    session.inner().queue.queued()
                 ),
             }
             let io = &mut self.io.io;

@@ -29,6 +29,7 @@ use attributes::Attributes;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
 pub(crate) use write_queue::WriteQueue;
+pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// The default maximum message length (frame length, header included), as getty's: 4 KiB.
 pub const DEFAULT_MAX_MSG_LEN: usize = 4 * 1024;
@@ -280,22 +281,46 @@ impl<C: Codec> Session<C> {
     }
 
     // ----- writing ----------------------------------------------------------------------------
+    //
+    // Three forms, all in order on one queue:
+    // - `send_*`: queue now or fail with `WouldBlock` when the queue is full;
+    // - `feed_pkg`: wait for room, then queue (the form for handlers: backpressure, batching);
+    // - `write_*`: wait for room, queue, then wait until the bytes reached the socket.
 
     /// Encodes `pkg` and queues it, returning its encoded length once it is queued (not yet
     /// written). Consecutive sends are written together in one vectored write.
+    ///
+    /// Never waits: when the write queue is full (see
+    /// [`set_write_water_marks`](Session::set_write_water_marks)) the package is refused with
+    /// [`Error::WouldBlock`].
     pub fn send_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
         let bytes = self.encode(pkg)?;
         let len = bytes.len();
-        self.inner.queue.push(self.id(), [bytes])?;
+        self.inner.queue.push(self.id(), [bytes], false)?;
         Ok(len)
     }
 
-    /// Encodes `pkg`, queues it, and waits until its bytes reached the socket.
+    /// Encodes `pkg` and queues it, first waiting while the write queue is full. Returns the
+    /// encoded length once queued (not yet written).
+    ///
+    /// This is the write to use in handlers: it batches like [`send_pkg`](Session::send_pkg)
+    /// and, when the peer reads slower than the session writes, it holds the handler (and so
+    /// the session's reading) instead of growing the queue.
+    pub async fn feed_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
+        let bytes = self.encode(pkg)?;
+        let len = bytes.len();
+        self.wait_room(None, len).await?;
+        self.inner.queue.push(self.id(), [bytes], true)?;
+        Ok(len)
+    }
+
+    /// Encodes `pkg`, queues it (waiting for room while the queue is full), and waits until
+    /// its bytes reached the socket.
     ///
     /// Returns `(total_len, sent_len)`, equal on success. `timeout` (or, when `None`, the
-    /// session's [`write_timeout`](Session::write_timeout)) bounds the wait: when it passes, the
-    /// result is [`Error::WriteTimeout`] with the bytes sent so far. The rest of the package
-    /// stays queued and is still sent in order, so the stream's framing stays intact.
+    /// session's [`write_timeout`](Session::write_timeout)) bounds the whole wait: when it
+    /// passes, the result is [`Error::WriteTimeout`] with the bytes sent so far. The rest of the
+    /// package stays queued and is still sent in order, so the stream's framing stays intact.
     pub async fn write_pkg(
         &self,
         pkg: &C::Outbound,
@@ -305,11 +330,12 @@ impl<C: Codec> Session<C> {
         self.write_and_wait([bytes], timeout).await
     }
 
-    /// Queues raw bytes (bypassing the codec), returning their length once queued.
+    /// Queues raw bytes (bypassing the codec), returning their length once queued. Never
+    /// waits: a full queue refuses them with [`Error::WouldBlock`].
     pub fn send_bytes(&self, bytes: impl Into<Bytes>) -> Result<usize> {
         let bytes = bytes.into();
         let len = bytes.len();
-        self.inner.queue.push(self.id(), [bytes])?;
+        self.inner.queue.push(self.id(), [bytes], false)?;
         Ok(len)
     }
 
@@ -333,7 +359,30 @@ impl<C: Codec> Session<C> {
     where
         I: IntoIterator<Item = Bytes>,
     {
+        let bufs: Vec<Bytes> = bufs.into_iter().collect();
         self.write_and_wait(bufs, timeout).await
+    }
+
+    /// Whether the write queue has room: a non-waiting send would be accepted now.
+    pub fn is_writable(&self) -> bool {
+        self.inner.queue.has_room()
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queue.queued()
+    }
+
+    /// The write queue's (low, high) water marks in bytes (default 512 KiB, 1 MiB).
+    pub fn write_water_marks(&self) -> (usize, usize) {
+        self.inner.queue.water_marks()
+    }
+
+    /// Bounds the write queue: once a package takes it to `high` bytes or more, it is full
+    /// (non-waiting sends fail, waiting ones wait) until the socket has taken it down to `low`
+    /// bytes. Needs `low < high`.
+    pub fn set_write_water_marks(&self, low: usize, high: usize) -> Result<()> {
+        self.inner.queue.set_water_marks(low, high)
     }
 
     fn encode(&self, pkg: &C::Outbound) -> Result<Bytes> {
@@ -345,43 +394,67 @@ impl<C: Codec> Session<C> {
         Ok(buf.freeze())
     }
 
-    async fn write_and_wait<I>(&self, bufs: I, timeout: Option<Duration>) -> Result<(usize, usize)>
-    where
-        I: IntoIterator<Item = Bytes>,
-    {
-        let (start, end) = self.inner.queue.push(self.id(), bufs)?;
-        let total = usize::try_from(end - start).unwrap_or(usize::MAX);
-        let timeout = timeout.or_else(|| self.write_timeout());
-        let sent = || {
-            let written = self.inner.queue.written();
-            usize::try_from(written.saturating_sub(start).min(end - start)).unwrap_or(usize::MAX)
+    /// Runs `future` until `deadline` (if any); `None` when the deadline passed first. The
+    /// timer is only created when the future does not complete at once.
+    async fn until<F: Future>(&self, deadline: Option<Instant>, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        if let Some(out) = futures_lite::future::poll_once(future.as_mut()).await {
+            return Some(out);
+        }
+        let Some(deadline) = deadline else {
+            return Some(future.await);
         };
-        let flushed = self.inner.queue.wait_written(end);
-        match timeout {
-            None => flushed
-                .await
-                .map_err(|()| Error::SessionClosed { id: self.id() })?,
-            Some(timeout) => {
-                let deadline = self.inner.rt.now() + timeout;
-                let timer = self.inner.rt.sleep_until(deadline);
-                let outcome = futures_lite::future::or(async { Some(flushed.await) }, async {
-                    timer.await;
-                    None
+        let timer = self.inner.rt.sleep_until(deadline);
+        futures_lite::future::or(async { Some(future.await) }, async {
+            timer.await;
+            None
+        })
+        .await
+    }
+
+    /// Waits while the queue is full; `timeout` (with the deadline) turns into a
+    /// `WriteTimeout` for a write of `total` bytes of which nothing was sent.
+    async fn wait_room(&self, timeout: Option<(Duration, Instant)>, total: usize) -> Result<()> {
+        match self
+            .until(timeout.map(|t| t.1), self.inner.queue.wait_room())
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
+            None => Err(Error::WriteTimeout {
+                timeout: timeout.map(|t| t.0).unwrap_or_default(),
+                total,
+                sent: 0,
+            }),
+        }
+    }
+
+    async fn write_and_wait<B>(&self, bufs: B, timeout: Option<Duration>) -> Result<(usize, usize)>
+    where
+        B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
+    {
+        let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
+        let timeout = timeout
+            .or_else(|| self.write_timeout())
+            .map(|t| (t, self.inner.rt.now() + t));
+        self.wait_room(timeout, total).await?;
+        let (start, end) = self.inner.queue.push(self.id(), bufs, true)?;
+        match self
+            .until(timeout.map(|t| t.1), self.inner.queue.wait_written(end))
+            .await
+        {
+            Some(Ok(())) => Ok((total, total)),
+            Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
+            None => {
+                let written = self.inner.queue.written();
+                let sent = written.saturating_sub(start).min(end - start);
+                Err(Error::WriteTimeout {
+                    timeout: timeout.map(|t| t.0).unwrap_or_default(),
+                    total,
+                    sent: usize::try_from(sent).unwrap_or(usize::MAX),
                 })
-                .await;
-                match outcome {
-                    Some(result) => result.map_err(|()| Error::SessionClosed { id: self.id() })?,
-                    None => {
-                        return Err(Error::WriteTimeout {
-                            timeout,
-                            total,
-                            sent: sent(),
-                        })
-                    }
-                }
             }
         }
-        Ok((total, total))
     }
 
     // ----- closing ----------------------------------------------------------------------------

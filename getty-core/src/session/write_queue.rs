@@ -3,9 +3,14 @@
 //! Bytes are numbered from the start of the session: a push learns the offsets `[start, end)`
 //! of its bytes, and the driver publishes how many bytes reached the socket. A waiting write is
 //! then simply "wait until `written >= end`", and a timed-out one knows how much was sent.
+//!
+//! The queue is bounded in bytes by two water marks, as Netty's channels are: it becomes *full*
+//! when a push takes it to the high mark or beyond, and stays full until the driver has written
+//! it down to the low mark. A full queue refuses non-waiting pushes; waiting writers wait for
+//! room first.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
 
@@ -15,15 +20,40 @@ use event_listener::Event;
 use super::lock;
 use crate::error::{Error, Result};
 
-#[derive(Default)]
+/// Default high-water mark of a session's write queue.
+pub const DEFAULT_HIGH_WATER: usize = 1024 * 1024;
+/// Default low-water mark of a session's write queue.
+pub const DEFAULT_LOW_WATER: usize = 512 * 1024;
+
 pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     /// Bytes that reached the socket, counted from the start of the session.
     written: AtomicU64,
+    /// Mirror of `QueueState::enqueued`, so the driver can test the low mark without the lock.
+    enqueued: AtomicU64,
+    /// Above the high mark and not yet written down to the low mark.
+    full: AtomicBool,
+    low: AtomicUsize,
+    high: AtomicUsize,
     /// Set once nothing more will be written (the driver stopped writing).
     dead: AtomicBool,
-    /// Notified whenever `written` grows or the queue dies.
+    /// Notified whenever `written` grows, room frees up, or the queue closes or dies.
     progress: Event,
+}
+
+impl Default for WriteQueue {
+    fn default() -> Self {
+        WriteQueue {
+            state: Mutex::default(),
+            written: AtomicU64::new(0),
+            enqueued: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            low: AtomicUsize::new(DEFAULT_LOW_WATER),
+            high: AtomicUsize::new(DEFAULT_HIGH_WATER),
+            dead: AtomicBool::new(false),
+            progress: Event::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -41,13 +71,23 @@ struct QueueState {
 
 impl WriteQueue {
     /// Queues `bufs` as one package; returns its `[start, end)` byte offsets.
-    pub(crate) fn push<I>(&self, id: u64, bufs: I) -> Result<(u64, u64)>
+    ///
+    /// A full queue refuses the package with [`Error::WouldBlock`] unless `force` is set (a
+    /// writer that already waited for room: the queue may then exceed the high mark by one
+    /// package per writer that raced for the same room).
+    pub(crate) fn push<I>(&self, id: u64, bufs: I, force: bool) -> Result<(u64, u64)>
     where
         I: IntoIterator<Item = Bytes>,
     {
         let mut state = lock(&self.state);
         if state.closed {
             return Err(Error::SessionClosed { id });
+        }
+        if !force && self.full.load(Ordering::Acquire) {
+            return Err(Error::WouldBlock {
+                queued: self.queued(),
+                high: self.high.load(Ordering::Relaxed),
+            });
         }
         let start = state.enqueued;
         for buf in bufs {
@@ -59,6 +99,10 @@ impl WriteQueue {
         let end = state.enqueued;
         if end > start {
             state.ends.push_back(end);
+            self.enqueued.store(end, Ordering::Release);
+            if self.queued() >= self.high.load(Ordering::Relaxed) {
+                self.full.store(true, Ordering::Release);
+            }
         }
         let waker = state.driver.take();
         drop(state);
@@ -91,7 +135,7 @@ impl WriteQueue {
         }
     }
 
-    /// Refuses further pushes and wakes the driver.
+    /// Refuses further pushes and wakes the driver and every writer waiting for room.
     pub(crate) fn close(&self) {
         let mut state = lock(&self.state);
         state.closed = true;
@@ -100,18 +144,78 @@ impl WriteQueue {
         if let Some(waker) = waker {
             waker.wake();
         }
+        self.progress.notify(usize::MAX);
     }
 
-    /// Bytes queued but not yet handed to the driver.
-    pub(crate) fn pending_bytes(&self) -> u64 {
-        let state = lock(&self.state);
-        state.enqueued - self.written.load(Ordering::Acquire)
+    /// Bytes queued and not yet written to the socket.
+    pub(crate) fn queued(&self) -> usize {
+        let enqueued = self.enqueued.load(Ordering::Acquire);
+        let written = self.written.load(Ordering::Acquire);
+        usize::try_from(enqueued.saturating_sub(written)).unwrap_or(usize::MAX)
+    }
+
+    /// Whether a non-waiting push would be accepted now.
+    pub(crate) fn has_room(&self) -> bool {
+        !self.full.load(Ordering::Acquire)
+    }
+
+    /// The (low, high) water marks.
+    pub(crate) fn water_marks(&self) -> (usize, usize) {
+        (
+            self.low.load(Ordering::Relaxed),
+            self.high.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets the water marks; `low` must be below `high`.
+    pub(crate) fn set_water_marks(&self, low: usize, high: usize) -> Result<()> {
+        if high == 0 || low >= high {
+            return Err(Error::invalid(format!(
+                "write water marks need 0 <= low < high (got low {low}, high {high})"
+            )));
+        }
+        self.low.store(low, Ordering::Relaxed);
+        self.high.store(high, Ordering::Relaxed);
+        self.update_room();
+        Ok(())
+    }
+
+    /// Clears `full` once the queue is at or below the low mark.
+    fn update_room(&self) {
+        if self.full.load(Ordering::Acquire) && self.queued() <= self.low.load(Ordering::Relaxed) {
+            self.full.store(false, Ordering::Release);
+        }
     }
 
     /// Records `n` more bytes written (only the driver writes) and wakes waiting writers.
     pub(crate) fn advance(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::AcqRel);
+        self.update_room();
         self.progress.notify(usize::MAX);
+    }
+
+    /// Waits until the queue has room (`Ok`), or is closed or dead (`Err`).
+    pub(crate) async fn wait_room(&self) -> std::result::Result<(), ()> {
+        loop {
+            if self.has_room() {
+                return Ok(());
+            }
+            if self.is_closed() {
+                return Err(());
+            }
+            let listener = self.progress.listen();
+            if self.has_room() {
+                return Ok(());
+            }
+            if self.is_closed() {
+                return Err(());
+            }
+            listener.await;
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || lock(&self.state).closed
     }
 
     /// Bytes written so far.

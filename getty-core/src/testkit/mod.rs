@@ -5,6 +5,7 @@
 //! for one runtime, so getty's own adapters, and any third-party one, run the same suite.
 //! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
 
+pub mod backpressure;
 pub mod instrumented;
 pub mod runtime;
 pub mod support;
@@ -66,6 +67,8 @@ macro_rules! conformance_suite {
             tcp::lines_codec_session,
             tcp::dropping_endpoints_closes_sessions,
             tcp::non_consuming_codec_is_an_error,
+            backpressure::slow_reader_bounds_the_write_queue,
+            backpressure::full_queue_would_block_and_waiting_writer_resumes,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -806,6 +806,15 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
     assert!(invalid(s.set_cron_period(Duration::ZERO)));
     assert!(invalid(s.set_read_timeout(Some(Duration::ZERO))));
     assert!(invalid(s.set_write_timeout(Some(Duration::ZERO))));
+    assert!(invalid(s.set_write_water_marks(10, 10)));
+    assert!(invalid(s.set_write_water_marks(0, 0)));
+    assert_eq!(
+        s.write_water_marks(),
+        (
+            crate::session::DEFAULT_LOW_WATER,
+            crate::session::DEFAULT_HIGH_WATER
+        )
+    );
     assert_eq!(s.max_msg_len(), crate::session::DEFAULT_MAX_MSG_LEN);
     assert_eq!(s.cron_period(), crate::session::DEFAULT_CRON_PERIOD);
     s.set_max_msg_len(1 << 20).expect("valid");
