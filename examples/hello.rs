@@ -68,7 +68,9 @@ struct EchoServer;
 #[async_trait]
 impl EventListener<Hello> for EchoServer {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
-        if let Err(err) = session.send_pkg(&pkg) {
+        // Waits only while this session's write queue is full: a client that does not read
+        // its echoes slows down its own session, nothing else.
+        if let Err(err) = session.feed_pkg(&pkg).await {
             log::warn!("echo on session {} failed: {err}", session.id());
         }
     }
