@@ -475,6 +475,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
             _ => 0,
         };
         self.read_buf.truncate(len + n);
+        if result.is_pending() && len == 0 {
+            // Nothing buffered and nothing to read: an idle session keeps no read buffer (the
+            // next read allocates one), so thousands of idle sessions cost little memory.
+            self.read_buf = BytesMut::new();
+        }
         result
     }
 
