@@ -200,26 +200,31 @@ where
         if let Some(err) = self.io.write_error.take() {
             return Poll::Ready(Event::Failed(err));
         }
-        if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
-            return Poll::Ready(Event::Failed(err));
-        }
         if self.session.is_closing() {
             return Poll::Ready(Event::CloseRequested);
         }
         loop {
+            // Hand out every package already buffered before writing: the replies of one read
+            // then leave in one vectored write, not one write per package.
+            if self.budget > 0 {
+                match self.decode() {
+                    Ok(Some(pkg)) => {
+                        self.budget -= 1;
+                        return Poll::Ready(Event::Message(pkg));
+                    }
+                    Ok(None) if self.io.eof => return Poll::Ready(Event::Eof),
+                    Ok(None) => {}
+                    Err(err) => return Poll::Ready(Event::Failed(err)),
+                }
+            }
+            // Also registers for pushes and close requests (see `poll_drain_inner`).
+            if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
+                return Poll::Ready(Event::Failed(err));
+            }
             if self.budget == 0 {
                 self.budget = YIELD_BUDGET;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
-            }
-            match self.decode() {
-                Ok(Some(pkg)) => {
-                    self.budget -= 1;
-                    return Poll::Ready(Event::Message(pkg));
-                }
-                Ok(None) if self.io.eof => return Poll::Ready(Event::Eof),
-                Ok(None) => {}
-                Err(err) => return Poll::Ready(Event::Failed(err)),
             }
             if self.poll_cron(cx).is_ready() {
                 return Poll::Ready(Event::Cron);
