@@ -74,7 +74,11 @@ impl ServerProcess {
         });
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(read) => read?,
-            Err(_) => return Err(format!("{}: no address within {START_TIMEOUT:?}", target.label()).into()),
+            Err(_) => {
+                return Err(
+                    format!("{}: no address within {START_TIMEOUT:?}", target.label()).into(),
+                )
+            }
         };
         let addr = line
             .trim()

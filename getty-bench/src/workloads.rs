@@ -1,0 +1,372 @@
+//! The workloads, and what each measures on one server child.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use getty::BoxError;
+use tokio::task::JoinSet;
+
+use crate::child::ServerProcess;
+use crate::loadgen::{self, Meter, Payloads};
+use crate::proc;
+
+/// How long connections may take to finish once asked to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections opening at once in `idle` and `many` (below the listen backlog of 1024, so that
+/// no SYN is dropped and retried a second later).
+const OPEN_CONCURRENCY: usize = 512;
+/// How long one connection of `idle` or `many` may take to connect and echo.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The payload of the single echo of `idle` and `many`.
+const PROBE_SIZE: usize = 64;
+
+/// A workload: a load pattern applied to one server for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum Workload {
+    /// One connection, one frame in flight, small payloads: every round trip is recorded.
+    Latency,
+    /// Many connections, each with a window of small frames in flight: messages per second.
+    Small,
+    /// A few connections with a few large frames in flight: payload bytes per second.
+    Bulk,
+    /// Many connections that each echo once then stay idle: the server's memory per
+    /// connection and its CPU use while nothing happens.
+    Idle,
+    /// Very many concurrent connections, each echoing once: how many are served, how fast.
+    Many,
+}
+
+impl Workload {
+    /// Every workload, in report order.
+    pub const ALL: [Workload; 5] = [
+        Workload::Latency,
+        Workload::Small,
+        Workload::Bulk,
+        Workload::Idle,
+        Workload::Many,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Latency => "latency",
+            Workload::Small => "small",
+            Workload::Bulk => "bulk",
+            Workload::Idle => "idle",
+            Workload::Many => "many",
+        }
+    }
+
+    /// The metrics this workload reports.
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Workload::Latency => &[Metric::P50, Metric::P99, Metric::RoundTrips],
+            Workload::Small => &[Metric::SmallRate],
+            Workload::Bulk => &[Metric::BulkRate],
+            Workload::Idle => &[Metric::IdleRss, Metric::IdleCpu],
+            Workload::Many => &[Metric::ManyServed, Metric::ManySeconds],
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One number a workload reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// `latency`: median round trip, µs.
+    P50,
+    /// `latency`: 99th percentile round trip, µs.
+    P99,
+    /// `latency`: round trips per second.
+    RoundTrips,
+    /// `small`: echoed messages per second.
+    SmallRate,
+    /// `bulk`: echoed payload megabytes (10^6 B) per second.
+    BulkRate,
+    /// `idle`: growth of the server's resident memory per open connection, bytes.
+    IdleRss,
+    /// `idle`: the server's CPU use while every connection is idle, % of one core.
+    IdleCpu,
+    /// `many`: connections that connected and echoed.
+    ManyServed,
+    /// `many`: seconds to open every connection and get every echo.
+    ManySeconds,
+}
+
+impl Metric {
+    /// The workload that reports this metric.
+    pub fn workload(self) -> Workload {
+        match self {
+            Metric::P50 | Metric::P99 | Metric::RoundTrips => Workload::Latency,
+            Metric::SmallRate => Workload::Small,
+            Metric::BulkRate => Workload::Bulk,
+            Metric::IdleRss | Metric::IdleCpu => Workload::Idle,
+            Metric::ManyServed | Metric::ManySeconds => Workload::Many,
+        }
+    }
+
+    /// What is measured, with its unit.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::P50 => "p50 µs",
+            Metric::P99 => "p99 µs",
+            Metric::RoundTrips => "msg/s",
+            Metric::SmallRate => "msg/s",
+            Metric::BulkRate => "MB/s",
+            Metric::IdleRss => "RSS B/conn",
+            Metric::IdleCpu => "CPU % of a core",
+            Metric::ManyServed => "served",
+            Metric::ManySeconds => "seconds",
+        }
+    }
+
+    /// Whether a smaller value is the better one.
+    pub fn lower_is_better(self) -> bool {
+        matches!(
+            self,
+            Metric::P50 | Metric::P99 | Metric::IdleRss | Metric::IdleCpu | Metric::ManySeconds
+        )
+    }
+}
+
+/// The sizes and durations of the workloads.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Load before each measurement starts (not measured).
+    pub warmup: Duration,
+    /// How long `latency`, `small` and `bulk` are measured.
+    pub duration: Duration,
+    /// `latency`: payload bytes.
+    pub latency_size: usize,
+    /// `small`: connections.
+    pub small_conns: usize,
+    /// `small`: frames in flight per connection.
+    pub small_inflight: usize,
+    /// `small`: payload bytes.
+    pub small_size: usize,
+    /// `bulk`: connections.
+    pub bulk_conns: usize,
+    /// `bulk`: frames in flight per connection.
+    pub bulk_inflight: usize,
+    /// `bulk`: payload bytes.
+    pub bulk_size: usize,
+    /// `idle`: connections.
+    pub idle_conns: usize,
+    /// `idle`: how long the CPU use is watched.
+    pub idle_time: Duration,
+    /// `many`: connections.
+    pub many_conns: usize,
+}
+
+impl Params {
+    /// The full run.
+    pub fn full() -> Self {
+        Params {
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(2),
+            latency_size: 64,
+            small_conns: 50,
+            small_inflight: 16,
+            small_size: 64,
+            bulk_conns: 10,
+            bulk_inflight: 4,
+            bulk_size: 16 * 1024,
+            idle_conns: 1000,
+            idle_time: Duration::from_secs(2),
+            many_conns: 10_000,
+        }
+    }
+
+    /// `--quick`: everything shrunk so that a whole run takes well under 30 s.
+    pub fn quick() -> Self {
+        Params {
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(300),
+            small_conns: 20,
+            bulk_conns: 4,
+            idle_conns: 200,
+            idle_time: Duration::from_millis(500),
+            many_conns: 2000,
+            ..Params::full()
+        }
+    }
+}
+
+/// Runs `workload` against `server` and returns its metrics.
+pub async fn measure(
+    workload: Workload,
+    server: &mut ServerProcess,
+    params: &Params,
+) -> Result<Vec<(Metric, f64)>, BoxError> {
+    let metrics = match workload {
+        Workload::Latency => latency(server, params).await?,
+        Workload::Small => {
+            let (echoes, secs, _) = pipelined(
+                server,
+                params,
+                params.small_conns,
+                params.small_inflight,
+                params.small_size,
+                false,
+            )
+            .await?;
+            vec![(Metric::SmallRate, echoes as f64 / secs)]
+        }
+        Workload::Bulk => {
+            let (echoes, secs, _) = pipelined(
+                server,
+                params,
+                params.bulk_conns,
+                params.bulk_inflight,
+                params.bulk_size,
+                false,
+            )
+            .await?;
+            let bytes = echoes as f64 * params.bulk_size as f64;
+            vec![(Metric::BulkRate, bytes / secs / 1e6)]
+        }
+        Workload::Idle => idle(server, params).await?,
+        Workload::Many => many(server, params).await?,
+    };
+    server.check_alive()?;
+    Ok(metrics)
+}
+
+async fn latency(
+    server: &mut ServerProcess,
+    params: &Params,
+) -> Result<Vec<(Metric, f64)>, BoxError> {
+    let (echoes, secs, mut round_trips) =
+        pipelined(server, params, 1, 1, params.latency_size, true).await?;
+    round_trips.sort_unstable();
+    let quantile = |q: f64| {
+        let i = ((round_trips.len() - 1) as f64 * q).round() as usize;
+        round_trips[i] as f64 / 1e3
+    };
+    Ok(vec![
+        (Metric::P50, quantile(0.50)),
+        (Metric::P99, quantile(0.99)),
+        (Metric::RoundTrips, echoes as f64 / secs),
+    ])
+}
+
+/// Runs `conns` pipelined connections with `inflight` frames of `size` bytes each: a warm-up,
+/// then the measurement. Returns the echoes counted, the seconds measured, and the round trips
+/// (ns) if `record`.
+async fn pipelined(
+    server: &mut ServerProcess,
+    params: &Params,
+    conns: usize,
+    inflight: usize,
+    size: usize,
+    record: bool,
+) -> Result<(u64, f64, Vec<u64>), BoxError> {
+    let payloads = Arc::new(Payloads::new(size));
+    let meter = Arc::new(Meter::default());
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        streams.push(loadgen::connect(server.addr()).await?);
+    }
+    let mut tasks = JoinSet::new();
+    for (cid, stream) in streams.into_iter().enumerate() {
+        let (payloads, meter) = (payloads.clone(), meter.clone());
+        tasks.spawn(loadgen::pipeline(
+            stream, cid as u64, payloads, inflight, meter, record,
+        ));
+    }
+
+    tokio::time::sleep(params.warmup).await;
+    meter.set_measuring(true);
+    let started = Instant::now();
+    tokio::time::sleep(params.duration).await;
+    meter.set_measuring(false);
+    let secs = started.elapsed().as_secs_f64();
+    let echoes = meter.echoes();
+    meter.stop();
+
+    let mut round_trips = Vec::new();
+    let joined = tokio::time::timeout(STOP_TIMEOUT, async {
+        while let Some(joined) = tasks.join_next().await {
+            round_trips.extend(joined??);
+        }
+        Ok::<_, BoxError>(())
+    })
+    .await;
+    match joined {
+        Ok(result) => result?,
+        Err(_) => return Err(format!("connections stalled for {STOP_TIMEOUT:?}").into()),
+    }
+    if echoes == 0 || (record && round_trips.is_empty()) {
+        return Err("no echo during the measurement".into());
+    }
+    Ok((echoes, secs, round_trips))
+}
+
+async fn idle(server: &mut ServerProcess, params: &Params) -> Result<Vec<(Metric, f64)>, BoxError> {
+    let pid = server.pid();
+    let payloads = Payloads::new(PROBE_SIZE);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rss_before = proc::rss_bytes(pid)?;
+
+    let conns = loadgen::open_echoed(
+        server.addr(),
+        params.idle_conns,
+        OPEN_CONCURRENCY,
+        OPEN_TIMEOUT,
+        &payloads,
+    )
+    .await
+    .into_iter()
+    .collect::<io::Result<Vec<_>>>()?;
+    // Let the server finish what each connection started before looking at it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_after = proc::rss_bytes(pid)?;
+
+    let cpu_before = proc::cpu_seconds(pid)?;
+    let started = Instant::now();
+    tokio::time::sleep(params.idle_time).await;
+    let cpu = proc::cpu_seconds(pid)? - cpu_before;
+    let secs = started.elapsed().as_secs_f64();
+    drop(conns);
+
+    let growth = rss_after as f64 - rss_before as f64;
+    Ok(vec![
+        (Metric::IdleRss, growth / params.idle_conns as f64),
+        (Metric::IdleCpu, cpu / secs * 100.0),
+    ])
+}
+
+async fn many(server: &mut ServerProcess, params: &Params) -> Result<Vec<(Metric, f64)>, BoxError> {
+    let payloads = Payloads::new(PROBE_SIZE);
+    let started = Instant::now();
+    let conns = loadgen::open_echoed(
+        server.addr(),
+        params.many_conns,
+        OPEN_CONCURRENCY,
+        OPEN_TIMEOUT,
+        &payloads,
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let served = conns.iter().filter(|c| c.is_ok()).count();
+    if let Some(Err(err)) = conns.iter().find(|c| c.is_err()) {
+        eprintln!(
+            "  many: {} of {} connections failed, e.g.: {err}",
+            params.many_conns - served,
+            params.many_conns
+        );
+    }
+    drop(conns);
+    Ok(vec![
+        (Metric::ManyServed, served as f64),
+        (Metric::ManySeconds, secs),
+    ])
+}
