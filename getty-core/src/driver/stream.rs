@@ -24,11 +24,11 @@ use crate::listener::EventListener;
 use crate::runtime::{timeout_at, Runtime, Timer};
 use crate::session::Session;
 
-/// Initial read buffer size (getty reads 4 KiB at a time).
-const READ_CHUNK: usize = 4 * 1024;
-/// Grow the buffer when less than this is free before a read.
-const MIN_READ_SPACE: usize = 1024;
-/// At most this much buffer is offered to one read (it is zeroed first: keep that bounded).
+/// The smallest (and first) read: getty reads 4 KiB at a time.
+const MIN_READ: usize = 4 * 1024;
+/// The largest read. Reads adapt between the two, as Netty's receive buffers do: a read that
+/// fills what it was offered doubles the next offer, one that fills less than half halves it.
+/// (Offered space is zeroed before each read: offering more than is read costs.)
 const MAX_READ: usize = 64 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
@@ -120,6 +120,8 @@ struct Driver<R: Runtime, C: Codec, T> {
     read_timer: Option<R::Timer>,
     /// Since when the session has been waiting for the peer (for the read timeout).
     waiting_since: Instant,
+    /// When the bytes being decoded were read: the arrival time of their packages.
+    read_at: Instant,
     /// Reads and packages left before the next voluntary yield.
     budget: u32,
 }
@@ -143,6 +145,7 @@ where
             cron_deadline,
             read_timer: None,
             waiting_since: now,
+            read_at: now,
             budget: YIELD_BUDGET,
             rt,
             io,
@@ -157,7 +160,10 @@ where
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let outcome = match event {
                 Event::Message(pkg) => {
-                    self.session.touch(self.rt.now());
+                    self.session.touch(self.read_at);
+                    // The driver drains the queue right after the handler: replies it queues
+                    // need no wake-up (which would cost a spurious poll and read).
+                    self.session.inner().queue.unregister_driver();
                     let counters = &self.session.inner().stats;
                     counters.add_pkgs_read(1);
                     pump_while(
@@ -192,7 +198,9 @@ where
                 Err(panic) => return Some(panic),
             }
             // Time spent in a handler is not time spent waiting for the peer.
-            self.waiting_since = self.rt.now();
+            if self.read_timer.is_some() {
+                self.waiting_since = self.rt.now();
+            }
         }
     }
 
@@ -234,6 +242,10 @@ where
             }
             let Poll::Ready(read) = self.io.poll_fill(cx) else {
                 self.budget = YIELD_BUDGET;
+                if self.io.read_buf.capacity() == 0 && self.io.out.is_empty() {
+                    // Idle: no partial frame, nothing to write. Keep no buffers.
+                    self.session.release_encoder();
+                }
                 return Poll::Pending;
             };
             match read {
@@ -241,7 +253,8 @@ where
                 Ok(n) => {
                     self.budget -= 1;
                     self.session.inner().stats.add_bytes_read(n as u64);
-                    self.waiting_since = self.rt.now();
+                    self.read_at = self.rt.now();
+                    self.waiting_since = self.read_at;
                 }
                 Err(err) => return Poll::Ready(Event::Failed(Error::io("read", err))),
             }
@@ -311,6 +324,10 @@ where
             self.read_timer = None;
             return Poll::Pending;
         };
+        if self.read_timer.is_none() {
+            // Handlers only keep `waiting_since` current while a timer exists.
+            self.waiting_since = self.rt.now();
+        }
         let deadline = self.waiting_since + timeout;
         let timer = self
             .read_timer
@@ -438,6 +455,8 @@ struct StreamIo<T> {
     read_buf: BytesMut,
     /// Total length of the frame being read, once its header is known (0 otherwise).
     frame_hint: usize,
+    /// How many bytes the next read is offered, between `MIN_READ` and `MAX_READ`.
+    read_size: usize,
     eof: bool,
     /// Buffers taken from the session's queue, not yet fully written.
     out: VecDeque<Bytes>,
@@ -456,6 +475,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
             io,
             read_buf: BytesMut::new(),
             frame_hint: 0,
+            read_size: MIN_READ,
             eof: false,
             out: VecDeque::new(),
             out_ends: VecDeque::new(),
@@ -465,21 +485,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
         }
     }
 
-    /// Reads once into the buffer's free space, growing it first from the frame-length hint.
+    /// Reads once into the buffer, offering the adaptive read size or, when a frame's header
+    /// said so, the rest of that frame if larger (reserved at once, not grown step by step).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let len = self.read_buf.len();
-        let missing = self.frame_hint.saturating_sub(len);
-        if self.read_buf.capacity() - len < missing.max(MIN_READ_SPACE) {
-            self.read_buf.reserve(missing.max(READ_CHUNK));
-        }
-        let end = self.read_buf.capacity().min(len + MAX_READ);
-        self.read_buf.resize(end, 0);
+        let want = self.frame_hint.saturating_sub(len).max(self.read_size);
+        self.read_buf.reserve(want);
+        // A large frame is reserved whole but read (and zeroed) at most MAX_READ at a time.
+        let offer = want.min(MAX_READ);
+        self.read_buf.resize(len + offer, 0);
         let result = Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf[len..]);
         let n = match &result {
             Poll::Ready(Ok(n)) => *n,
             _ => 0,
         };
         self.read_buf.truncate(len + n);
+        if result.is_ready() {
+            if n == offer {
+                self.read_size = (self.read_size * 2).min(MAX_READ);
+            } else if n < offer / 2 {
+                self.read_size = (self.read_size / 2).max(MIN_READ);
+            }
+        }
         if result.is_pending() && len == 0 {
             // Nothing buffered and nothing to read: an idle session keeps no read buffer (the
             // next read allocates one), so thousands of idle sessions cost little memory.

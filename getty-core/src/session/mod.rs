@@ -40,6 +40,11 @@ pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Encoding starts a new chunk of the encode buffer when less than this is left...
+const ENCODE_MIN_ROOM: usize = 512;
+/// ...and the new chunk is at least this large.
+const ENCODE_CHUNK: usize = 8 * 1024;
+
 /// Lifecycle states, in order; a session only moves forward.
 const OPEN: u8 = 0;
 /// `close()` was called or the driver is closing: no new writes, reading stopped.
@@ -86,6 +91,9 @@ pub(crate) struct Inner<C> {
     closed: Event,
     rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
+    /// Packages are encoded here and split off: consecutive small packages share one
+    /// allocation, reused once every package cut from it has been written.
+    encoder: Mutex<BytesMut>,
 }
 
 impl<C: Codec> Session<C> {
@@ -118,6 +126,7 @@ impl<C: Codec> Session<C> {
                 closed: Event::new(),
                 rt,
                 codec,
+                encoder: Mutex::new(BytesMut::new()),
             }),
         }
     }
@@ -389,9 +398,27 @@ impl<C: Codec> Session<C> {
         if self.is_closing() {
             return Err(Error::SessionClosed { id: self.id() });
         }
-        let mut buf = BytesMut::new();
-        self.inner.codec.encode(pkg, &mut buf)?;
-        Ok(buf.freeze())
+        let mut arena = lock(&self.inner.encoder);
+        // Left over only if an earlier encode panicked half-way.
+        arena.clear();
+        if arena.capacity() < ENCODE_MIN_ROOM {
+            arena.reserve(ENCODE_CHUNK);
+        }
+        match self.inner.codec.encode(pkg, &mut arena) {
+            Ok(()) => Ok(arena.split().freeze()),
+            Err(err) => {
+                arena.clear();
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Drops the encode buffer (an idle session keeps none).
+    pub(crate) fn release_encoder(&self) {
+        let mut arena = lock(&self.inner.encoder);
+        if arena.is_empty() {
+            *arena = BytesMut::new();
+        }
     }
 
     /// Runs `future` until `deadline` (if any); `None` when the deadline passed first. The

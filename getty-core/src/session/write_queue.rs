@@ -135,6 +135,11 @@ impl WriteQueue {
         }
     }
 
+    /// Forgets the driver's waker: the driver is running and will drain before it sleeps.
+    pub(crate) fn unregister_driver(&self) {
+        lock(&self.state).driver = None;
+    }
+
     /// Refuses further pushes and wakes the driver and every writer waiting for room.
     pub(crate) fn close(&self) {
         let mut state = lock(&self.state);
