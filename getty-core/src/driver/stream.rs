@@ -229,6 +229,11 @@ where
             if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
                 return Poll::Ready(Event::Failed(err));
             }
+            // Checked again now that the waker is registered: a close requested before the
+            // registration found no waker to wake, and must be seen here.
+            if self.session.is_closing() {
+                return Poll::Ready(Event::CloseRequested);
+            }
             if self.budget == 0 {
                 self.budget = YIELD_BUDGET;
                 cx.waker().wake_by_ref();

@@ -40,11 +40,6 @@ pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Encoding starts a new chunk of the encode buffer when less than this is left...
-const ENCODE_MIN_ROOM: usize = 512;
-/// ...and the new chunk is at least this large.
-const ENCODE_CHUNK: usize = 8 * 1024;
-
 /// Lifecycle states, in order; a session only moves forward.
 const OPEN: u8 = 0;
 /// `close()` was called or the driver is closing: no new writes, reading stopped.
@@ -91,9 +86,6 @@ pub(crate) struct Inner<C> {
     closed: Event,
     rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
-    /// Packages are encoded here and split off: consecutive small packages share one
-    /// allocation, reused once every package cut from it has been written.
-    encoder: Mutex<BytesMut>,
 }
 
 impl<C: Codec> Session<C> {
@@ -126,7 +118,6 @@ impl<C: Codec> Session<C> {
                 closed: Event::new(),
                 rt,
                 codec,
-                encoder: Mutex::new(BytesMut::new()),
             }),
         }
     }
@@ -303,10 +294,8 @@ impl<C: Codec> Session<C> {
     /// [`set_write_water_marks`](Session::set_write_water_marks)) the package is refused with
     /// [`Error::WouldBlock`].
     pub fn send_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        let bytes = self.encode(pkg)?;
-        let len = bytes.len();
-        self.inner.queue.push(self.id(), [bytes], false)?;
-        Ok(len)
+        let (start, end) = self.push_pkg(pkg, false)?;
+        Ok(len_of(start, end))
     }
 
     /// Encodes `pkg` and queues it, first waiting while the write queue is full. Returns the
@@ -316,11 +305,9 @@ impl<C: Codec> Session<C> {
     /// and, when the peer reads slower than the session writes, it holds the handler (and so
     /// the session's reading) instead of growing the queue.
     pub async fn feed_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        let bytes = self.encode(pkg)?;
-        let len = bytes.len();
-        self.wait_room(None, len).await?;
-        self.inner.queue.push(self.id(), [bytes], true)?;
-        Ok(len)
+        self.wait_room(None, || 0).await?;
+        let (start, end) = self.push_pkg(pkg, true)?;
+        Ok(len_of(start, end))
     }
 
     /// Encodes `pkg`, queues it (waiting for room while the queue is full), and waits until
@@ -335,17 +322,20 @@ impl<C: Codec> Session<C> {
         pkg: &C::Outbound,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        let bytes = self.encode(pkg)?;
-        self.write_and_wait([bytes], timeout).await
+        let timeout = self.deadline(timeout);
+        self.wait_room(timeout, || self.encoded_len(pkg)).await?;
+        let queued = self.push_pkg(pkg, true)?;
+        self.wait_written(queued, timeout).await
     }
 
     /// Queues raw bytes (bypassing the codec), returning their length once queued. Never
     /// waits: a full queue refuses them with [`Error::WouldBlock`].
     pub fn send_bytes(&self, bytes: impl Into<Bytes>) -> Result<usize> {
-        let bytes = bytes.into();
-        let len = bytes.len();
-        self.inner.queue.push(self.id(), [bytes], false)?;
-        Ok(len)
+        let (start, end) = self
+            .inner
+            .queue
+            .push_shared(self.id(), false, [bytes.into()])?;
+        Ok(len_of(start, end))
     }
 
     /// Writes raw bytes (bypassing the codec) and waits as [`write_pkg`](Session::write_pkg)
@@ -355,7 +345,7 @@ impl<C: Codec> Session<C> {
         bytes: impl Into<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        self.write_and_wait([bytes.into()], timeout).await
+        self.write_shared([bytes.into()], timeout).await
     }
 
     /// Writes several buffers as one package, in one vectored write (no copy into one buffer),
@@ -369,7 +359,7 @@ impl<C: Codec> Session<C> {
         I: IntoIterator<Item = Bytes>,
     {
         let bufs: Vec<Bytes> = bufs.into_iter().collect();
-        self.write_and_wait(bufs, timeout).await
+        self.write_shared(bufs, timeout).await
     }
 
     /// Whether the write queue has room: a non-waiting send would be accepted now.
@@ -394,31 +384,26 @@ impl<C: Codec> Session<C> {
         self.inner.queue.set_water_marks(low, high)
     }
 
-    fn encode(&self, pkg: &C::Outbound) -> Result<Bytes> {
-        if self.is_closing() {
-            return Err(Error::SessionClosed { id: self.id() });
-        }
-        let mut arena = lock(&self.inner.encoder);
-        // Left over only if an earlier encode panicked half-way.
-        arena.clear();
-        if arena.capacity() < ENCODE_MIN_ROOM {
-            arena.reserve(ENCODE_CHUNK);
-        }
-        match self.inner.codec.encode(pkg, &mut arena) {
-            Ok(()) => Ok(arena.split().freeze()),
-            Err(err) => {
-                arena.clear();
-                Err(err.into())
-            }
+    /// Encodes `pkg` into the write queue (see `WriteQueue::push_encoded`).
+    fn push_pkg(&self, pkg: &C::Outbound, force: bool) -> Result<(u64, u64)> {
+        let codec = &self.inner.codec;
+        self.inner
+            .queue
+            .push_encoded(self.id(), force, |dst| codec.encode(pkg, dst))
+    }
+
+    /// The encoded length of `pkg`, for errors raised before it was queued.
+    fn encoded_len(&self, pkg: &C::Outbound) -> usize {
+        let mut scratch = BytesMut::new();
+        match self.inner.codec.encode(pkg, &mut scratch) {
+            Ok(()) => scratch.len(),
+            Err(_) => 0,
         }
     }
 
-    /// Drops the encode buffer (an idle session keeps none).
+    /// Drops the write queue's encode buffer if nothing is queued (an idle session keeps none).
     pub(crate) fn release_encoder(&self) {
-        let mut arena = lock(&self.inner.encoder);
-        if arena.is_empty() {
-            *arena = BytesMut::new();
-        }
+        self.inner.queue.release_idle();
     }
 
     /// Runs `future` until `deadline` (if any); `None` when the deadline passed first. The
@@ -439,9 +424,20 @@ impl<C: Codec> Session<C> {
         .await
     }
 
-    /// Waits while the queue is full; `timeout` (with the deadline) turns into a
-    /// `WriteTimeout` for a write of `total` bytes of which nothing was sent.
-    async fn wait_room(&self, timeout: Option<(Duration, Instant)>, total: usize) -> Result<()> {
+    /// The timeout of a waiting write (the given one or the session's), with its deadline.
+    fn deadline(&self, timeout: Option<Duration>) -> Option<(Duration, Instant)> {
+        timeout
+            .or_else(|| self.write_timeout())
+            .map(|t| (t, self.inner.rt.now() + t))
+    }
+
+    /// Waits while the queue is full. Past the deadline, the result is a `WriteTimeout` for a
+    /// write of `total()` bytes of which nothing was sent.
+    async fn wait_room(
+        &self,
+        timeout: Option<(Duration, Instant)>,
+        total: impl FnOnce() -> usize,
+    ) -> Result<()> {
         match self
             .until(timeout.map(|t| t.1), self.inner.queue.wait_room())
             .await
@@ -450,22 +446,19 @@ impl<C: Codec> Session<C> {
             Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
             None => Err(Error::WriteTimeout {
                 timeout: timeout.map(|t| t.0).unwrap_or_default(),
-                total,
+                total: total(),
                 sent: 0,
             }),
         }
     }
 
-    async fn write_and_wait<B>(&self, bufs: B, timeout: Option<Duration>) -> Result<(usize, usize)>
-    where
-        B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
-    {
-        let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
-        let timeout = timeout
-            .or_else(|| self.write_timeout())
-            .map(|t| (t, self.inner.rt.now() + t));
-        self.wait_room(timeout, total).await?;
-        let (start, end) = self.inner.queue.push(self.id(), bufs, true)?;
+    /// Waits (until the deadline) for the bytes `[start, end)` to reach the socket.
+    async fn wait_written(
+        &self,
+        (start, end): (u64, u64),
+        timeout: Option<(Duration, Instant)>,
+    ) -> Result<(usize, usize)> {
+        let total = len_of(start, end);
         match self
             .until(timeout.map(|t| t.1), self.inner.queue.wait_written(end))
             .await
@@ -474,14 +467,25 @@ impl<C: Codec> Session<C> {
             Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
             None => {
                 let written = self.inner.queue.written();
-                let sent = written.saturating_sub(start).min(end - start);
                 Err(Error::WriteTimeout {
                     timeout: timeout.map(|t| t.0).unwrap_or_default(),
                     total,
-                    sent: usize::try_from(sent).unwrap_or(usize::MAX),
+                    sent: len_of(start, written.clamp(start, end)),
                 })
             }
         }
+    }
+
+    /// Queues shared buffers as one package (waiting for room) and waits for the socket.
+    async fn write_shared<B>(&self, bufs: B, timeout: Option<Duration>) -> Result<(usize, usize)>
+    where
+        B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
+    {
+        let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
+        let timeout = self.deadline(timeout);
+        self.wait_room(timeout, || total).await?;
+        let queued = self.inner.queue.push_shared(self.id(), true, bufs)?;
+        self.wait_written(queued, timeout).await
     }
 
     // ----- closing ----------------------------------------------------------------------------
@@ -599,6 +603,11 @@ impl<T: SessionControl + ?Sized> SessionControl for Arc<T> {
     fn id(&self) -> u64 {
         (**self).id()
     }
+}
+
+/// The length of the byte range `[start, end)`.
+fn len_of(start: u64, end: u64) -> usize {
+    usize::try_from(end - start).unwrap_or(usize::MAX)
 }
 
 /// Locks `m`, ignoring poisoning: every critical section here leaves the data consistent.

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 
 use super::lock;
+use crate::codec::CodecError;
 use crate::error::{Error, Result};
 
 /// Default high-water mark of a session's write queue.
@@ -59,6 +60,9 @@ impl Default for WriteQueue {
 #[derive(Default)]
 struct QueueState {
     bufs: VecDeque<Bytes>,
+    /// Encoded packages not yet moved to `bufs`: contiguous, so a run of them is one buffer.
+    /// Once every buffer cut from it has been written, its allocation is reused.
+    tail: BytesMut,
     /// End offset of every queued package, to count packages as they are written.
     ends: VecDeque<u64>,
     /// End offset of everything ever queued.
@@ -69,17 +73,101 @@ struct QueueState {
     driver: Option<Waker>,
 }
 
+impl QueueState {
+    /// Moves the tail's bytes to `bufs`, keeping the order of everything queued.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let sealed = self.tail.split().freeze();
+            self.bufs.push_back(sealed);
+        }
+    }
+}
+
+/// Encoding starts a new chunk of the tail when less than this is left...
+const ENCODE_MIN_ROOM: usize = 512;
+/// ...and the new chunk is at least this large.
+const ENCODE_CHUNK: usize = 8 * 1024;
+
+/// Appends to a buffer, undoing the append if it is not committed (an error, or a panic in the
+/// code that appends, unwinding through it).
+struct Rollback<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+    committed: bool,
+}
+
+impl<'a> Rollback<'a> {
+    fn new(buf: &'a mut BytesMut) -> Self {
+        let len = buf.len();
+        Rollback {
+            buf,
+            len,
+            committed: false,
+        }
+    }
+
+    /// Keeps what was appended; returns how much that was.
+    fn commit(mut self) -> usize {
+        self.committed = true;
+        self.buf.len() - self.len
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.buf.truncate(self.len);
+        }
+    }
+}
+
 impl WriteQueue {
-    /// Queues `bufs` as one package; returns its `[start, end)` byte offsets.
+    /// Encodes one package straight into the queue's contiguous tail (so that a run of small
+    /// packages leaves as one buffer, one iovec) and returns its `[start, end)` byte offsets.
     ///
     /// A full queue refuses the package with [`Error::WouldBlock`] unless `force` is set (a
     /// writer that already waited for room: the queue may then exceed the high mark by one
-    /// package per writer that raced for the same room).
-    pub(crate) fn push<I>(&self, id: u64, bufs: I, force: bool) -> Result<(u64, u64)>
+    /// package per writer that raced for the same room). An encoding error, or a panic in the
+    /// codec, leaves the queue as it was.
+    pub(crate) fn push_encoded(
+        &self,
+        id: u64,
+        force: bool,
+        encode: impl FnOnce(&mut BytesMut) -> std::result::Result<(), CodecError>,
+    ) -> Result<(u64, u64)> {
+        let mut state = self.admit(id, force)?;
+        let state = &mut *state;
+        if state.tail.capacity() - state.tail.len() < ENCODE_MIN_ROOM {
+            state.tail.reserve(ENCODE_CHUNK);
+        }
+        let tail = Rollback::new(&mut state.tail);
+        encode(tail.buf)?;
+        let added = tail.commit();
+        Ok(self.finish_push(state, added))
+    }
+
+    /// Queues shared buffers as one package, without copying them; returns its `[start, end)`
+    /// byte offsets. Admission as for [`push_encoded`](Self::push_encoded).
+    pub(crate) fn push_shared<I>(&self, id: u64, force: bool, bufs: I) -> Result<(u64, u64)>
     where
         I: IntoIterator<Item = Bytes>,
     {
-        let mut state = lock(&self.state);
+        let mut state = self.admit(id, force)?;
+        let state = &mut *state;
+        state.seal_tail();
+        let mut added = 0;
+        for buf in bufs {
+            if !buf.is_empty() {
+                added += buf.len();
+                state.bufs.push_back(buf);
+            }
+        }
+        Ok(self.finish_push(state, added))
+    }
+
+    /// Locks the state for a push, refusing it when closed, or full and not forced.
+    fn admit(&self, id: u64, force: bool) -> Result<std::sync::MutexGuard<'_, QueueState>> {
+        let state = lock(&self.state);
         if state.closed {
             return Err(Error::SessionClosed { id });
         }
@@ -89,27 +177,25 @@ impl WriteQueue {
                 high: self.high.load(Ordering::Relaxed),
             });
         }
+        Ok(state)
+    }
+
+    /// Accounts for `added` bytes just queued as one package, and wakes the driver.
+    fn finish_push(&self, state: &mut QueueState, added: usize) -> (u64, u64) {
         let start = state.enqueued;
-        for buf in bufs {
-            if !buf.is_empty() {
-                state.enqueued += buf.len() as u64;
-                state.bufs.push_back(buf);
-            }
-        }
-        let end = state.enqueued;
+        let end = start + added as u64;
         if end > start {
+            state.enqueued = end;
             state.ends.push_back(end);
             self.enqueued.store(end, Ordering::Release);
             if self.queued() >= self.high.load(Ordering::Relaxed) {
                 self.full.store(true, Ordering::Release);
             }
+            if let Some(waker) = state.driver.take() {
+                waker.wake();
+            }
         }
-        let waker = state.driver.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        Ok((start, end))
+        (start, end)
     }
 
     /// Moves everything queued to the driver's `bufs`/`ends` and registers `waker` to be woken
@@ -125,6 +211,7 @@ impl WriteQueue {
             Some(w) if w.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
         }
+        state.seal_tail();
         if !state.bufs.is_empty() {
             if bufs.is_empty() {
                 std::mem::swap(bufs, &mut state.bufs);
@@ -132,6 +219,14 @@ impl WriteQueue {
                 bufs.append(&mut state.bufs);
             }
             ends.append(&mut state.ends);
+        }
+    }
+
+    /// Drops the tail's buffer when nothing is queued (an idle session keeps none).
+    pub(crate) fn release_idle(&self) {
+        let mut state = lock(&self.state);
+        if state.tail.is_empty() && state.bufs.is_empty() {
+            state.tail = BytesMut::new();
         }
     }
 

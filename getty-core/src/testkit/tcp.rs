@@ -1234,3 +1234,72 @@ pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
     );
     within(&rt, "srv close", srv.close()).await;
 }
+
+/// The hello framing, except that encoding `boom` writes half a header and panics.
+#[derive(Debug)]
+struct PanicOnBoom(LengthDelimited);
+
+impl crate::codec::Codec for PanicOnBoom {
+    type Inbound = Bytes;
+    type Outbound = [u8];
+
+    fn decode(
+        &self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<crate::codec::Decoded<Bytes>, crate::CodecError> {
+        self.0.decode(buf)
+    }
+
+    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), crate::CodecError> {
+        if pkg == b"boom" {
+            dst.extend_from_slice(&[0xff, 0xff]);
+            panic!("encoder panics half-way");
+        }
+        if pkg == b"fail" {
+            dst.extend_from_slice(&[0xee]);
+            return Err(crate::CodecError::invalid("refused"));
+        }
+        self.0.encode(pkg, dst)
+    }
+}
+
+/// An encoder that fails or panics half-way through a package leaves nothing of it in the
+/// write queue: the packages around it reach the peer intact.
+pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
+    let listener = rt.listen(localhost()).await.expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let rec = Recorder::new();
+    let probe: Arc<dyn EventListener<PanicOnBoom>> = Arc::new(Probe {
+        rec: rec.clone(),
+        echo: false,
+    });
+    let cli = TcpClientBuilder::new(addr)
+        .start(
+            rt.clone(),
+            PanicOnBoom(LengthDelimited::hello()),
+            move |_: &Session<PanicOnBoom>| Ok(probe.clone()),
+        )
+        .expect("client");
+    let (mut peer, _) = within(&rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    within(&rt, "connected", cli.wait_for_sessions(1))
+        .await
+        .expect("connected");
+    let session = cli.sessions()[0].clone();
+    session.send_pkg(b"before").expect("send");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = session.send_pkg(b"boom");
+    }));
+    assert!(panicked.is_err());
+    assert!(matches!(session.send_pkg(b"fail"), Err(Error::Codec(_))));
+    session.send_pkg(b"after").expect("send after a panic");
+    for want in [&b"before"[..], b"after"] {
+        let got = within(&rt, "frame", read_hello_frame(&mut peer))
+            .await
+            .expect("read");
+        assert_eq!(got, want);
+    }
+    assert_eq!(session.stats().pkgs_written, 2);
+    within(&rt, "cli close", cli.close()).await;
+}
