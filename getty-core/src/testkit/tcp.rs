@@ -1300,6 +1300,10 @@ pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
             .expect("read");
         assert_eq!(got, want);
     }
-    assert_eq!(session.stats().pkgs_written, 2);
+    // The peer can read the bytes before the driver has counted them.
+    eventually(&rt, "two packages counted", || {
+        session.stats().pkgs_written == 2
+    })
+    .await;
     within(&rt, "cli close", cli.close()).await;
 }
