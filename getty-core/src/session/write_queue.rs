@@ -87,6 +87,8 @@ impl QueueState {
 const ENCODE_MIN_ROOM: usize = 512;
 /// ...and the new chunk is at least this large.
 const ENCODE_CHUNK: usize = 8 * 1024;
+/// A tail this long is sealed before the next package is encoded (see `push_encoded`).
+const SEAL_AT: usize = 4 * 1024;
 
 /// Appends to a buffer, undoing the append if it is not committed (an error, or a panic in the
 /// code that appends, unwinding through it).
@@ -137,6 +139,11 @@ impl WriteQueue {
     ) -> Result<(u64, u64)> {
         let mut state = self.admit(id, force)?;
         let state = &mut *state;
+        // A package that outgrows the tail's allocation makes the codec's `reserve` copy the
+        // tail's contents: keep that copy small by sealing a long tail first.
+        if state.tail.len() >= SEAL_AT {
+            state.seal_tail();
+        }
         if state.tail.capacity() - state.tail.len() < ENCODE_MIN_ROOM {
             state.tail.reserve(ENCODE_CHUNK);
         }
