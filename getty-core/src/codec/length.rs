@@ -87,6 +87,27 @@ impl LengthDelimited {
         let by_usize = usize::MAX - width;
         usize::try_from(by_width).map_or(by_usize, |w| w.min(by_usize))
     }
+
+    /// Appends the header of a frame with a `len`-byte payload.
+    fn put_header(&self, len: usize, dst: &mut BytesMut) -> Result<(), CodecError> {
+        if len > self.max_frame_len {
+            return Err(CodecError::FrameTooLarge {
+                len,
+                max: self.max_frame_len,
+            });
+        }
+        // max_frame_len fits both the header and u64 (it is capped by the width's maximum),
+        // so this conversion only fails if that invariant is broken.
+        let value = u64::try_from(len).map_err(|_| CodecError::FrameTooLarge {
+            len,
+            max: self.max_frame_len,
+        })?;
+        match self.endian {
+            Endian::Big => dst.put_uint(value, self.width),
+            Endian::Little => dst.put_uint_le(value, self.width),
+        }
+        Ok(())
+    }
 }
 
 impl Default for LengthDelimited {
@@ -126,26 +147,18 @@ impl Codec for LengthDelimited {
     }
 
     fn encode(&self, pkg: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        let len = pkg.len();
-        if len > self.max_frame_len {
-            return Err(CodecError::FrameTooLarge {
-                len,
-                max: self.max_frame_len,
-            });
-        }
-        // max_frame_len fits both the header and u64 (it is capped by the width's maximum),
-        // so this conversion only fails if that invariant is broken.
-        let value = u64::try_from(len).map_err(|_| CodecError::FrameTooLarge {
-            len,
-            max: self.max_frame_len,
-        })?;
-        dst.reserve(self.width + len);
-        match self.endian {
-            Endian::Big => dst.put_uint(value, self.width),
-            Endian::Little => dst.put_uint_le(value, self.width),
-        }
+        dst.reserve(self.width + pkg.len());
+        self.put_header(pkg.len(), dst)?;
         dst.put_slice(pkg);
         Ok(())
+    }
+
+    fn encode_header(
+        &self,
+        payload_len: usize,
+        dst: &mut BytesMut,
+    ) -> Option<Result<(), CodecError>> {
+        Some(self.put_header(payload_len, dst))
     }
 }
 
@@ -210,6 +223,23 @@ mod tests {
         let h = LengthDelimited::hello();
         assert_eq!((d.width(), d.endian()), (4, Endian::Little));
         assert_eq!(d.max_frame_len(), h.max_frame_len());
+    }
+
+    #[test]
+    fn encode_header_is_the_frame_without_its_payload() {
+        let codec = LengthDelimited::new(2, Endian::Big).expect("codec");
+        let mut header = BytesMut::new();
+        codec
+            .encode_header(3, &mut header)
+            .expect("framed")
+            .expect("ok");
+        assert_eq!(&header[..], &encoded(&codec, b"abc")[..2]);
+        let limited = LengthDelimited::hello().with_max_frame_len(2);
+        let refused = limited.encode_header(3, &mut BytesMut::new());
+        assert!(matches!(
+            refused,
+            Some(Err(CodecError::FrameTooLarge { len: 3, max: 2 }))
+        ));
     }
 
     #[test]

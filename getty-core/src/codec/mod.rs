@@ -52,6 +52,22 @@ pub trait Codec: Send + Sync + 'static {
     /// Appends the encoding of `pkg` to `dst`.
     fn encode(&self, pkg: &Self::Outbound, dst: &mut BytesMut) -> Result<(), CodecError>;
 
+    /// For formats whose frame is a header followed by the payload bytes as they are: appends
+    /// the header of a frame carrying `payload_len` bytes and returns `Some(Ok(()))`. Sessions
+    /// then send a shared payload without copying it ([`Session::send_payload`]). `None`, the
+    /// default, says the format does not work that way (the payload is then encoded with
+    /// [`encode`](Codec::encode)).
+    ///
+    /// [`Session::send_payload`]: crate::Session::send_payload
+    fn encode_header(
+        &self,
+        payload_len: usize,
+        dst: &mut BytesMut,
+    ) -> Option<Result<(), CodecError>> {
+        let _ = (payload_len, dst);
+        None
+    }
+
     /// Decodes whatever is left when the peer closes its side: by default, nothing (a partial
     /// frame left in the buffer at end of stream is then an error).
     fn decode_eof(&self, buf: &mut BytesMut) -> Result<Decoded<Self::Inbound>, CodecError> {

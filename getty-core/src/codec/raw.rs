@@ -25,6 +25,10 @@ impl Codec for RawBytes {
         dst.extend_from_slice(pkg);
         Ok(())
     }
+
+    fn encode_header(&self, _: usize, _: &mut BytesMut) -> Option<Result<(), CodecError>> {
+        Some(Ok(()))
+    }
 }
 
 #[cfg(test)]

@@ -555,6 +555,48 @@ impl<C: Codec> Session<C> {
     }
 }
 
+/// Payloads shorter than this are copied into the write queue even by `send_payload`: an
+/// extra iovec costs more than copying a few hundred bytes.
+const SHARE_PAYLOAD_FROM: usize = 1024;
+
+/// Sending byte payloads without copying them, for codecs whose packages are byte slices.
+impl<C: Codec<Outbound = [u8]>> Session<C> {
+    /// Sends `payload` as one package like [`send_pkg`](Session::send_pkg) (queued, never
+    /// waits, `WouldBlock` when the queue is full), but without copying a large payload when
+    /// the codec frames payloads as a header plus the bytes as they are
+    /// ([`Codec::encode_header`]): the queue keeps a reference to `payload` until it is
+    /// written. An echo of a received `Bytes` package is then zero-copy.
+    pub fn send_payload(&self, payload: Bytes) -> Result<usize> {
+        let (start, end) = self.push_payload(payload, false)?;
+        Ok(len_of(start, end))
+    }
+
+    /// As [`send_payload`](Session::send_payload), but waits for room while the write queue is
+    /// full, as [`feed_pkg`](Session::feed_pkg) does.
+    pub async fn feed_payload(&self, payload: Bytes) -> Result<usize> {
+        self.wait_room(None, || 0).await?;
+        let (start, end) = self.push_payload(payload, true)?;
+        Ok(len_of(start, end))
+    }
+
+    fn push_payload(&self, payload: Bytes, force: bool) -> Result<(u64, u64)> {
+        if payload.len() >= SHARE_PAYLOAD_FROM {
+            let codec = &self.inner.codec;
+            let len = payload.len();
+            let framed = self
+                .inner
+                .queue
+                .push_framed(self.id(), force, payload.clone(), |dst| {
+                    codec.encode_header(len, dst)
+                });
+            if let Some(result) = framed {
+                return result;
+            }
+        }
+        self.push_pkg(&payload, force)
+    }
+}
+
 impl<C: Codec> fmt::Debug for Session<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")

@@ -153,6 +153,40 @@ impl WriteQueue {
         Ok(self.finish_push(state, added))
     }
 
+    /// Queues one package made of a header, encoded into the tail, and a shared payload that is
+    /// not copied. `None` when the codec has no such framing (`header` returned `None`).
+    pub(crate) fn push_framed(
+        &self,
+        id: u64,
+        force: bool,
+        payload: Bytes,
+        header: impl FnOnce(&mut BytesMut) -> Option<std::result::Result<(), CodecError>>,
+    ) -> Option<Result<(u64, u64)>> {
+        let mut state = match self.admit(id, force) {
+            Ok(state) => state,
+            Err(err) => return Some(Err(err)),
+        };
+        let state = &mut *state;
+        if state.tail.len() >= SEAL_AT {
+            state.seal_tail();
+        }
+        if state.tail.capacity() - state.tail.len() < ENCODE_MIN_ROOM {
+            state.tail.reserve(ENCODE_CHUNK);
+        }
+        let tail = Rollback::new(&mut state.tail);
+        match header(tail.buf)? {
+            Ok(()) => {}
+            Err(err) => return Some(Err(err.into())),
+        }
+        let mut added = tail.commit();
+        if !payload.is_empty() {
+            added += payload.len();
+            state.seal_tail();
+            state.bufs.push_back(payload);
+        }
+        Some(Ok(self.finish_push(state, added)))
+    }
+
     /// Queues shared buffers as one package, without copying them; returns its `[start, end)`
     /// byte offsets. Admission as for [`push_encoded`](Self::push_encoded).
     pub(crate) fn push_shared<I>(&self, id: u64, force: bool, bufs: I) -> Result<(u64, u64)>

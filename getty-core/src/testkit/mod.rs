@@ -68,6 +68,7 @@ macro_rules! conformance_suite {
             tcp::dropping_endpoints_closes_sessions,
             tcp::non_consuming_codec_is_an_error,
             tcp::failed_encode_leaves_the_stream_intact,
+            tcp::send_payload_frames_shared_bytes,
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
         );

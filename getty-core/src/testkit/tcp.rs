@@ -1307,3 +1307,49 @@ pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
     .await;
     within(&rt, "cli close", cli.close()).await;
 }
+
+/// `send_payload` frames a shared payload like `send_pkg` would (large ones without copying
+/// them), in order with other writes; a payload the codec refuses queues nothing.
+pub async fn send_payload_frames_shared_bytes<R: Runtime>(rt: R) {
+    let listener = rt.listen(localhost()).await.expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let cli = TcpClientBuilder::new(addr)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello().with_max_frame_len(256 * 1024),
+            TestListener::silent(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    let (mut peer, _) = within(&rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    within(&rt, "connected", cli.wait_for_sessions(1))
+        .await
+        .expect("connected");
+    let session = cli.sessions()[0].clone();
+    let big = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let small = Bytes::from_static(b"small payload, copied");
+    assert_eq!(session.send_pkg(b"first").expect("send"), 9);
+    assert_eq!(session.send_payload(big.clone()).expect("big"), 200_004);
+    assert_eq!(
+        session.send_payload(small.clone()).expect("small"),
+        4 + small.len()
+    );
+    let too_big = Bytes::from(vec![0u8; 300 * 1024]);
+    assert!(matches!(
+        session.send_payload(too_big),
+        Err(Error::Codec(crate::CodecError::FrameTooLarge { .. }))
+    ));
+    session.feed_payload(big.clone()).await.expect("feed");
+    for want in [&b"first"[..], &big, &small, &big] {
+        let got = within(&rt, "frame", read_hello_frame(&mut peer))
+            .await
+            .expect("read");
+        assert!(got == want, "a frame of {} bytes differs", got.len());
+    }
+    eventually(&rt, "four packages counted", || {
+        session.stats().pkgs_written == 4
+    })
+    .await;
+    within(&rt, "cli close", cli.close()).await;
+}
