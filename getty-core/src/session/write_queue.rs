@@ -74,6 +74,19 @@ struct QueueState {
 }
 
 impl QueueState {
+    /// The tail, ready for one more package to be encoded into it (undone unless committed).
+    fn tail_for_encoding(&mut self) -> Rollback<'_> {
+        // A package that outgrows the tail's allocation makes the codec's `reserve` copy the
+        // tail's contents: keep that copy small by sealing a long tail first.
+        if self.tail.len() >= SEAL_AT {
+            self.seal_tail();
+        }
+        if self.tail.capacity() - self.tail.len() < ENCODE_MIN_ROOM {
+            self.tail.reserve(ENCODE_CHUNK);
+        }
+        Rollback::new(&mut self.tail)
+    }
+
     /// Moves the tail's bytes to `bufs`, keeping the order of everything queued.
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
@@ -139,15 +152,7 @@ impl WriteQueue {
     ) -> Result<(u64, u64)> {
         let mut state = self.admit(id, force)?;
         let state = &mut *state;
-        // A package that outgrows the tail's allocation makes the codec's `reserve` copy the
-        // tail's contents: keep that copy small by sealing a long tail first.
-        if state.tail.len() >= SEAL_AT {
-            state.seal_tail();
-        }
-        if state.tail.capacity() - state.tail.len() < ENCODE_MIN_ROOM {
-            state.tail.reserve(ENCODE_CHUNK);
-        }
-        let tail = Rollback::new(&mut state.tail);
+        let tail = state.tail_for_encoding();
         encode(tail.buf)?;
         let added = tail.commit();
         Ok(self.finish_push(state, added))
@@ -167,13 +172,7 @@ impl WriteQueue {
             Err(err) => return Some(Err(err)),
         };
         let state = &mut *state;
-        if state.tail.len() >= SEAL_AT {
-            state.seal_tail();
-        }
-        if state.tail.capacity() - state.tail.len() < ENCODE_MIN_ROOM {
-            state.tail.reserve(ENCODE_CHUNK);
-        }
-        let tail = Rollback::new(&mut state.tail);
+        let tail = state.tail_for_encoding();
         match header(tail.buf)? {
             Ok(()) => {}
             Err(err) => return Some(Err(err.into())),

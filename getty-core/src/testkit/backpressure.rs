@@ -1,6 +1,5 @@
 //! Write-side backpressure: the byte-bounded write queue and its water marks.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::support::*;
 use crate::codec::LengthDelimited;
-use crate::endpoint::{TcpClientBuilder, TcpServer};
+use crate::endpoint::TcpServer;
 use crate::listener::EventListener;
 use crate::runtime::Runtime;
 use crate::session::Session;
@@ -17,10 +16,6 @@ use crate::{async_trait, Error};
 
 const LOW: usize = 16 * 1024;
 const HIGH: usize = 64 * 1024;
-
-fn localhost() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
 
 /// Echoes with `feed_pkg`, the waiting queued write, and keeps its sessions for inspection.
 #[derive(Debug, Default)]
@@ -114,22 +109,12 @@ pub async fn slow_reader_bounds_the_write_queue<R: Runtime>(rt: R) {
 /// A full queue refuses non-waiting sends with `WouldBlock` and reports itself not writable; a
 /// waiting `feed_pkg` resumes once the peer drains, and nothing accepted is lost.
 pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
-    let cli = TcpClientBuilder::new(addr)
-        .start(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&Recorder::new()).factory(),
-        )
-        .expect("client");
-    let (mut peer, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    within(&rt, "connected", cli.wait_for_sessions(1))
-        .await
-        .expect("connected");
-    let session = cli.sessions()[0].clone();
+    let (cli, session, mut peer) = client_with_raw_peer(
+        &rt,
+        LengthDelimited::hello(),
+        TestListener::silent(&Recorder::new()).factory(),
+    )
+    .await;
     session.set_write_water_marks(1024, 4096).expect("marks");
     assert_eq!(session.write_water_marks(), (1024, 4096));
     // The peer does not read: sends are accepted until the queue is full. Everything the

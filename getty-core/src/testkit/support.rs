@@ -263,6 +263,34 @@ pub fn payloads(events: &[Rec]) -> Vec<Bytes> {
         .collect()
 }
 
+/// A client session (of a one-session pool) connected to a raw peer socket that the scenario
+/// drives by hand: `(client, its session, the peer's stream)`.
+pub async fn client_with_raw_peer<R, C, N>(
+    rt: &R,
+    codec: C,
+    new_session: N,
+) -> (crate::endpoint::TcpClient<C>, Session<C>, R::Tcp)
+where
+    R: Runtime,
+    C: crate::Codec,
+    N: crate::NewSession<C>,
+{
+    let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let listener = rt.listen(any).await.expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let cli = crate::endpoint::TcpClientBuilder::new(addr)
+        .start(rt.clone(), codec, new_session)
+        .expect("client");
+    let (peer, _) = within(rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    within(rt, "connected", cli.wait_for_sessions(1))
+        .await
+        .expect("connected");
+    let session = cli.sessions()[0].clone();
+    (cli, session, peer)
+}
+
 /// A hello-framed package: 4-byte little-endian payload length, then the payload.
 pub fn hello_frame(payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(4 + payload.len());

@@ -550,23 +550,13 @@ pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
 
 /// `write_pkg` to a peer that never reads times out, reporting how much reached the socket.
 pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
-    let cli = TcpClientBuilder::new(addr)
-        .start(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&Recorder::new()).factory(),
-        )
-        .expect("client");
-    // Accept, and never read.
-    let (_peer, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    within(&rt, "connected", cli.wait_for_sessions(1))
-        .await
-        .expect("connected");
-    let session = cli.sessions()[0].clone();
+    // The peer never reads.
+    let (cli, session, _peer) = client_with_raw_peer(
+        &rt,
+        LengthDelimited::hello(),
+        TestListener::silent(&Recorder::new()).factory(),
+    )
+    .await;
     // Larger than any loopback socket buffers.
     let big = vec![0x5a; 64 << 20];
     let outcome = within(
@@ -1266,27 +1256,17 @@ impl crate::codec::Codec for PanicOnBoom {
 /// An encoder that fails or panics half-way through a package leaves nothing of it in the
 /// write queue: the packages around it reach the peer intact.
 pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
     let rec = Recorder::new();
     let probe: Arc<dyn EventListener<PanicOnBoom>> = Arc::new(Probe {
         rec: rec.clone(),
         echo: false,
     });
-    let cli = TcpClientBuilder::new(addr)
-        .start(
-            rt.clone(),
-            PanicOnBoom(LengthDelimited::hello()),
-            move |_: &Session<PanicOnBoom>| Ok(probe.clone()),
-        )
-        .expect("client");
-    let (mut peer, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    within(&rt, "connected", cli.wait_for_sessions(1))
-        .await
-        .expect("connected");
-    let session = cli.sessions()[0].clone();
+    let (cli, session, mut peer) = client_with_raw_peer(
+        &rt,
+        PanicOnBoom(LengthDelimited::hello()),
+        move |_: &Session<PanicOnBoom>| Ok(probe.clone()),
+    )
+    .await;
     session.send_pkg(b"before").expect("send");
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = session.send_pkg(b"boom");
@@ -1311,22 +1291,12 @@ pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
 /// `send_payload` frames a shared payload like `send_pkg` would (large ones without copying
 /// them), in order with other writes; a payload the codec refuses queues nothing.
 pub async fn send_payload_frames_shared_bytes<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
-    let cli = TcpClientBuilder::new(addr)
-        .start(
-            rt.clone(),
-            LengthDelimited::hello().with_max_frame_len(256 * 1024),
-            TestListener::silent(&Recorder::new()).factory(),
-        )
-        .expect("client");
-    let (mut peer, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    within(&rt, "connected", cli.wait_for_sessions(1))
-        .await
-        .expect("connected");
-    let session = cli.sessions()[0].clone();
+    let (cli, session, mut peer) = client_with_raw_peer(
+        &rt,
+        LengthDelimited::hello().with_max_frame_len(256 * 1024),
+        TestListener::silent(&Recorder::new()).factory(),
+    )
+    .await;
     let big = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
     let small = Bytes::from_static(b"small payload, copied");
     assert_eq!(session.send_pkg(b"first").expect("send"), 9);
