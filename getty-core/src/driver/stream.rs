@@ -249,7 +249,7 @@ where
                 self.budget = YIELD_BUDGET;
                 if self.io.read_buf.capacity() == 0 && self.io.out.is_empty() {
                     // Idle: no partial frame, nothing to write. Keep no buffers.
-                    self.session.release_encoder();
+                    self.session.release_write_buffer();
                 }
                 return Poll::Pending;
             };

@@ -402,7 +402,7 @@ impl<C: Codec> Session<C> {
     }
 
     /// Drops the write queue's encode buffer if nothing is queued (an idle session keeps none).
-    pub(crate) fn release_encoder(&self) {
+    pub(crate) fn release_write_buffer(&self) {
         self.inner.queue.release_idle();
     }
 
@@ -580,20 +580,22 @@ impl<C: Codec<Outbound = [u8]>> Session<C> {
     }
 
     fn push_payload(&self, payload: Bytes, force: bool) -> Result<(u64, u64)> {
-        if payload.len() >= SHARE_PAYLOAD_FROM {
-            let codec = &self.inner.codec;
-            let len = payload.len();
-            let framed = self
-                .inner
-                .queue
-                .push_framed(self.id(), force, payload.clone(), |dst| {
-                    codec.encode_header(len, dst)
-                });
-            if let Some(result) = framed {
-                return result;
-            }
+        if payload.len() < SHARE_PAYLOAD_FROM {
+            return self.push_pkg(&payload, force);
         }
-        self.push_pkg(&payload, force)
+        let codec = &self.inner.codec;
+        let len = payload.len();
+        let framed = self
+            .inner
+            .queue
+            .push_framed(self.id(), force, payload, |dst| {
+                codec.encode_header(len, dst)
+            });
+        match framed {
+            Ok(queued) => queued,
+            // The codec cannot frame a shared payload: encode (copy) it instead.
+            Err(payload) => self.push_pkg(&payload, force),
+        }
     }
 }
 

@@ -159,23 +159,25 @@ impl WriteQueue {
     }
 
     /// Queues one package made of a header, encoded into the tail, and a shared payload that is
-    /// not copied. `None` when the codec has no such framing (`header` returned `None`).
+    /// not copied. When the codec has no such framing (`header` returned `None`) the payload is
+    /// handed back, nothing queued.
     pub(crate) fn push_framed(
         &self,
         id: u64,
         force: bool,
         payload: Bytes,
         header: impl FnOnce(&mut BytesMut) -> Option<std::result::Result<(), CodecError>>,
-    ) -> Option<Result<(u64, u64)>> {
+    ) -> std::result::Result<Result<(u64, u64)>, Bytes> {
         let mut state = match self.admit(id, force) {
             Ok(state) => state,
-            Err(err) => return Some(Err(err)),
+            Err(err) => return Ok(Err(err)),
         };
         let state = &mut *state;
         let tail = state.tail_for_encoding();
-        match header(tail.buf)? {
-            Ok(()) => {}
-            Err(err) => return Some(Err(err.into())),
+        match header(tail.buf) {
+            None => return Err(payload),
+            Some(Err(err)) => return Ok(Err(err.into())),
+            Some(Ok(())) => {}
         }
         let mut added = tail.commit();
         if !payload.is_empty() {
@@ -183,7 +185,7 @@ impl WriteQueue {
             state.seal_tail();
             state.bufs.push_back(payload);
         }
-        Some(Ok(self.finish_push(state, added)))
+        Ok(Ok(self.finish_push(state, added)))
     }
 
     /// Queues shared buffers as one package, without copying them; returns its `[start, end)`

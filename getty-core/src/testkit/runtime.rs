@@ -10,7 +10,7 @@ use event_listener::Event;
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::support::within;
+use super::support::{free_addr, within};
 use crate::runtime::{self, Runtime, Timer, UdpSocket};
 
 fn localhost() -> SocketAddr {
@@ -91,9 +91,7 @@ pub async fn seam_listen_again_on_port_in_time_wait<R: Runtime>(rt: R) {
 
 /// Connecting to a port nobody listens on fails with `ConnectionRefused`.
 pub async fn seam_connect_refused<R: Runtime>(rt: R) {
-    let probe = rt.listen(localhost()).await.expect("probe");
-    let addr = rt.listener_addr(&probe).expect("addr");
-    drop(probe);
+    let addr = free_addr(&rt).await;
     let err = within(&rt, "connect", rt.connect(addr, None))
         .await
         .err()
@@ -105,9 +103,7 @@ pub async fn seam_connect_refused<R: Runtime>(rt: R) {
 pub async fn seam_connect_from_local_address<R: Runtime>(rt: R) {
     let listener = rt.listen(localhost()).await.expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
-    let probe = rt.listen(localhost()).await.expect("probe");
-    let local = rt.listener_addr(&probe).expect("local");
-    drop(probe);
+    let local = free_addr(&rt).await;
     let (client, accepted) = within(
         &rt,
         "connect",

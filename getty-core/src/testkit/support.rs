@@ -263,6 +263,13 @@ pub fn payloads(events: &[Rec]) -> Vec<Bytes> {
         .collect()
 }
 
+/// An address on 127.0.0.1 where nothing listens (a port that was just free).
+pub async fn free_addr<R: Runtime>(rt: &R) -> std::net::SocketAddr {
+    let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let probe = rt.listen(any).await.expect("probe");
+    rt.listener_addr(&probe).expect("probe address")
+}
+
 /// A client session (of a one-session pool) connected to a raw peer socket that the scenario
 /// drives by hand: `(client, its session, the peer's stream)`.
 pub async fn client_with_raw_peer<R, C, N>(

@@ -58,6 +58,19 @@ async fn setup<R: Runtime>(rt: &R, echo: bool, n: usize) -> Setup {
     }
 }
 
+/// A silent recording server with one raw peer connected to it:
+/// `(server, its events, the server-side session, the peer's stream)`.
+async fn server_with_raw_peer<R: Runtime>(
+    rt: &R,
+) -> (TcpServer, Arc<Recorder>, Session<Hello>, R::Tcp) {
+    let rec = Recorder::new();
+    let srv = server(rt, TestListener::silent(&rec)).await;
+    let raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    rec.wait(rt, "open", |e| !e.is_empty()).await;
+    let session = rec.sessions()[0].clone();
+    (srv, rec, session, raw)
+}
+
 /// A client pool of `n` sessions to `addr`, waited for.
 async fn client<R: Runtime>(
     rt: &R,
@@ -106,11 +119,7 @@ pub async fn echo_10000_packages<R: Runtime>(rt: R) {
 /// A frame written one byte per write (each byte read by the server before the next is sent)
 /// is delivered once, whole.
 pub async fn frame_delivered_one_byte_at_a_time<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::silent(&rec)).await;
-    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
-    rec.wait(&rt, "open", |e| !e.is_empty()).await;
-    let session = rec.sessions()[0].clone();
+    let (srv, rec, session, mut raw) = server_with_raw_peer(&rt).await;
     let frame = hello_frame(b"one byte at a time");
     for (i, byte) in frame.iter().enumerate() {
         write_all(&mut raw, &[*byte]).await.expect("write");
@@ -147,11 +156,7 @@ pub async fn many_frames_in_one_segment<R: Runtime>(rt: R) {
 /// A frame split in two at every offset (the first part read by the server before the second
 /// is sent) is delivered whole, every time.
 pub async fn frame_split_at_every_offset<R: Runtime>(rt: R) {
-    let rec = Recorder::new();
-    let srv = server(&rt, TestListener::silent(&rec)).await;
-    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
-    rec.wait(&rt, "open", |e| !e.is_empty()).await;
-    let session = rec.sessions()[0].clone();
+    let (srv, rec, session, mut raw) = server_with_raw_peer(&rt).await;
     let frame = hello_frame(b"split me anywhere, I stay whole");
     let mut sent = 0u64;
     for offset in 1..frame.len() {
@@ -464,10 +469,7 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
 /// simultaneous open); it must refuse that connection.
 pub async fn client_refuses_self_connect<R: Runtime>(rt: R) {
     // A free port: bind one, note it, release it.
-    let probe = rt.listen(localhost()).await.expect("probe");
-    let port = rt.listener_addr(&probe).expect("addr").port();
-    drop(probe);
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let addr = free_addr(&rt).await;
     let rec = Recorder::new();
     let cli = TcpClientBuilder::new(addr)
         .local_addr(addr)
@@ -495,9 +497,7 @@ pub async fn client_refuses_self_connect<R: Runtime>(rt: R) {
 /// With no server, the client retries with backoff and gives up after the configured number
 /// of consecutive failures.
 pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
-    let probe = rt.listen(localhost()).await.expect("probe");
-    let addr = rt.listener_addr(&probe).expect("addr");
-    drop(probe);
+    let addr = free_addr(&rt).await;
     let cli = TcpClientBuilder::new(addr)
         .reconnect_interval(Duration::from_millis(5))
         .max_reconnect_attempts(Some(4))
@@ -931,9 +931,7 @@ pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
 pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
     const INTERVAL: Duration = Duration::from_millis(20);
     let rt = Instrumented::new(rt);
-    let probe = rt.listen(localhost()).await.expect("probe");
-    let addr = rt.listener_addr(&probe).expect("addr");
-    drop(probe);
+    let addr = free_addr(&rt).await;
     let started = std::time::Instant::now();
     let cli = TcpClientBuilder::new(addr)
         .pool_size(8)
