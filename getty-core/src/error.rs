@@ -101,6 +101,27 @@ pub enum Error {
     /// A TCP connection ended up connected to itself (simultaneous open on the local port).
     #[error("connection to {0} is connected to itself")]
     SelfConnect(SocketAddr),
+    /// A write without a destination on a UDP endpoint, which has no single peer: use the
+    /// `*_to` forms (such as `Session::send_pkg_to`) with the peer's address.
+    #[error("session {id} is a UDP endpoint with no peer: write with a destination address")]
+    NoPeerAddress {
+        /// The session's id.
+        id: u64,
+    },
+    /// A write with a destination address on a stream session (TCP), whose peer is fixed.
+    #[error("session {id} is a stream with one peer: write without a destination address")]
+    NotDatagram {
+        /// The session's id.
+        id: u64,
+    },
+    /// An outbound package does not fit in one UDP datagram.
+    #[error("package of {len} bytes does not fit in one UDP datagram (at most {max} bytes)")]
+    DatagramTooLarge {
+        /// The package's encoded length.
+        len: usize,
+        /// The largest datagram payload for the destination's address family.
+        max: usize,
+    },
     /// A setting was given a value it cannot take.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

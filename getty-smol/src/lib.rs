@@ -102,8 +102,8 @@ impl Runtime for SmolRuntime {
         Ok((stream.local_addr()?, stream.peer_addr()?))
     }
 
-    async fn bind_udp(&self, addr: SocketAddr) -> io::Result<SmolUdp> {
-        Ok(SmolUdp(Async::<std::net::UdpSocket>::bind(addr)?))
+    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<SmolUdp> {
+        Ok(SmolUdp(Async::new_nonblocking(socket)?))
     }
 }
 

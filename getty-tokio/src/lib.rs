@@ -121,9 +121,7 @@ impl Runtime for TokioRuntime {
         Ok((stream.0.local_addr()?, stream.0.peer_addr()?))
     }
 
-    async fn bind_udp(&self, addr: SocketAddr) -> io::Result<TokioUdp> {
-        let socket = std::net::UdpSocket::bind(addr)?;
-        socket.set_nonblocking(true)?;
+    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<TokioUdp> {
         let _enter = self.handle.enter();
         Ok(TokioUdp(tokio::net::UdpSocket::from_std(socket)?))
     }

@@ -1,19 +1,36 @@
 //! Drivers: the session state machines, written once for every runtime.
 //!
 //! A driver is one task per session. It owns the socket and polls, together, the read side
-//! (bytes → codec → `on_message`), the write queue (drained into one vectored write per
-//! wake-up), the cron timer, and the close request. While a handler is pending the driver keeps
-//! writing, so a handler that awaits its own `write_pkg` cannot deadlock the session.
+//! (bytes → codec → handler), the write queue, the cron timer, and the close request. While a
+//! handler is pending the driver keeps writing, so a handler that awaits its own `write_pkg`
+//! cannot deadlock the session.
+//!
+//! Two transports, one life cycle: [`stream`] reads a byte stream (TCP, later TLS) and writes
+//! the queue as vectored writes; [`datagram`] reads and writes one datagram per package (UDP).
+//! What they share lives here: opening (`on_open`), running a handler while the write side
+//! moves ([`pump_while`]), the cron and read-timeout timers ([`Timers`]), and the close
+//! sequence ([`close`]).
 
+pub(crate) mod datagram;
 pub(crate) mod stream;
 
 use std::any::Any;
 use std::future::Future;
+use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
+use futures_lite::future::poll_fn;
 use futures_lite::FutureExt;
 
+use crate::codec::Codec;
 use crate::error::Error;
+use crate::listener::EventListener;
+use crate::runtime::{timeout_at, Runtime, Timer};
+use crate::session::Session;
 
 /// Runs a user handler future, turning a panic into [`Error::HandlerPanic`].
 pub(crate) async fn catch_handler<F: Future>(
@@ -37,5 +54,245 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_string()
+    }
+}
+
+/// A driver's socket side, as the shared parts of the life cycle need it.
+pub(crate) trait DriverIo {
+    /// Writes everything queued. `Ready(Ok)` once the queue is empty; the waker is then
+    /// registered for the next push or close request.
+    fn poll_drain<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<Result<(), Error>>;
+
+    /// Keeps a write error seen while a handler ran, for the event loop to report.
+    fn set_write_error(&mut self, err: Error);
+
+    /// Whether writing has failed for good (closing then flushes nothing).
+    fn write_dead(&self) -> bool;
+
+    /// Ends the transport once flushed (a stream's FIN; nothing for datagrams).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// Runs `on_open`. True if the session was accepted (it is then marked established); otherwise
+/// the session is shut down and closed without `on_error` or `on_close`.
+pub(crate) async fn open<R, C, I>(
+    rt: &R,
+    io: &mut I,
+    session: &Session<C>,
+    listener: &Arc<dyn EventListener<C>>,
+) -> bool
+where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+{
+    let opened = pump_while(rt, io, session, "on_open", listener.on_open(session)).await;
+    match opened {
+        Ok(Some(Ok(()))) => {
+            log::debug!("session {} open", session.id());
+            session.mark_established();
+            return true;
+        }
+        Ok(Some(Err(reason))) => {
+            log::info!("session {} refused by on_open: {reason}", session.id());
+        }
+        Ok(None) => log::info!("session {} closed while on_open was running", session.id()),
+        Err(panic) => log::error!("session {} refused: {panic}", session.id()),
+    }
+    session.begin_closing();
+    let deadline = rt.now() + session.close_wait();
+    let _ = timeout_at(rt, deadline, poll_fn(|cx| io.poll_shutdown(cx))).await;
+    session.finish_closed();
+    false
+}
+
+/// Runs a handler while keeping the write side moving, so that a handler awaiting its own
+/// writes cannot deadlock the session.
+///
+/// Returns `Ok(Some(output))`, `Ok(None)` when the session was asked to close and the handler
+/// was still running after the close-wait (it is then dropped), or the handler's panic.
+pub(crate) async fn pump_while<R, C, I, F>(
+    rt: &R,
+    io: &mut I,
+    session: &Session<C>,
+    handler: &'static str,
+    future: F,
+) -> Result<Option<F::Output>, Error>
+where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+    F: Future,
+{
+    let mut future = pin!(catch_handler(handler, future));
+    let mut close_timer: Option<(R::Timer, Instant)> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(out.map(Some));
+        }
+        if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
+            io.set_write_error(err);
+        }
+        if session.is_closing() {
+            let (timer, deadline) = close_timer.get_or_insert_with(|| {
+                let deadline = rt.now() + session.close_wait();
+                (rt.timer(deadline), deadline)
+            });
+            if Pin::new(timer).poll(cx).is_ready() && rt.now() >= *deadline {
+                log::warn!(
+                    "session {}: {handler} still running after the close-wait; cancelled",
+                    session.id()
+                );
+                return Poll::Ready(Ok(None));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The close sequence: stop reading, flush within the close-wait, shut down, then `on_error`
+/// (if `reason`) and `on_close`, each bounded by the close-wait too.
+pub(crate) async fn close<R, C, I>(
+    rt: &R,
+    io: &mut I,
+    session: &Session<C>,
+    listener: &Arc<dyn EventListener<C>>,
+    reason: Option<Error>,
+) where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+{
+    session.begin_closing();
+    let deadline = rt.now() + session.close_wait();
+    let mut reason = reason;
+    if !io.write_dead() {
+        let flushed = timeout_at(rt, deadline, poll_fn(|cx| io.poll_drain(cx, session)));
+        match flushed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                log::debug!("session {}: flush on close failed: {err}", session.id());
+                reason.get_or_insert(err);
+            }
+            Err(_elapsed) => log::warn!(
+                "session {}: close-wait of {:?} passed with {} bytes unsent; they are dropped",
+                session.id(),
+                session.close_wait(),
+                session.inner().queue.queued()
+            ),
+        }
+        let _ = timeout_at(rt, deadline, poll_fn(|cx| io.poll_shutdown(cx))).await;
+    }
+    session.inner().queue.kill();
+
+    let handler_deadline = rt.now() + session.close_wait();
+    if let Some(err) = &reason {
+        log::info!("session {} failed: {err}", session.id());
+        let on_error = catch_handler("on_error", listener.on_error(session, err));
+        match timeout_at(rt, handler_deadline, on_error).await {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
+            Err(_) => log::warn!(
+                "session {}: on_error cancelled after the close-wait",
+                session.id()
+            ),
+        }
+    }
+    let handler_deadline = handler_deadline.max(rt.now() + session.close_wait());
+    let on_close = catch_handler("on_close", listener.on_close(session));
+    match timeout_at(rt, handler_deadline, on_close).await {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
+        Err(_) => log::warn!(
+            "session {}: on_close cancelled after the close-wait",
+            session.id()
+        ),
+    }
+    log::debug!("session {} closed: {}", session.id(), session.stat());
+    session.finish_closed();
+}
+
+/// A session's two timers: the cron tick, and the read timeout (armed only while one is set).
+/// Neither polls: each is one runtime timer, moved rather than re-created.
+pub(crate) struct Timers<R: Runtime> {
+    cron: R::Timer,
+    cron_deadline: Instant,
+    /// Present while a read timeout is set.
+    read_timer: Option<R::Timer>,
+    /// Since when the session has been waiting for the peer (for the read timeout).
+    waiting_since: Instant,
+}
+
+impl<R: Runtime> Timers<R> {
+    pub(crate) fn new<C: Codec>(rt: &R, session: &Session<C>) -> Self {
+        let now = rt.now();
+        let cron_deadline = now + session.cron_period();
+        Timers {
+            cron: rt.timer(cron_deadline),
+            cron_deadline,
+            read_timer: None,
+            waiting_since: now,
+        }
+    }
+
+    /// Ready when the cron tick is due.
+    pub(crate) fn poll_cron(&mut self, rt: &R, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            ready!(Pin::new(&mut self.cron).poll(cx));
+            // A timer may fire late, never early; still, trust the clock over the timer.
+            if rt.now() >= self.cron_deadline {
+                return Poll::Ready(());
+            }
+            self.cron.reset(self.cron_deadline);
+        }
+    }
+
+    /// Schedules the next cron tick one period from now (after `on_cron` ran).
+    pub(crate) fn rearm_cron<C: Codec>(&mut self, rt: &R, session: &Session<C>) {
+        self.cron_deadline = rt.now() + session.cron_period();
+        self.cron.reset(self.cron_deadline);
+    }
+
+    /// Bytes arrived (or a handler finished) at `now`: the wait for the peer restarts.
+    pub(crate) fn waiting_from(&mut self, now: Instant) {
+        self.waiting_since = now;
+    }
+
+    /// Whether a read timeout is armed (so `waiting_from` after handlers matters).
+    pub(crate) fn read_timeout_armed(&self) -> bool {
+        self.read_timer.is_some()
+    }
+
+    /// Ready with [`Error::ReadTimeout`] once the peer has been silent for the read timeout.
+    pub(crate) fn poll_read_timeout<C: Codec>(
+        &mut self,
+        rt: &R,
+        session: &Session<C>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Error> {
+        let Some(timeout) = session.read_timeout() else {
+            self.read_timer = None;
+            return Poll::Pending;
+        };
+        if self.read_timer.is_none() {
+            // Handlers only keep `waiting_since` current while a timer exists.
+            self.waiting_since = rt.now();
+        }
+        let deadline = self.waiting_since + timeout;
+        let timer = self.read_timer.get_or_insert_with(|| rt.timer(deadline));
+        loop {
+            ready!(Pin::new(&mut *timer).poll(cx));
+            let deadline = self.waiting_since + timeout;
+            if rt.now() >= deadline {
+                return Poll::Ready(Error::ReadTimeout(timeout));
+            }
+            // Data arrived since the timer was armed: move it instead of re-arming per read.
+            timer.reset(deadline);
+        }
     }
 }

@@ -4,25 +4,23 @@
 //! request together (see the module docs of [`crate::driver`]). Reading is a plain `read` into
 //! the session's `BytesMut`: partial frames stay in the buffer, never in a cancelled future.
 
-use std::collections::VecDeque;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::panic::AssertUnwindSafe;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{catch_handler, panic_message};
+use super::{close, open, panic_message, pump_while, DriverIo, Timers};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
-use crate::runtime::{timeout_at, Runtime, Timer};
-use crate::session::Session;
+use crate::runtime::Runtime;
+use crate::session::{Outbox, Session};
 
 /// The smallest (and first) read: getty reads 4 KiB at a time.
 const MIN_READ: usize = 4 * 1024;
@@ -49,53 +47,20 @@ pub(crate) async fn run<R, C, T>(
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut io = StreamIo::new(io);
-    let opened = pump_while(
-        &rt,
-        &mut io,
-        &session,
-        "on_open",
-        listener.on_open(&session),
-    )
-    .await;
-    match opened {
-        Ok(Some(Ok(()))) => {}
-        Ok(Some(Err(reason))) => {
-            log::info!("session {} refused by on_open: {reason}", session.id());
-            return abort(&rt, io, &session).await;
-        }
-        Ok(None) => {
-            log::info!("session {} closed while on_open was running", session.id());
-            return abort(&rt, io, &session).await;
-        }
-        Err(panic) => {
-            log::error!("session {} refused: {panic}", session.id());
-            return abort(&rt, io, &session).await;
-        }
+    if !open(&rt, &mut io, &session, &listener).await {
+        return;
     }
-    log::debug!("session {} open", session.id());
-    session.mark_established();
     on_established();
-
     let mut driver = Driver::new(rt, io, session, listener);
     let reason = driver.serve().await;
-    driver.close(reason).await;
-}
-
-/// Shuts down a session that never opened: no `on_error`, no `on_close`.
-async fn abort<R: Runtime, C: Codec, T: AsyncRead + AsyncWrite + Unpin>(
-    rt: &R,
-    mut io: StreamIo<T>,
-    session: &Session<C>,
-) {
-    session.begin_closing();
-    let deadline = rt.now() + session.close_wait();
-    let _ = timeout_at(
+    let Driver {
         rt,
-        deadline,
-        poll_fn(|cx| Pin::new(&mut io.io).poll_close(cx)),
-    )
-    .await;
-    session.finish_closed();
+        mut io,
+        session,
+        listener,
+        ..
+    } = driver;
+    close(&rt, &mut io, &session, &listener, reason).await;
 }
 
 /// What woke the event loop.
@@ -114,12 +79,7 @@ struct Driver<R: Runtime, C: Codec, T> {
     io: StreamIo<T>,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
-    cron: R::Timer,
-    cron_deadline: Instant,
-    /// Present while a read timeout is set.
-    read_timer: Option<R::Timer>,
-    /// Since when the session has been waiting for the peer (for the read timeout).
-    waiting_since: Instant,
+    timers: Timers<R>,
     /// When the bytes being decoded were read: the arrival time of their packages.
     read_at: Instant,
     /// Reads and packages left before the next voluntary yield.
@@ -138,14 +98,9 @@ where
         session: Session<C>,
         listener: Arc<dyn EventListener<C>>,
     ) -> Self {
-        let now = rt.now();
-        let cron_deadline = now + session.cron_period();
         Driver {
-            cron: rt.timer(cron_deadline),
-            cron_deadline,
-            read_timer: None,
-            waiting_since: now,
-            read_at: now,
+            timers: Timers::new(&rt, &session),
+            read_at: rt.now(),
             budget: YIELD_BUDGET,
             rt,
             io,
@@ -184,8 +139,7 @@ where
                         self.listener.on_cron(&self.session),
                     )
                     .await;
-                    self.cron_deadline = self.rt.now() + self.session.cron_period();
-                    self.cron.reset(self.cron_deadline);
+                    self.timers.rearm_cron(&self.rt, &self.session);
                     outcome
                 }
                 Event::CloseRequested | Event::Eof => return None,
@@ -198,8 +152,8 @@ where
                 Err(panic) => return Some(panic),
             }
             // Time spent in a handler is not time spent waiting for the peer.
-            if self.read_timer.is_some() {
-                self.waiting_since = self.rt.now();
+            if self.timers.read_timeout_armed() {
+                self.timers.waiting_from(self.rt.now());
             }
         }
     }
@@ -239,10 +193,10 @@ where
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if self.poll_cron(cx).is_ready() {
+            if self.timers.poll_cron(&self.rt, cx).is_ready() {
                 return Poll::Ready(Event::Cron);
             }
-            if let Poll::Ready(err) = self.poll_read_timeout(cx) {
+            if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
                 return Poll::Ready(Event::Failed(err));
             }
             let Poll::Ready(read) = self.io.poll_fill(cx) else {
@@ -259,7 +213,7 @@ where
                     self.budget -= 1;
                     self.session.inner().stats.add_bytes_read(n as u64);
                     self.read_at = self.rt.now();
-                    self.waiting_since = self.read_at;
+                    self.timers.waiting_from(self.read_at);
                 }
                 Err(err) => return Poll::Ready(Event::Failed(Error::io("read", err))),
             }
@@ -312,146 +266,6 @@ where
             Decoded::Incomplete(None) => Ok(None),
         }
     }
-
-    fn poll_cron(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            ready!(Pin::new(&mut self.cron).poll(cx));
-            // A timer may fire late, never early; still, trust the clock over the timer.
-            if self.rt.now() >= self.cron_deadline {
-                return Poll::Ready(());
-            }
-            self.cron.reset(self.cron_deadline);
-        }
-    }
-
-    fn poll_read_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
-        let Some(timeout) = self.session.read_timeout() else {
-            self.read_timer = None;
-            return Poll::Pending;
-        };
-        if self.read_timer.is_none() {
-            // Handlers only keep `waiting_since` current while a timer exists.
-            self.waiting_since = self.rt.now();
-        }
-        let deadline = self.waiting_since + timeout;
-        let timer = self
-            .read_timer
-            .get_or_insert_with(|| self.rt.timer(deadline));
-        loop {
-            ready!(Pin::new(&mut *timer).poll(cx));
-            let deadline = self.waiting_since + timeout;
-            if self.rt.now() >= deadline {
-                return Poll::Ready(Error::ReadTimeout(timeout));
-            }
-            // Data arrived since the timer was armed: move it instead of re-arming per read.
-            timer.reset(deadline);
-        }
-    }
-
-    /// The close sequence: stop reading, flush within the close-wait, shut down, then
-    /// `on_error` (if `reason`) and `on_close`.
-    async fn close(mut self, reason: Option<Error>) {
-        let session = &self.session;
-        session.begin_closing();
-        let deadline = self.rt.now() + session.close_wait();
-        let mut reason = reason;
-        if !self.io.write_dead {
-            let io = &mut self.io;
-            let flushed = timeout_at(&self.rt, deadline, poll_fn(|cx| io.poll_drain(cx, session)));
-            match flushed.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    log::debug!("session {}: flush on close failed: {err}", session.id());
-                    reason.get_or_insert(err);
-                }
-                Err(_elapsed) => log::warn!(
-                    "session {}: close-wait of {:?} passed with {} bytes unsent; they are dropped",
-                    session.id(),
-                    session.close_wait(),
-                    session.inner().queue.queued()
-                ),
-            }
-            let io = &mut self.io.io;
-            let _ = timeout_at(
-                &self.rt,
-                deadline,
-                poll_fn(|cx| Pin::new(&mut *io).poll_close(cx)),
-            )
-            .await;
-        }
-        session.inner().queue.kill();
-
-        let handler_deadline = self.rt.now() + session.close_wait();
-        if let Some(err) = &reason {
-            log::info!("session {} failed: {err}", session.id());
-            let on_error = catch_handler("on_error", self.listener.on_error(session, err));
-            match timeout_at(&self.rt, handler_deadline, on_error).await {
-                Ok(Ok(())) => {}
-                Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
-                Err(_) => log::warn!(
-                    "session {}: on_error cancelled after the close-wait",
-                    session.id()
-                ),
-            }
-        }
-        let handler_deadline = handler_deadline.max(self.rt.now() + session.close_wait());
-        let on_close = catch_handler("on_close", self.listener.on_close(session));
-        match timeout_at(&self.rt, handler_deadline, on_close).await {
-            Ok(Ok(())) => {}
-            Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
-            Err(_) => log::warn!(
-                "session {}: on_close cancelled after the close-wait",
-                session.id()
-            ),
-        }
-        log::debug!("session {} closed: {}", session.id(), session.stat());
-        session.finish_closed();
-    }
-}
-
-/// Runs a handler while keeping the write side moving, so that a handler awaiting its own
-/// writes cannot deadlock the session.
-///
-/// Returns `Ok(Some(output))`, `Ok(None)` when the session was asked to close and the handler
-/// was still running after the close-wait (it is then dropped), or the handler's panic.
-async fn pump_while<R, C, T, F>(
-    rt: &R,
-    io: &mut StreamIo<T>,
-    session: &Session<C>,
-    handler: &'static str,
-    future: F,
-) -> Result<Option<F::Output>, Error>
-where
-    R: Runtime,
-    C: Codec,
-    T: AsyncRead + AsyncWrite + Unpin,
-    F: Future,
-{
-    let mut future = pin!(catch_handler(handler, future));
-    let mut close_timer: Option<(R::Timer, Instant)> = None;
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = future.as_mut().poll(cx) {
-            return Poll::Ready(out.map(Some));
-        }
-        if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
-            io.write_error = Some(err);
-        }
-        if session.is_closing() {
-            let (timer, deadline) = close_timer.get_or_insert_with(|| {
-                let deadline = rt.now() + session.close_wait();
-                (rt.timer(deadline), deadline)
-            });
-            if Pin::new(timer).poll(cx).is_ready() && rt.now() >= *deadline {
-                log::warn!(
-                    "session {}: {handler} still running after the close-wait; cancelled",
-                    session.id()
-                );
-                return Poll::Ready(Ok(None));
-            }
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 /// The socket with its read buffer and the driver's side of the write queue.
@@ -464,9 +278,7 @@ struct StreamIo<T> {
     read_size: usize,
     eof: bool,
     /// Buffers taken from the session's queue, not yet fully written.
-    out: VecDeque<Bytes>,
-    /// End offsets of the packages in `out`, to count packages written.
-    out_ends: VecDeque<u64>,
+    out: Outbox,
     need_flush: bool,
     /// Set once a write failed: nothing more is written.
     write_dead: bool,
@@ -482,8 +294,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
             frame_hint: 0,
             read_size: MIN_READ,
             eof: false,
-            out: VecDeque::new(),
-            out_ends: VecDeque::new(),
+            out: Outbox::default(),
             need_flush: false,
             write_dead: false,
             write_error: None,
@@ -520,6 +331,47 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
         result
     }
 
+    fn poll_drain_inner<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<io::Result<()>> {
+        let inner = session.inner();
+        loop {
+            // Always, even with bytes still pending: this also registers the waker that a
+            // push or a close request wakes, which the socket's waker alone would not.
+            inner.queue.drain(cx.waker(), &mut self.out);
+            if self.out.is_empty() {
+                if self.need_flush {
+                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                    self.need_flush = false;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, buf) in slices.iter_mut().zip(self.out.bufs.iter()) {
+                *slot = IoSlice::new(buf);
+                count += 1;
+            }
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.consume(n);
+            // Statistics first: a writer waiting on these bytes may look at them as soon as
+            // `advance` wakes it.
+            let written = inner.queue.written() + n as u64;
+            let pkgs = self.out.complete(written);
+            inner.stats.add_bytes_written(n as u64);
+            inner.stats.add_pkgs_written(pkgs);
+            inner.queue.advance(n);
+            self.need_flush = true;
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for StreamIo<T> {
     /// Writes everything queued, as vectored writes, then flushes. `Ready(Ok)` once the queue
     /// is empty (the waker is then registered for the next push or close).
     fn poll_drain<C: Codec>(
@@ -542,64 +394,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> StreamIo<T> {
         }
     }
 
-    fn poll_drain_inner<C: Codec>(
-        &mut self,
-        cx: &mut Context<'_>,
-        session: &Session<C>,
-    ) -> Poll<io::Result<()>> {
-        let inner = session.inner();
-        loop {
-            // Always, even with bytes still pending: this also registers the waker that a
-            // push or a close request wakes, which the socket's waker alone would not.
-            inner
-                .queue
-                .drain(cx.waker(), &mut self.out, &mut self.out_ends);
-            if self.out.is_empty() {
-                if self.need_flush {
-                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-                    self.need_flush = false;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, buf) in slices.iter_mut().zip(self.out.iter()) {
-                *slot = IoSlice::new(buf);
-                count += 1;
-            }
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.consume(n);
-            // Statistics first: a writer waiting on these bytes may look at them as soon as
-            // `advance` wakes it.
-            let written = inner.queue.written() + n as u64;
-            let mut pkgs = 0;
-            while self.out_ends.front().is_some_and(|&end| end <= written) {
-                self.out_ends.pop_front();
-                pkgs += 1;
-            }
-            inner.stats.add_bytes_written(n as u64);
-            inner.stats.add_pkgs_written(pkgs);
-            inner.queue.advance(n);
-            self.need_flush = true;
-        }
+    fn set_write_error(&mut self, err: Error) {
+        self.write_error = Some(err);
     }
 
-    /// Drops `n` written bytes from the front of `out`.
-    fn consume(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.out.front_mut() else {
-                return;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                self.out.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+    fn write_dead(&self) -> bool {
+        self.write_dead
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_close(cx)
     }
 }

@@ -180,7 +180,14 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: SessionControl + Clone + 'static,
 {
-    let session = Session::new(dyn_rt.clone(), codec.clone(), local, Some(peer), kind);
+    let session = Session::new(
+        dyn_rt.clone(),
+        codec.clone(),
+        local,
+        Some(peer),
+        kind,
+        false,
+    );
     let configured =
         std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
     let listener = match configured {

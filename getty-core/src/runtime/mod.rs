@@ -77,8 +77,19 @@ pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The local and peer addresses of a connected stream.
     fn tcp_addrs(&self, stream: &Self::Tcp) -> io::Result<(SocketAddr, SocketAddr)>;
 
+    /// Registers a bound, nonblocking std UDP socket with this runtime's reactor.
+    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<Self::Udp>;
+
     /// Binds a UDP socket to `addr` (port 0 picks a free port).
-    fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send;
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
+        self.udp_from_std(socket::bind_udp(addr)?)
+    }
+
+    /// A UDP socket connected to `peer` (see [`socket::connect_udp`]), bound to `local` if
+    /// given.
+    fn connect_udp(&self, peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<Self::Udp> {
+        self.udp_from_std(socket::connect_udp(peer, local)?)
+    }
 }
 
 /// A one-shot timer whose deadline can be moved. Completes once its deadline has passed.

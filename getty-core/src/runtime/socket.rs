@@ -5,7 +5,7 @@
 //! turns the resulting std socket into its runtime's type and waits on it.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -68,6 +68,26 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = tcp_socket(addr, Some(addr))?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// A nonblocking UDP socket bound to `addr` (port 0 picks a free port).
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A nonblocking UDP socket connected to `peer`, bound to `local` if given (otherwise to an
+/// address the OS picks). A connected socket only exchanges datagrams with `peer`, and reports
+/// an ICMP "port unreachable" from it as `ConnectionRefused` on the next receive.
+pub fn connect_udp(peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<UdpSocket> {
+    let local = local.unwrap_or(match peer {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    });
+    let socket = bind_udp(local)?;
+    socket.connect(peer)?;
+    Ok(socket)
 }
 
 /// Whether a nonblocking `connect` error only says that the handshake is under way.

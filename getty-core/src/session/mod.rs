@@ -28,7 +28,7 @@ use crate::runtime::DynRuntime;
 use attributes::Attributes;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
-pub(crate) use write_queue::WriteQueue;
+pub(crate) use write_queue::{max_datagram, Dest, Outbox, WriteQueue};
 pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// The default maximum message length (frame length, header included), as getty's: 4 KiB.
@@ -72,6 +72,8 @@ pub(crate) struct Inner<C> {
     name: Mutex<String>,
     local_addr: SocketAddr,
     peer_addr: Option<SocketAddr>,
+    /// A UDP session: every package is one datagram with a destination.
+    datagram: bool,
     created: Instant,
     /// Nanoseconds after `created` of the last package read.
     last_active: AtomicU64,
@@ -95,6 +97,7 @@ impl<C: Codec> Session<C> {
         local_addr: SocketAddr,
         peer_addr: Option<SocketAddr>,
         kind: &str,
+        datagram: bool,
     ) -> Self {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let name = match peer_addr {
@@ -107,6 +110,7 @@ impl<C: Codec> Session<C> {
                 name: Mutex::new(name),
                 local_addr,
                 peer_addr,
+                datagram,
                 created: Instant::now(),
                 last_active: AtomicU64::new(0),
                 stats: StatCounters::default(),
@@ -152,6 +156,12 @@ impl<C: Codec> Session<C> {
     /// endpoint).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.inner.peer_addr
+    }
+
+    /// Whether this is a UDP session: every package is one datagram, and the `*_to` writes
+    /// (such as [`send_pkg_to`](Session::send_pkg_to)) choose its destination.
+    pub fn is_datagram(&self) -> bool {
+        self.inner.datagram
     }
 
     /// The codec this session encodes and decodes with.
@@ -294,7 +304,7 @@ impl<C: Codec> Session<C> {
     /// [`set_write_water_marks`](Session::set_write_water_marks)) the package is refused with
     /// [`Error::WouldBlock`].
     pub fn send_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        let (start, end) = self.push_pkg(pkg, false)?;
+        let (start, end) = self.push_pkg(pkg, false, self.dest(None)?)?;
         Ok(len_of(start, end))
     }
 
@@ -305,9 +315,7 @@ impl<C: Codec> Session<C> {
     /// and, when the peer reads slower than the session writes, it holds the handler (and so
     /// the session's reading) instead of growing the queue.
     pub async fn feed_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        self.wait_room(None, || 0).await?;
-        let (start, end) = self.push_pkg(pkg, true)?;
-        Ok(len_of(start, end))
+        self.feed_pkg_dest(pkg, None).await
     }
 
     /// Encodes `pkg`, queues it (waiting for room while the queue is full), and waits until
@@ -322,20 +330,13 @@ impl<C: Codec> Session<C> {
         pkg: &C::Outbound,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        let timeout = self.deadline(timeout);
-        self.wait_room(timeout, || self.encoded_len(pkg)).await?;
-        let queued = self.push_pkg(pkg, true)?;
-        self.wait_written(queued, timeout).await
+        self.write_pkg_dest(pkg, None, timeout).await
     }
 
     /// Queues raw bytes (bypassing the codec), returning their length once queued. Never
     /// waits: a full queue refuses them with [`Error::WouldBlock`].
     pub fn send_bytes(&self, bytes: impl Into<Bytes>) -> Result<usize> {
-        let (start, end) = self
-            .inner
-            .queue
-            .push_shared(self.id(), false, [bytes.into()])?;
-        Ok(len_of(start, end))
+        self.send_bytes_dest(bytes.into(), None)
     }
 
     /// Writes raw bytes (bypassing the codec) and waits as [`write_pkg`](Session::write_pkg)
@@ -345,7 +346,7 @@ impl<C: Codec> Session<C> {
         bytes: impl Into<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        self.write_shared([bytes.into()], timeout).await
+        self.write_shared([bytes.into()], None, timeout).await
     }
 
     /// Writes several buffers as one package, in one vectored write (no copy into one buffer),
@@ -359,7 +360,91 @@ impl<C: Codec> Session<C> {
         I: IntoIterator<Item = Bytes>,
     {
         let bufs: Vec<Bytes> = bufs.into_iter().collect();
-        self.write_shared(bufs, timeout).await
+        self.write_shared(bufs, None, timeout).await
+    }
+
+    // ----- writing to an address (UDP) --------------------------------------------------------
+    //
+    // A UDP endpoint has no single peer: each datagram names its destination. On a connected
+    // UDP session the forms above write to its peer; on a stream these are an error.
+
+    /// As [`send_pkg`](Session::send_pkg), as one datagram to `to`. A package larger than a
+    /// datagram can carry is refused with [`Error::DatagramTooLarge`].
+    pub fn send_pkg_to(&self, pkg: &C::Outbound, to: SocketAddr) -> Result<usize> {
+        let (start, end) = self.push_pkg(pkg, false, self.dest(Some(to))?)?;
+        Ok(len_of(start, end))
+    }
+
+    /// As [`feed_pkg`](Session::feed_pkg), as one datagram to `to`.
+    pub async fn feed_pkg_to(&self, pkg: &C::Outbound, to: SocketAddr) -> Result<usize> {
+        self.feed_pkg_dest(pkg, Some(to)).await
+    }
+
+    /// As [`write_pkg`](Session::write_pkg), as one datagram to `to`.
+    pub async fn write_pkg_to(
+        &self,
+        pkg: &C::Outbound,
+        to: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        self.write_pkg_dest(pkg, Some(to), timeout).await
+    }
+
+    /// As [`send_bytes`](Session::send_bytes), as one datagram to `to`.
+    pub fn send_bytes_to(&self, bytes: impl Into<Bytes>, to: SocketAddr) -> Result<usize> {
+        self.send_bytes_dest(bytes.into(), Some(to))
+    }
+
+    /// As [`write_bytes`](Session::write_bytes), as one datagram to `to`.
+    pub async fn write_bytes_to(
+        &self,
+        bytes: impl Into<Bytes>,
+        to: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        self.write_shared([bytes.into()], Some(to), timeout).await
+    }
+
+    /// Where a package goes: a stream writes to its peer (an address is an error); a datagram
+    /// session to `to`, else to its peer (an endpoint has none: an error).
+    fn dest(&self, to: Option<SocketAddr>) -> Result<Dest> {
+        match (self.inner.datagram, to) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(Error::NotDatagram { id: self.id() }),
+            (true, to) => match to.or(self.inner.peer_addr) {
+                Some(to) => Ok(Some(to)),
+                None => Err(Error::NoPeerAddress { id: self.id() }),
+            },
+        }
+    }
+
+    async fn feed_pkg_dest(&self, pkg: &C::Outbound, to: Option<SocketAddr>) -> Result<usize> {
+        let dest = self.dest(to)?;
+        self.wait_room(None, || 0).await?;
+        let (start, end) = self.push_pkg(pkg, true, dest)?;
+        Ok(len_of(start, end))
+    }
+
+    async fn write_pkg_dest(
+        &self,
+        pkg: &C::Outbound,
+        to: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        let dest = self.dest(to)?;
+        let timeout = self.deadline(timeout);
+        self.wait_room(timeout, || self.encoded_len(pkg)).await?;
+        let queued = self.push_pkg(pkg, true, dest)?;
+        self.wait_written(queued, timeout).await
+    }
+
+    fn send_bytes_dest(&self, bytes: Bytes, to: Option<SocketAddr>) -> Result<usize> {
+        let dest = self.dest(to)?;
+        let (start, end) = self
+            .inner
+            .queue
+            .push_shared(self.id(), false, dest, [bytes])?;
+        Ok(len_of(start, end))
     }
 
     /// Whether the write queue has room: a non-waiting send would be accepted now.
@@ -385,11 +470,11 @@ impl<C: Codec> Session<C> {
     }
 
     /// Encodes `pkg` into the write queue (see `WriteQueue::push_encoded`).
-    fn push_pkg(&self, pkg: &C::Outbound, force: bool) -> Result<(u64, u64)> {
+    fn push_pkg(&self, pkg: &C::Outbound, force: bool, dest: Dest) -> Result<(u64, u64)> {
         let codec = &self.inner.codec;
         self.inner
             .queue
-            .push_encoded(self.id(), force, |dst| codec.encode(pkg, dst))
+            .push_encoded(self.id(), force, dest, |dst| codec.encode(pkg, dst))
     }
 
     /// The encoded length of `pkg`, for errors raised before it was queued.
@@ -477,14 +562,20 @@ impl<C: Codec> Session<C> {
     }
 
     /// Queues shared buffers as one package (waiting for room) and waits for the socket.
-    async fn write_shared<B>(&self, bufs: B, timeout: Option<Duration>) -> Result<(usize, usize)>
+    async fn write_shared<B>(
+        &self,
+        bufs: B,
+        to: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)>
     where
         B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
     {
+        let dest = self.dest(to)?;
         let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
         let timeout = self.deadline(timeout);
         self.wait_room(timeout, || total).await?;
-        let queued = self.inner.queue.push_shared(self.id(), true, bufs)?;
+        let queued = self.inner.queue.push_shared(self.id(), true, dest, bufs)?;
         self.wait_written(queued, timeout).await
     }
 
@@ -567,34 +658,35 @@ impl<C: Codec<Outbound = [u8]>> Session<C> {
     /// ([`Codec::encode_header`]): the queue keeps a reference to `payload` until it is
     /// written. An echo of a received `Bytes` package is then zero-copy.
     pub fn send_payload(&self, payload: Bytes) -> Result<usize> {
-        let (start, end) = self.push_payload(payload, false)?;
+        let (start, end) = self.push_payload(payload, false, self.dest(None)?)?;
         Ok(len_of(start, end))
     }
 
     /// As [`send_payload`](Session::send_payload), but waits for room while the write queue is
     /// full, as [`feed_pkg`](Session::feed_pkg) does.
     pub async fn feed_payload(&self, payload: Bytes) -> Result<usize> {
+        let dest = self.dest(None)?;
         self.wait_room(None, || 0).await?;
-        let (start, end) = self.push_payload(payload, true)?;
+        let (start, end) = self.push_payload(payload, true, dest)?;
         Ok(len_of(start, end))
     }
 
-    fn push_payload(&self, payload: Bytes, force: bool) -> Result<(u64, u64)> {
+    fn push_payload(&self, payload: Bytes, force: bool, dest: Dest) -> Result<(u64, u64)> {
         if payload.len() < SHARE_PAYLOAD_FROM {
-            return self.push_pkg(&payload, force);
+            return self.push_pkg(&payload, force, dest);
         }
         let codec = &self.inner.codec;
         let len = payload.len();
         let framed = self
             .inner
             .queue
-            .push_framed(self.id(), force, payload, |dst| {
+            .push_framed(self.id(), force, dest, payload, |dst| {
                 codec.encode_header(len, dst)
             });
         match framed {
             Ok(queued) => queued,
             // The codec cannot frame a shared payload: encode (copy) it instead.
-            Err(payload) => self.push_pkg(&payload, force),
+            Err(payload) => self.push_pkg(&payload, force, dest),
         }
     }
 }

@@ -13,6 +13,12 @@ pub struct Stats {
     pub pkgs_read: u64,
     /// Packages whose last byte reached the socket.
     pub pkgs_written: u64,
+    /// Inbound datagrams dropped, each with a logged warning: longer than the maximum message
+    /// length, or refused by the codec (UDP only: a stream session closes instead).
+    pub pkgs_dropped: u64,
+    /// Outbound datagrams the socket refused (UDP endpoints log, count and skip them; the
+    /// endpoint keeps serving).
+    pub send_failures: u64,
 }
 
 #[derive(Default)]
@@ -21,6 +27,8 @@ pub(crate) struct StatCounters {
     bytes_written: AtomicU64,
     pkgs_read: AtomicU64,
     pkgs_written: AtomicU64,
+    pkgs_dropped: AtomicU64,
+    send_failures: AtomicU64,
 }
 
 impl StatCounters {
@@ -30,6 +38,8 @@ impl StatCounters {
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             pkgs_read: self.pkgs_read.load(Ordering::Relaxed),
             pkgs_written: self.pkgs_written.load(Ordering::Relaxed),
+            pkgs_dropped: self.pkgs_dropped.load(Ordering::Relaxed),
+            send_failures: self.send_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -46,5 +56,11 @@ impl StatCounters {
         if n > 0 {
             self.pkgs_written.fetch_add(n, Ordering::Relaxed);
         }
+    }
+    pub(crate) fn add_pkgs_dropped(&self, n: u64) {
+        self.pkgs_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_send_failures(&self, n: u64) {
+        self.send_failures.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -10,6 +10,7 @@
 //! room first.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
@@ -65,6 +66,8 @@ struct QueueState {
     tail: BytesMut,
     /// End offset of every queued package, to count packages as they are written.
     ends: VecDeque<u64>,
+    /// Destination of every queued package of a datagram session (empty for streams).
+    dests: VecDeque<SocketAddr>,
     /// End offset of everything ever queued.
     enqueued: u64,
     /// No more pushes accepted.
@@ -103,6 +106,74 @@ const ENCODE_CHUNK: usize = 8 * 1024;
 /// A tail this long is sealed before the next package is encoded (see `push_encoded`).
 const SEAL_AT: usize = 4 * 1024;
 
+/// Where a package goes: `None` on a stream session (its one peer), the address of the
+/// datagram's destination on a datagram session.
+pub(crate) type Dest = Option<SocketAddr>;
+
+/// The largest UDP payload: 65,535 minus the IP and UDP headers.
+pub(crate) fn max_datagram(to: SocketAddr) -> usize {
+    match to {
+        SocketAddr::V4(_) => 65_507,
+        SocketAddr::V6(_) => 65_527,
+    }
+}
+
+/// Refuses a datagram package that cannot be sent whole.
+fn fits_datagram(dest: Dest, len: usize) -> Result<()> {
+    match dest {
+        Some(to) if len > max_datagram(to) => Err(Error::DatagramTooLarge {
+            len,
+            max: max_datagram(to),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The driver's side of the queue: what it took out and is writing.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    /// Buffers not yet fully written.
+    pub(crate) bufs: VecDeque<Bytes>,
+    /// End offsets of the packages in `bufs`, to count packages written (and, for datagrams,
+    /// to find where each one ends).
+    pub(crate) ends: VecDeque<u64>,
+    /// Destinations of the datagrams in `bufs` (empty for streams).
+    pub(crate) dests: VecDeque<SocketAddr>,
+}
+
+impl Outbox {
+    /// Whether everything taken out has been written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Drops `n` written bytes from the front of `bufs`.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.bufs.pop_front();
+            } else {
+                bytes::Buf::advance(front, n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Forgets the packages ending at or before byte offset `written`; returns how many.
+    pub(crate) fn complete(&mut self, written: u64) -> u64 {
+        let mut pkgs = 0;
+        while self.ends.front().is_some_and(|&end| end <= written) {
+            self.ends.pop_front();
+            pkgs += 1;
+        }
+        pkgs
+    }
+}
+
 /// Appends to a buffer, undoing the append if it is not committed (an error, or a panic in the
 /// code that appends, unwinding through it).
 struct Rollback<'a> {
@@ -119,6 +190,11 @@ impl<'a> Rollback<'a> {
             len,
             committed: false,
         }
+    }
+
+    /// How much has been appended so far.
+    fn appended(&self) -> usize {
+        self.buf.len() - self.len
     }
 
     /// Keeps what was appended; returns how much that was.
@@ -148,14 +224,16 @@ impl WriteQueue {
         &self,
         id: u64,
         force: bool,
+        dest: Dest,
         encode: impl FnOnce(&mut BytesMut) -> std::result::Result<(), CodecError>,
     ) -> Result<(u64, u64)> {
         let mut state = self.admit(id, force)?;
         let state = &mut *state;
         let tail = state.tail_for_encoding();
         encode(tail.buf)?;
+        fits_datagram(dest, tail.appended())?;
         let added = tail.commit();
-        Ok(self.finish_push(state, added))
+        Ok(self.finish_push(state, added, dest))
     }
 
     /// Queues one package made of a header, encoded into the tail, and a shared payload that is
@@ -165,6 +243,7 @@ impl WriteQueue {
         &self,
         id: u64,
         force: bool,
+        dest: Dest,
         payload: Bytes,
         header: impl FnOnce(&mut BytesMut) -> Option<std::result::Result<(), CodecError>>,
     ) -> std::result::Result<Result<(u64, u64)>, Bytes> {
@@ -179,24 +258,34 @@ impl WriteQueue {
             Some(Err(err)) => return Ok(Err(err.into())),
             Some(Ok(())) => {}
         }
+        if let Err(err) = fits_datagram(dest, tail.appended() + payload.len()) {
+            return Ok(Err(err));
+        }
         let mut added = tail.commit();
         if !payload.is_empty() {
             added += payload.len();
             state.seal_tail();
             state.bufs.push_back(payload);
         }
-        Ok(Ok(self.finish_push(state, added)))
+        Ok(Ok(self.finish_push(state, added, dest)))
     }
 
     /// Queues shared buffers as one package, without copying them; returns its `[start, end)`
     /// byte offsets. Admission as for [`push_encoded`](Self::push_encoded).
-    pub(crate) fn push_shared<I>(&self, id: u64, force: bool, bufs: I) -> Result<(u64, u64)>
+    pub(crate) fn push_shared<I>(
+        &self,
+        id: u64,
+        force: bool,
+        dest: Dest,
+        bufs: I,
+    ) -> Result<(u64, u64)>
     where
         I: IntoIterator<Item = Bytes>,
     {
         let mut state = self.admit(id, force)?;
         let state = &mut *state;
         state.seal_tail();
+        let before = state.bufs.len();
         let mut added = 0;
         for buf in bufs {
             if !buf.is_empty() {
@@ -204,7 +293,11 @@ impl WriteQueue {
                 state.bufs.push_back(buf);
             }
         }
-        Ok(self.finish_push(state, added))
+        if let Err(err) = fits_datagram(dest, added) {
+            state.bufs.truncate(before);
+            return Err(err);
+        }
+        Ok(self.finish_push(state, added, dest))
     }
 
     /// Locks the state for a push, refusing it when closed, or full and not forced.
@@ -223,12 +316,15 @@ impl WriteQueue {
     }
 
     /// Accounts for `added` bytes just queued as one package, and wakes the driver.
-    fn finish_push(&self, state: &mut QueueState, added: usize) -> (u64, u64) {
+    fn finish_push(&self, state: &mut QueueState, added: usize, dest: Dest) -> (u64, u64) {
         let start = state.enqueued;
         let end = start + added as u64;
         if end > start {
             state.enqueued = end;
             state.ends.push_back(end);
+            if let Some(dest) = dest {
+                state.dests.push_back(dest);
+            }
             self.enqueued.store(end, Ordering::Release);
             if self.queued() >= self.high.load(Ordering::Relaxed) {
                 self.full.store(true, Ordering::Release);
@@ -240,14 +336,10 @@ impl WriteQueue {
         (start, end)
     }
 
-    /// Moves everything queued to the driver's `bufs`/`ends` and registers `waker` to be woken
-    /// by the next push or close.
-    pub(crate) fn drain(
-        &self,
-        waker: &Waker,
-        bufs: &mut VecDeque<Bytes>,
-        ends: &mut VecDeque<u64>,
-    ) {
+    /// Moves everything queued to the driver's `outbox` and registers `waker` to be woken by
+    /// the next push or close.
+    pub(crate) fn drain(&self, waker: &Waker, outbox: &mut Outbox) {
+        let Outbox { bufs, ends, dests } = outbox;
         let mut state = lock(&self.state);
         match &mut state.driver {
             Some(w) if w.will_wake(waker) => {}
@@ -261,6 +353,7 @@ impl WriteQueue {
                 bufs.append(&mut state.bufs);
             }
             ends.append(&mut state.ends);
+            dests.append(&mut state.dests);
         }
     }
 

@@ -14,7 +14,7 @@ use crate::runtime::Runtime;
 /// What an [`Instrumented`] runtime counted, and the faults still to inject.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Calls to `connect`.
+    /// Calls to `connect` and `connect_udp`.
     pub connects: AtomicUsize,
     /// Calls to `accept` that were made to fail.
     pub failed_accepts: AtomicUsize,
@@ -105,7 +105,12 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         self.inner.tcp_addrs(stream)
     }
 
-    fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send {
-        self.inner.bind_udp(addr)
+    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<Self::Udp> {
+        self.inner.udp_from_std(socket)
+    }
+
+    fn connect_udp(&self, peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<Self::Udp> {
+        self.counters.connects.fetch_add(1, Ordering::SeqCst);
+        self.inner.connect_udp(peer, local)
     }
 }

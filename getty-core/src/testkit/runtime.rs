@@ -159,8 +159,8 @@ pub async fn seam_spawn_runs_detached_task<R: Runtime>(rt: R) {
 
 /// UDP sockets exchange datagrams and report the sender.
 pub async fn seam_udp_round_trip<R: Runtime>(rt: R) {
-    let a = rt.bind_udp(localhost()).await.expect("bind a");
-    let b = rt.bind_udp(localhost()).await.expect("bind b");
+    let a = rt.bind_udp(localhost()).expect("bind a");
+    let b = rt.bind_udp(localhost()).expect("bind b");
     let b_addr = b.local_addr().expect("b addr");
     let n = within(&rt, "send", runtime::send_to(&a, b"datagram", b_addr))
         .await
