@@ -1,5 +1,6 @@
 //! The event listener: what user code sees of a session.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,6 +32,15 @@ pub trait EventListener<C: Codec>: Send + Sync + 'static {
 
     /// A package arrived.
     async fn on_message(&self, session: &Session<C>, pkg: C::Inbound);
+
+    /// A package arrived in a datagram from `peer` (UDP sessions only; getty's `UDPContext`).
+    /// Reply with [`Session::send_pkg_to`] and friends. By default it calls
+    /// [`on_message`](EventListener::on_message), which suits a connected UDP client (its peer
+    /// is always the server); a UDP endpoint's listener overrides it to learn the sender.
+    async fn on_datagram(&self, session: &Session<C>, pkg: C::Inbound, peer: SocketAddr) {
+        let _ = peer;
+        self.on_message(session, pkg).await
+    }
 
     /// The session's cron period elapsed (for heartbeats and idle checks).
     async fn on_cron(&self, session: &Session<C>) {

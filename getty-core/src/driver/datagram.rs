@@ -1,1 +1,400 @@
+//! The datagram driver: one session over a UDP socket.
+//!
+//! Same life cycle as the stream driver (see [`crate::driver`]); only the I/O differs. Every
+//! datagram is decoded on its own: all the frames it holds are delivered, in order, or (when
+//! it is too long, or the codec refuses any part of it) none, with a logged warning and a
+//! count in [`Stats::pkgs_dropped`](crate::Stats). A bad datagram never closes the session.
+//! Every queued package leaves as one datagram to its destination.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::poll_fn;
+
+use super::{close, open, panic_message, pump_while, DriverIo, Timers};
+use crate::codec::{Codec, CodecError, Decoded};
+use crate::error::Error;
+use crate::listener::EventListener;
+use crate::runtime::{Runtime, UdpSocket};
+use crate::session::{Outbox, Session};
+
+/// What a UDP client sends to check that its server is there (getty's connect-ping). Sessions
+/// never deliver a datagram holding exactly these bytes.
+pub(crate) const CONNECT_PING: &[u8] = b"connect-ping";
+
+/// The receive buffer never needs more: no UDP payload is longer than 65,535 bytes.
+const MAX_RECV: usize = 64 * 1024;
+
+/// Datagrams and packages handled in a row before the driver yields (as the stream driver).
+const YIELD_BUDGET: u32 = 64;
+
+/// Runs one UDP session to its end. `first` is a datagram that arrived before the session
+/// started (the answer to a client's connect-ping), handled as if it had just arrived.
+pub(crate) async fn run<R, C>(
+    rt: R,
+    socket: R::Udp,
+    session: Session<C>,
+    listener: Arc<dyn EventListener<C>>,
+    on_established: impl FnOnce(),
+    first: Option<(Bytes, SocketAddr)>,
+) where
+    R: Runtime,
+    C: Codec,
+{
+    let mut io = DatagramIo::new(socket, session.peer_addr().is_some());
+    if !open(&rt, &mut io, &session, &listener).await {
+        return;
+    }
+    on_established();
+    let mut driver = Driver {
+        timers: Timers::new(&rt, &session),
+        rt,
+        io,
+        session,
+        listener,
+        pending: VecDeque::new(),
+        budget: YIELD_BUDGET,
+    };
+    if let Some((bytes, from)) = first {
+        driver.accept(&bytes, from);
+    }
+    let reason = driver.serve().await;
+    let Driver {
+        rt,
+        mut io,
+        session,
+        listener,
+        ..
+    } = driver;
+    close(&rt, &mut io, &session, &listener, reason).await;
+}
+
+/// What woke the event loop.
+enum Event<P> {
+    Message(P, SocketAddr),
+    Cron,
+    CloseRequested,
+    Failed(Error),
+}
+
+struct Driver<R: Runtime, C: Codec> {
+    rt: R,
+    io: DatagramIo<R::Udp>,
+    session: Session<C>,
+    listener: Arc<dyn EventListener<C>>,
+    timers: Timers<R>,
+    /// Packages decoded from the datagrams read, not yet handed out.
+    pending: VecDeque<(C::Inbound, SocketAddr)>,
+    budget: u32,
+}
+
+impl<R: Runtime, C: Codec> Driver<R, C> {
+    /// The event loop. Returns why it stopped: `None` for `close()`.
+    async fn serve(&mut self) -> Option<Error> {
+        loop {
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let outcome = match event {
+                Event::Message(pkg, from) => {
+                    self.session.touch(self.rt.now());
+                    self.session.inner().queue.unregister_driver();
+                    self.session.inner().stats.add_pkgs_read(1);
+                    pump_while(
+                        &self.rt,
+                        &mut self.io,
+                        &self.session,
+                        "on_datagram",
+                        self.listener.on_datagram(&self.session, pkg, from),
+                    )
+                    .await
+                }
+                Event::Cron => {
+                    let outcome = pump_while(
+                        &self.rt,
+                        &mut self.io,
+                        &self.session,
+                        "on_cron",
+                        self.listener.on_cron(&self.session),
+                    )
+                    .await;
+                    self.timers.rearm_cron(&self.rt, &self.session);
+                    outcome
+                }
+                Event::CloseRequested => return None,
+                Event::Failed(err) => return Some(err),
+            };
+            if let Err(panic) = outcome {
+                return Some(panic);
+            }
+            if self.timers.read_timeout_armed() {
+                self.timers.waiting_from(self.rt.now());
+            }
+        }
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
+        if let Some(err) = self.io.write_error.take() {
+            return Poll::Ready(Event::Failed(err));
+        }
+        if self.session.is_closing() {
+            return Poll::Ready(Event::CloseRequested);
+        }
+        loop {
+            if self.budget > 0 {
+                if let Some((pkg, from)) = self.pending.pop_front() {
+                    self.budget -= 1;
+                    return Poll::Ready(Event::Message(pkg, from));
+                }
+            }
+            if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
+                return Poll::Ready(Event::Failed(err));
+            }
+            // Checked again now that the waker is registered (see the stream driver).
+            if self.session.is_closing() {
+                return Poll::Ready(Event::CloseRequested);
+            }
+            if self.budget == 0 {
+                self.budget = YIELD_BUDGET;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if self.timers.poll_cron(&self.rt, cx).is_ready() {
+                return Poll::Ready(Event::Cron);
+            }
+            if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
+                return Poll::Ready(Event::Failed(err));
+            }
+            let max = self.session.max_msg_len();
+            let Poll::Ready(received) = self.io.poll_recv(cx, max) else {
+                self.budget = YIELD_BUDGET;
+                return Poll::Pending;
+            };
+            self.budget -= 1;
+            match received {
+                Ok((n, from)) => {
+                    // Lent out for the call, so `accept` can borrow the driver mutably.
+                    let buf = std::mem::take(&mut self.io.recv_buf);
+                    self.accept(&buf[..n], from);
+                    self.io.recv_buf = buf;
+                }
+                Err(err) if self.io.connected => {
+                    // A connected socket reports the server's ICMP "port unreachable" here.
+                    return Poll::Ready(Event::Failed(Error::io("receive", err)));
+                }
+                Err(err) if is_peer_error(&err) => {
+                    // Some systems report an earlier send's ICMP error on an unconnected
+                    // socket: it concerns one peer, not the endpoint.
+                    log::debug!("session {}: receive: {err}", self.session.id());
+                }
+                Err(err) => return Poll::Ready(Event::Failed(Error::io("receive", err))),
+            }
+        }
+    }
+
+    /// Takes in one datagram: its packages join `pending`, or it is dropped and counted.
+    fn accept(&mut self, datagram: &[u8], from: SocketAddr) {
+        if datagram == CONNECT_PING {
+            log::debug!(
+                "session {}: connect-ping from {from} ignored",
+                self.session.id()
+            );
+            return;
+        }
+        let session = &self.session;
+        let stats = &session.inner().stats;
+        stats.add_bytes_read(datagram.len() as u64);
+        self.timers.waiting_from(self.rt.now());
+        let max = session.max_msg_len();
+        let decoded = if datagram.len() > max {
+            Err(Error::FrameTooLarge {
+                len: datagram.len(),
+                max,
+            })
+        } else {
+            decode_all(session.codec(), datagram)
+        };
+        match decoded {
+            Ok(pkgs) => self.pending.extend(pkgs.into_iter().map(|pkg| (pkg, from))),
+            Err(err) => {
+                stats.add_pkgs_dropped(1);
+                log::warn!(
+                    "session {}: datagram of {} bytes from {from} dropped: {err}",
+                    session.id(),
+                    datagram.len()
+                );
+            }
+        }
+    }
+}
+
+/// Decodes every frame of one datagram; any error (a frame cut short included) refuses all.
+fn decode_all<C: Codec>(codec: &C, datagram: &[u8]) -> Result<Vec<C::Inbound>, Error> {
+    let mut buf = BytesMut::from(datagram);
+    let mut pkgs = Vec::new();
+    while !buf.is_empty() {
+        let before = buf.len();
+        // The codec is user code: a panic drops this datagram, not the endpoint.
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_eof(&mut buf)))
+            .map_err(|payload| Error::HandlerPanic {
+            handler: "decode",
+            message: panic_message(payload.as_ref()),
+        })??;
+        match decoded {
+            Decoded::Frame(_) if buf.len() >= before => {
+                return Err(Error::Codec(CodecError::invalid(
+                    "the codec returned a frame without consuming any input",
+                )))
+            }
+            Decoded::Frame(pkg) => pkgs.push(pkg),
+            Decoded::Incomplete(_) => {
+                return Err(Error::Codec(CodecError::invalid(format!(
+                    "the datagram ends inside a frame ({} bytes left over)",
+                    buf.len()
+                ))))
+            }
+        }
+    }
+    Ok(pkgs)
+}
+
+/// Errors a receive on an unconnected socket can report about one peer.
+fn is_peer_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The socket, its receive buffer, and the driver's side of the write queue.
+struct DatagramIo<U> {
+    socket: U,
+    /// Holds one datagram, plus one byte to tell a datagram longer than the maximum message
+    /// length from one of exactly that length (the OS truncates what does not fit).
+    recv_buf: Vec<u8>,
+    out: Outbox,
+    /// Connected (a client's socket): errors are the session's; otherwise (an endpoint) a
+    /// failed send concerns one destination only.
+    connected: bool,
+    write_dead: bool,
+    write_error: Option<Error>,
+}
+
+impl<U: UdpSocket> DatagramIo<U> {
+    fn new(socket: U, connected: bool) -> Self {
+        DatagramIo {
+            socket,
+            recv_buf: Vec::new(),
+            out: Outbox::default(),
+            connected,
+            write_dead: false,
+            write_error: None,
+        }
+    }
+
+    /// Receives one datagram into `recv_buf`, sized for `max` bytes plus one.
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let size = max.saturating_add(1).min(MAX_RECV);
+        if self.recv_buf.len() != size {
+            // Zeroed once per size, not per datagram.
+            self.recv_buf.resize(size, 0);
+            self.recv_buf.shrink_to(size);
+        }
+        self.socket.poll_recv_from(cx, &mut self.recv_buf)
+    }
+
+    fn poll_drain_inner<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<Result<(), Error>> {
+        let inner = session.inner();
+        loop {
+            inner.queue.drain(cx.waker(), &mut self.out);
+            let (Some(&end), Some(&to)) = (self.out.ends.front(), self.out.dests.front()) else {
+                return Poll::Ready(Ok(()));
+            };
+            let len = usize::try_from(end - inner.queue.written()).unwrap_or(usize::MAX);
+            let datagram = gather(&self.out.bufs, len);
+            let sent = ready!(self.socket.poll_send_to(cx, &datagram, to));
+            match sent {
+                Ok(_) => {
+                    inner.stats.add_bytes_written(len as u64);
+                    inner.stats.add_pkgs_written(1);
+                }
+                Err(err) if !self.connected => {
+                    inner.stats.add_send_failures(1);
+                    log::warn!(
+                        "session {}: datagram of {len} bytes to {to} not sent: {err}",
+                        session.id()
+                    );
+                }
+                Err(err) => return Poll::Ready(Err(Error::io("send", err))),
+            }
+            self.out.consume(len);
+            self.out.ends.pop_front();
+            self.out.dests.pop_front();
+            inner.queue.advance(len);
+        }
+    }
+}
+
+/// The first `len` queued bytes as one buffer: borrowed when they lie in one buffer (a package
+/// encoded into the queue), copied when they span several (a header and a shared payload).
+fn gather(bufs: &VecDeque<Bytes>, len: usize) -> Cow<'_, [u8]> {
+    match bufs.front() {
+        Some(front) if front.len() >= len => Cow::Borrowed(&front[..len]),
+        _ => {
+            let mut datagram = Vec::with_capacity(len);
+            for buf in bufs {
+                let take = (len - datagram.len()).min(buf.len());
+                datagram.extend_from_slice(&buf[..take]);
+                if datagram.len() == len {
+                    break;
+                }
+            }
+            Cow::Owned(datagram)
+        }
+    }
+}
+
+impl<U: UdpSocket> DriverIo for DatagramIo<U> {
+    fn poll_drain<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<Result<(), Error>> {
+        if self.write_dead {
+            return Poll::Ready(Ok(()));
+        }
+        let result = ready!(self.poll_drain_inner(cx, session));
+        if result.is_err() {
+            // Nothing more can be sent: refuse new writes and release waiting writers.
+            self.write_dead = true;
+            session.begin_closing();
+            session.inner().queue.kill();
+        }
+        Poll::Ready(result)
+    }
+
+    fn set_write_error(&mut self, err: Error) {
+        self.write_error = Some(err);
+    }
+
+    fn write_dead(&self) -> bool {
+        self.write_dead
+    }
+
+    fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing to tell the peer: UDP has no connection to end. The socket closes on drop.
+        Poll::Ready(Ok(()))
+    }
+}

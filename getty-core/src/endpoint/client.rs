@@ -1,4 +1,5 @@
-//! The TCP client: a pool of sessions to one server, refilled with backoff when one drops.
+//! Clients: a pool of sessions to one server, refilled with backoff when one drops. The pool
+//! is the same for TCP and UDP; only how one session is connected differs ([`Kind`]).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -8,17 +9,22 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use super::{start_stream_session, SessionSet, Signal};
+use bytes::Bytes;
+
+use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
+use crate::driver::datagram::CONNECT_PING;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
-use crate::runtime::{timeout, DynRuntime, Runtime};
+use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session};
 
-/// Options of a [`TcpClient`]. Defaults are getty's: one session, 300 ms reconnect interval,
-/// 50 consecutive failures before giving up, 3 s connect timeout.
+/// Options of a [`Client`]: [`TcpClientBuilder`] or [`UdpClientBuilder`]. Defaults are
+/// getty's: one session, 300 ms reconnect interval, 50 consecutive failures before giving up,
+/// 3 s connect timeout (and, for UDP, 1 s of waiting for an answer to the connect-ping).
 #[derive(Debug, Clone)]
-pub struct TcpClientBuilder {
+pub struct ClientBuilder<K> {
+    kind: K,
     addr: SocketAddr,
     pool_size: usize,
     reconnect_interval: Duration,
@@ -30,10 +36,94 @@ pub struct TcpClientBuilder {
 /// Reconnect delays grow with the number of consecutive failures up to this many intervals.
 const MAX_BACKOFF_STEPS: u32 = 10;
 
-impl TcpClientBuilder {
-    /// A client of the server at `addr`.
+/// Options of a TCP client.
+pub type TcpClientBuilder = ClientBuilder<Tcp>;
+/// Options of a connected-UDP client.
+pub type UdpClientBuilder = ClientBuilder<Udp>;
+
+/// Marks a [`ClientBuilder`] for TCP sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Tcp;
+
+/// Marks a [`ClientBuilder`] for connected-UDP sessions (getty's `NewUDPClient`).
+#[derive(Debug, Clone)]
+pub struct Udp {
+    ping_wait: Duration,
+}
+
+/// The transports a [`ClientBuilder`] can start a pool of: [`Tcp`] and [`Udp`].
+pub trait ClientKind: Clone + fmt::Debug + Send + Sync + 'static + sealed::Sealed {}
+
+impl ClientKind for Tcp {}
+impl ClientKind for Udp {}
+
+/// Sealed: the set of transports is the library's.
+mod sealed {
+    use std::time::Duration;
+
+    /// How a pool connects one session (what the builder's marker stands for).
+    #[derive(Debug, Clone)]
+    pub enum Kind {
+        Tcp,
+        Udp { ping_wait: Duration },
+    }
+
+    pub trait Sealed {
+        fn kind(&self) -> Kind;
+    }
+
+    impl Sealed for super::Tcp {
+        fn kind(&self) -> Kind {
+            Kind::Tcp
+        }
+    }
+
+    impl Sealed for super::Udp {
+        fn kind(&self) -> Kind {
+            Kind::Udp {
+                ping_wait: self.ping_wait,
+            }
+        }
+    }
+}
+use sealed::Kind;
+
+impl ClientBuilder<Tcp> {
+    /// A TCP client of the server at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        TcpClientBuilder {
+        ClientBuilder::with_kind(Tcp, addr)
+    }
+}
+
+impl ClientBuilder<Udp> {
+    /// A connected-UDP client of the server at `addr`. Each session is one connected UDP
+    /// socket, checked at connect as getty does: it sends the bytes `connect-ping` and waits
+    /// for an answer or the connect-ping wait (see
+    /// [`connect_ping_wait`](Self::connect_ping_wait)); an ICMP "port unreachable" in that
+    /// time fails the attempt, which is retried with the client's backoff. The server side
+    /// ignores connect-pings.
+    pub fn new(addr: SocketAddr) -> Self {
+        ClientBuilder::with_kind(
+            Udp {
+                ping_wait: Duration::from_secs(1),
+            },
+            addr,
+        )
+    }
+
+    /// How long a connect waits after its connect-ping (default 1 s). Silence for that long
+    /// counts as success (UDP servers need not answer); each connect of the pool takes this
+    /// long unless the server answers.
+    pub fn connect_ping_wait(mut self, wait: Duration) -> Self {
+        self.kind.ping_wait = wait;
+        self
+    }
+}
+
+impl<K: ClientKind> ClientBuilder<K> {
+    fn with_kind(kind: K, addr: SocketAddr) -> Self {
+        ClientBuilder {
+            kind,
             addr,
             pool_size: 1,
             reconnect_interval: Duration::from_millis(300),
@@ -76,8 +166,8 @@ impl TcpClientBuilder {
     }
 
     /// Starts the client on `rt`: one background worker connects the pool and refills it.
-    /// Returns at once; [`TcpClient::wait_for_sessions`] waits for connections.
-    pub fn start<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpClient<C>>
+    /// Returns at once; [`Client::wait_for_sessions`] waits for connections.
+    pub fn start<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<Client<C>>
     where
         R: Runtime,
         C: Codec,
@@ -107,19 +197,33 @@ impl TcpClientBuilder {
             rt: rt.clone(),
             codec: Arc::new(codec),
             new_session: Box::new(new_session),
-            options: self,
+            kind: self.kind.kind(),
+            options: ClientBuilder {
+                kind: (),
+                addr: self.addr,
+                pool_size: self.pool_size,
+                reconnect_interval: self.reconnect_interval,
+                max_reconnect_attempts: self.max_reconnect_attempts,
+                connect_timeout: self.connect_timeout,
+                local_addr: self.local_addr,
+            },
             shared: shared.clone(),
         };
         rt.spawn(worker.run());
-        Ok(TcpClient { shared })
+        Ok(Client { shared })
     }
 }
 
 /// A pool of sessions to one server. [`close`](Self::close) stops reconnecting, closes the
 /// sessions and waits for their tasks; dropping it does the same without waiting.
-pub struct TcpClient<C: Codec> {
+pub struct Client<C: Codec> {
     shared: Arc<Shared<C>>,
 }
+
+/// A pool of TCP sessions (started by [`TcpClientBuilder`]).
+pub type TcpClient<C> = Client<C>;
+/// A pool of connected-UDP sessions (started by [`UdpClientBuilder`]).
+pub type UdpClient<C> = Client<C>;
 
 struct Shared<C: Codec> {
     addr: SocketAddr,
@@ -130,7 +234,7 @@ struct Shared<C: Codec> {
     last_error: Mutex<Option<Arc<Error>>>,
 }
 
-impl<C: Codec> TcpClient<C> {
+impl<C: Codec> Client<C> {
     /// The server address.
     pub fn server_addr(&self) -> SocketAddr {
         self.shared.addr
@@ -187,16 +291,16 @@ impl<C: Codec> TcpClient<C> {
     }
 }
 
-impl<C: Codec> Drop for TcpClient<C> {
+impl<C: Codec> Drop for Client<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
         self.shared.sessions.close_all();
     }
 }
 
-impl<C: Codec> fmt::Debug for TcpClient<C> {
+impl<C: Codec> fmt::Debug for Client<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpClient")
+        f.debug_struct("Client")
             .field("server", &self.shared.addr)
             .field("sessions", &self.shared.sessions.live_len())
             .field("gave_up", &self.gave_up())
@@ -211,7 +315,8 @@ struct Worker<R: Runtime, C: Codec> {
     dyn_rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
     new_session: Box<dyn NewSession<C>>,
-    options: TcpClientBuilder,
+    kind: Kind,
+    options: ClientBuilder<()>,
     shared: Arc<Shared<C>>,
 }
 
@@ -266,6 +371,13 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
     }
 
     async fn connect_one(&self) -> Result<Session<C>> {
+        match &self.kind {
+            Kind::Tcp => self.connect_tcp().await,
+            Kind::Udp { ping_wait } => self.connect_udp(*ping_wait).await,
+        }
+    }
+
+    async fn connect_tcp(&self) -> Result<Session<C>> {
         let addr = self.options.addr;
         let connect_timeout = self.options.connect_timeout;
         let stream = timeout(
@@ -288,13 +400,67 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
             // server's port is in the ephemeral range and nothing listens on it).
             return Err(Error::SelfConnect(addr));
         }
-        start_stream_session(
+        self.start(Transport::Stream(stream), local, peer, "tcp-client")
+    }
+
+    /// Connects a UDP socket and checks it with getty's connect-ping: an answer or silence
+    /// within `ping_wait` is success, an ICMP "port unreachable" (reported as
+    /// `ConnectionRefused` on a connected socket) is failure.
+    async fn connect_udp(&self, ping_wait: Duration) -> Result<Session<C>> {
+        let addr = self.options.addr;
+        let fail = |source| Error::Connect { addr, source };
+        let socket = self
+            .rt
+            .connect_udp(addr, self.options.local_addr)
+            .map_err(fail)?;
+        let local = socket.local_addr().map_err(fail)?;
+        if local == addr {
+            return Err(Error::SelfConnect(addr));
+        }
+        let connect_timeout = self.options.connect_timeout;
+        timeout(
+            &self.rt,
+            connect_timeout,
+            send_to(&socket, CONNECT_PING, addr),
+        )
+        .await
+        .map_err(|_| Error::ConnectTimeout {
+            addr,
+            timeout: connect_timeout,
+        })?
+        .map_err(fail)?;
+        // Whatever answers is kept and handed to the session: nothing received is lost.
+        let mut buf = vec![0; MAX_DATAGRAM_RECV];
+        let first = match timeout(&self.rt, ping_wait, recv_from(&socket, &mut buf)).await {
+            Err(_silence) => None,
+            Ok(Ok((n, from))) => Some((Bytes::copy_from_slice(&buf[..n]), from)),
+            Ok(Err(source)) => return Err(fail(source)),
+        };
+        self.start::<R::Tcp>(
+            Transport::Datagram { socket, first },
+            local,
+            addr,
+            "udp-client",
+        )
+    }
+
+    fn start<T>(
+        &self,
+        transport: Transport<R, T>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        kind: &str,
+    ) -> Result<Session<C>>
+    where
+        T: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        start_session(
             &self.rt,
             &self.dyn_rt,
-            stream,
+            transport,
             local,
-            peer,
-            "tcp-client",
+            Some(peer),
+            kind,
             &self.codec,
             self.new_session.as_ref(),
             &self.shared.sessions,
@@ -302,3 +468,6 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
         )
     }
 }
+
+/// The connect-ping's answer is read whole, whatever its size.
+const MAX_DATAGRAM_RECV: usize = 64 * 1024;

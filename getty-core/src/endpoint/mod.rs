@@ -6,11 +6,18 @@
 
 mod client;
 mod server;
+mod udp;
 
-pub use client::{TcpClient, TcpClientBuilder};
+pub use client::{
+    Client, ClientBuilder, ClientKind, Tcp, TcpClient, TcpClientBuilder, Udp, UdpClient,
+    UdpClientBuilder,
+};
 pub use server::{TcpServer, TcpServerBuilder};
+pub use udp::{UdpEndpoint, UdpEndpointBuilder};
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +28,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::FutureExt;
 
 use crate::codec::Codec;
-use crate::driver::{panic_message, stream};
+use crate::driver::{datagram, panic_message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
 use crate::runtime::{DynRuntime, Runtime};
@@ -158,16 +165,27 @@ impl<S: SessionControl + Clone> SessionSet<S> {
     }
 }
 
-/// Turns a connected stream into a running session: builds the session, runs the new-session
-/// callback (a refusal or a panic there drops the stream), registers it in `set`, and spawns
+/// The socket a new session runs on.
+pub(crate) enum Transport<R: Runtime, T> {
+    /// A connected byte stream.
+    Stream(T),
+    /// A UDP socket, with a datagram that arrived before the session started.
+    Datagram {
+        socket: R::Udp,
+        first: Option<(Bytes, SocketAddr)>,
+    },
+}
+
+/// Turns a connected socket into a running session: builds the session, runs the new-session
+/// callback (a refusal or a panic there drops the socket), registers it in `set`, and spawns
 /// its driver. The driver task deregisters the session when it ends, even by a panic.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn start_stream_session<R, C, T, S>(
+pub(crate) fn start_session<R, C, T, S>(
     rt: &R,
     dyn_rt: &Arc<dyn DynRuntime>,
-    io: T,
+    transport: Transport<R, T>,
     local: SocketAddr,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     kind: &str,
     codec: &Arc<C>,
     new_session: &dyn NewSession<C>,
@@ -180,14 +198,8 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: SessionControl + Clone + 'static,
 {
-    let session = Session::new(
-        dyn_rt.clone(),
-        codec.clone(),
-        local,
-        Some(peer),
-        kind,
-        false,
-    );
+    let datagram = matches!(transport, Transport::Datagram { .. });
+    let session = Session::new(dyn_rt.clone(), codec.clone(), local, peer, kind, datagram);
     let configured =
         std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
     let listener = match configured {
@@ -218,14 +230,18 @@ where
         // that no bug can unwind into the executor (smol's would lose a worker thread).
         let id = task_session.id();
         let established = move || task_set.notify();
-        let run = AssertUnwindSafe(stream::run(
-            task_rt,
-            io,
-            task_session,
-            listener,
-            established,
-        ));
-        if let Err(payload) = run.catch_unwind().await {
+        let run = async move {
+            match transport {
+                Transport::Stream(io) => {
+                    stream::run(task_rt, io, task_session, listener, established).await
+                }
+                Transport::Datagram { socket, first } => {
+                    let session = task_session;
+                    datagram::run(task_rt, socket, session, listener, established, first).await
+                }
+            }
+        };
+        if let Err(payload) = AssertUnwindSafe(run).catch_unwind().await {
             log::error!(
                 "session {id}: driver panicked: {}",
                 panic_message(payload.as_ref())

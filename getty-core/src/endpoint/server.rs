@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use super::{start_stream_session, SessionSet, Signal};
+use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
@@ -221,12 +221,12 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 return;
             }
         };
-        let started = start_stream_session(
+        let started = start_session(
             &self.rt,
             &self.dyn_rt,
-            stream,
+            Transport::Stream(stream),
             local,
-            peer,
+            Some(peer),
             "tcp",
             &self.codec,
             self.new_session.as_ref(),

@@ -28,7 +28,7 @@ use crate::runtime::DynRuntime;
 use attributes::Attributes;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
-pub(crate) use write_queue::{max_datagram, Dest, Outbox, WriteQueue};
+pub(crate) use write_queue::{Dest, Outbox, WriteQueue};
 pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// The default maximum message length (frame length, header included), as getty's: 4 KiB.
