@@ -193,9 +193,21 @@ impl UdpSocket for TokioUdp {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
-        let mut buf = ReadBuf::new(buf);
-        let from = ready!(self.0.poll_recv_from(cx, &mut buf))?;
-        Poll::Ready(Ok((buf.filled().len(), from)))
+        loop {
+            match self.0.try_recv_from(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // tokio signals read readiness for data only, and skips the receive call
+                    // until it has seen some: a pending socket error (a connected socket's
+                    // ICMP "port unreachable", EPOLLERR alone) would stay unreported. Fetch it
+                    // by hand, as the receive call would have.
+                    if let Some(err) = self.0.take_error()? {
+                        return Poll::Ready(Err(err));
+                    }
+                    ready!(self.0.poll_recv_ready(cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
     }
 
     fn poll_send_to(

@@ -431,10 +431,16 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
         .map_err(fail)?;
         // Whatever answers is kept and handed to the session: nothing received is lost.
         let mut buf = vec![0; MAX_DATAGRAM_RECV];
-        let first = match timeout(&self.rt, ping_wait, recv_from(&socket, &mut buf)).await {
-            Err(_silence) => None,
-            Ok(Ok((n, from))) => Some((Bytes::copy_from_slice(&buf[..n]), from)),
-            Ok(Err(source)) => return Err(fail(source)),
+        let answer = match timeout(&self.rt, ping_wait, recv_from(&socket, &mut buf)).await {
+            Ok(answer) => Some(answer),
+            // Silence. Some reactors (tokio's) do not wake a reader for a socket error alone,
+            // so look once more: a refusal that arrived meanwhile is reported now.
+            Err(_silence) => future::poll_once(recv_from(&socket, &mut buf)).await,
+        };
+        let first = match answer {
+            None => None,
+            Some(Ok((n, from))) => Some((Bytes::copy_from_slice(&buf[..n]), from)),
+            Some(Err(source)) => return Err(fail(source)),
         };
         self.start::<R::Tcp>(
             Transport::Datagram { socket, first },

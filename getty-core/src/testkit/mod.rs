@@ -10,6 +10,7 @@ pub mod instrumented;
 pub mod runtime;
 pub mod support;
 pub mod tcp;
+pub mod udp;
 
 /// Instantiates every conformance scenario as a `#[test]`.
 ///
@@ -71,6 +72,15 @@ macro_rules! conformance_suite {
             tcp::send_payload_frames_shared_bytes,
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
+            udp::udp_replies_reach_the_right_peer,
+            udp::udp_connect_ping_is_not_delivered,
+            udp::udp_oversize_datagram_dropped,
+            udp::udp_garbage_datagram_skipped,
+            udp::udp_client_retries_until_server_starts,
+            udp::udp_statistics_match,
+            udp::udp_close_releases_port,
+            udp::udp_unaddressable_writes_are_errors,
+            udp::udp_largest_datagrams_arrive_whole,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

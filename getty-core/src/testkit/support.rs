@@ -2,6 +2,7 @@
 //! deadlines, and a raw peer speaking the hello framing.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -198,6 +199,16 @@ impl EventListener<Hello> for TestListener {
         if self.echo {
             // The session may be closing; a refused echo is part of some scenarios.
             let _ = session.send_pkg(&pkg);
+        }
+        self.rec.push(Rec::Msg(session.id(), pkg));
+    }
+
+    async fn on_datagram(&self, session: &Session<Hello>, pkg: Bytes, peer: SocketAddr) {
+        if self.panic_on.as_ref() == Some(&pkg) {
+            panic!("test listener asked to panic");
+        }
+        if self.echo {
+            let _ = session.send_pkg_to(&pkg, peer);
         }
         self.rec.push(Rec::Msg(session.id(), pkg));
     }

@@ -1,0 +1,336 @@
+//! UDP scenarios: the endpoint (one session, many peers) and the connected-UDP client pool.
+//! Peers are real UDP sockets on 127.0.0.1 from the runtime under test.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::instrumented::Instrumented;
+use super::support::*;
+use crate::codec::LengthDelimited;
+use crate::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder};
+use crate::runtime::{recv_from, send_to, Runtime, UdpSocket};
+use crate::Error;
+
+/// A hello-framing UDP endpoint on a free port.
+async fn endpoint<R: Runtime>(rt: &R, listener: TestListener) -> UdpEndpoint<Hello> {
+    endpoint_at(rt, localhost(), listener).await
+}
+
+async fn endpoint_at<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    listener: TestListener,
+) -> UdpEndpoint<Hello> {
+    UdpEndpointBuilder::new()
+        .addr(addr)
+        .bind(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .await
+        .expect("endpoint binds")
+}
+
+/// A connected-UDP client pool of `n` sessions (short connect-ping wait and backoff).
+fn udp_client<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    n: usize,
+    listener: TestListener,
+) -> Client<Hello> {
+    UdpClientBuilder::new(addr)
+        .pool_size(n)
+        .connect_ping_wait(Duration::from_millis(50))
+        .reconnect_interval(Duration::from_millis(20))
+        .max_reconnect_attempts(None)
+        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .expect("client starts")
+}
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A raw UDP peer: a socket of the runtime under test on a free port.
+fn raw_peer<R: Runtime>(rt: &R) -> R::Udp {
+    rt.bind_udp(localhost()).expect("bind peer")
+}
+
+/// Sends one datagram from a raw peer.
+async fn send<R: Runtime>(rt: &R, peer: &R::Udp, bytes: &[u8], to: SocketAddr) {
+    within(rt, "send", send_to(peer, bytes, to))
+        .await
+        .expect("send");
+}
+
+/// Receives one datagram at a raw peer: `(bytes, sender)`.
+async fn recv<R: Runtime>(rt: &R, peer: &R::Udp) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0; 64 * 1024];
+    let (n, from) = within(rt, "a datagram", recv_from(peer, &mut buf))
+        .await
+        .expect("receive");
+    buf.truncate(n);
+    (buf, from)
+}
+
+/// Three peers send interleaved requests at once; every reply reaches the peer that asked,
+/// from the endpoint's address, with that peer's own payloads in order.
+pub async fn udp_replies_reach_the_right_peer<R: Runtime>(rt: R) {
+    const PER_PEER: usize = 20;
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    let peers: Vec<R::Udp> = (0..3).map(|_| raw_peer(&rt)).collect();
+    for i in 0..PER_PEER {
+        for (p, peer) in peers.iter().enumerate() {
+            let body = format!("peer {p} request {i}");
+            send(&rt, peer, &hello_frame(body.as_bytes()), ep.local_addr()).await;
+        }
+    }
+    for (p, peer) in peers.iter().enumerate() {
+        for i in 0..PER_PEER {
+            let (reply, from) = recv(&rt, peer).await;
+            assert_eq!(from, ep.local_addr());
+            let body = format!("peer {p} request {i}");
+            assert_eq!(reply, hello_frame(body.as_bytes()), "peer {p} reply {i}");
+        }
+    }
+    let stats = ep.session().stats();
+    assert_eq!(stats.pkgs_read, 3 * PER_PEER as u64);
+    assert_eq!(stats.pkgs_written, 3 * PER_PEER as u64);
+    assert_eq!(ep.session().peer_addr(), None);
+    assert!(ep.session().is_datagram());
+    ep.close().await;
+}
+
+/// A `connect-ping` datagram (a raw one, and a UDP client's) never reaches the listener and is
+/// not counted; the datagrams around it are delivered.
+pub async fn udp_connect_ping_is_not_delivered<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    let peer = raw_peer(&rt);
+    send(&rt, &peer, b"connect-ping", ep.local_addr()).await;
+    send(&rt, &peer, &hello_frame(b"after the ping"), ep.local_addr()).await;
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"after the ping"));
+
+    let client_rec = Recorder::new();
+    let cli = udp_client(&rt, ep.local_addr(), 1, TestListener::silent(&client_rec));
+    within(&rt, "client", cli.wait_for_sessions(1))
+        .await
+        .expect("client connects");
+    let session = cli.sessions()[0].clone();
+    session.send_pkg(b"from the client").expect("send");
+    client_rec.wait_msgs(&rt, 1).await;
+
+    assert_eq!(
+        payloads(&rec.events()),
+        vec![
+            Bytes::from_static(b"after the ping"),
+            Bytes::from_static(b"from the client")
+        ]
+    );
+    let expected =
+        (hello_frame(b"after the ping").len() + hello_frame(b"from the client").len()) as u64;
+    assert_eq!(
+        ep.session().stats().bytes_read,
+        expected,
+        "pings are not counted"
+    );
+    assert_eq!(ep.session().stats().pkgs_dropped, 0);
+    cli.close().await;
+    ep.close().await;
+}
+
+/// A datagram longer than `max_msg_len` is dropped and counted; the endpoint keeps serving
+/// and reports no error.
+pub async fn udp_oversize_datagram_dropped<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    ep.session().set_max_msg_len(100).expect("max");
+    let peer = raw_peer(&rt);
+    send(&rt, &peer, &hello_frame(&[7; 200]), ep.local_addr()).await;
+    send(&rt, &peer, &hello_frame(&[8; 96]), ep.local_addr()).await;
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(&[8; 96]));
+    let stats = ep.session().stats();
+    assert_eq!(stats.pkgs_dropped, 1);
+    assert_eq!(stats.pkgs_read, 1);
+    assert!(!ep.session().is_closed());
+    assert_eq!(payloads(&rec.events()), vec![Bytes::from(vec![8; 96])]);
+    assert!(!rec
+        .events()
+        .iter()
+        .any(|r| matches!(r, Rec::Error(..) | Rec::Close(..))));
+    ep.close().await;
+}
+
+/// Datagrams the codec refuses (a frame cut short, a length beyond the datagram) are dropped
+/// whole and counted; the next good one is served.
+pub async fn udp_garbage_datagram_skipped<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    let peer = raw_peer(&rt);
+    // Declares 1,000 bytes, carries 3.
+    send(&rt, &peer, &[0xe8, 0x03, 0, 0, 1, 2, 3], ep.local_addr()).await;
+    // One good frame followed by half a header: nothing of it is delivered.
+    let mut mixed = hello_frame(b"good");
+    mixed.extend_from_slice(&[9, 0]);
+    send(&rt, &peer, &mixed, ep.local_addr()).await;
+    // Two whole frames in one datagram: both are delivered, in order.
+    let mut two = hello_frame(b"one");
+    two.extend_from_slice(&hello_frame(b"two"));
+    send(&rt, &peer, &two, ep.local_addr()).await;
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"one"));
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"two"));
+    let stats = ep.session().stats();
+    assert_eq!(stats.pkgs_dropped, 2);
+    assert_eq!(
+        payloads(&rec.events()),
+        vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+    );
+    assert!(!ep.session().is_closed());
+    ep.close().await;
+}
+
+/// A client started before its server exists fails its connect-pings (ICMP "port
+/// unreachable"), keeps retrying, and connects once the server is up.
+pub async fn udp_client_retries_until_server_starts<R: Runtime>(rt: R) {
+    let rt = Instrumented::new(rt);
+    let addr = {
+        let probe = raw_peer(&rt);
+        probe.local_addr().expect("addr")
+    };
+    let client_rec = Recorder::new();
+    let cli = udp_client(&rt, addr, 1, TestListener::silent(&client_rec));
+    let counters = rt.counters.clone();
+    eventually(&rt, "two failed connects", || {
+        counters.connects.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(cli.session_count(), 0);
+    let err = cli.last_connect_error().expect("a connect error");
+    assert!(
+        matches!(&*err, Error::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{err:?}"
+    );
+
+    let rec = Recorder::new();
+    let ep = endpoint_at(&rt, addr, TestListener::echo(&rec)).await;
+    within(&rt, "client", cli.wait_for_sessions(1))
+        .await
+        .expect("client connects");
+    let session = cli.sessions()[0].clone();
+    assert_eq!(session.peer_addr(), Some(addr));
+    session.send_pkg(b"finally").expect("send");
+    client_rec.wait_msgs(&rt, 1).await;
+    assert_eq!(
+        payloads(&client_rec.events()),
+        vec![Bytes::from_static(b"finally")]
+    );
+    cli.close().await;
+    ep.close().await;
+}
+
+/// Both sides' statistics agree with what was sent: packages and bytes, each way.
+pub async fn udp_statistics_match<R: Runtime>(rt: R) {
+    const N: usize = 50;
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    let client_rec = Recorder::new();
+    let cli = udp_client(&rt, ep.local_addr(), 1, TestListener::silent(&client_rec));
+    within(&rt, "client", cli.wait_for_sessions(1))
+        .await
+        .expect("client connects");
+    let session = cli.sessions()[0].clone();
+    let before = session.last_active();
+    let mut bytes = 0;
+    for i in 0..N {
+        let pkg = payload(i);
+        let (total, sent) = session.write_pkg(&pkg, None).await.expect("write");
+        assert_eq!(total, sent);
+        bytes += total as u64;
+    }
+    client_rec.wait_msgs(&rt, N).await;
+    let client = session.stats();
+    let server = ep.session().stats();
+    assert_eq!(
+        (client.pkgs_written, client.bytes_written),
+        (N as u64, bytes)
+    );
+    assert_eq!((server.pkgs_read, server.bytes_read), (N as u64, bytes));
+    assert_eq!(
+        (server.pkgs_written, server.bytes_written),
+        (N as u64, bytes)
+    );
+    assert_eq!((client.pkgs_read, client.bytes_read), (N as u64, bytes));
+    assert_eq!((client.pkgs_dropped, server.pkgs_dropped), (0, 0));
+    assert!(session.last_active() > before, "active time moves");
+    cli.close().await;
+    ep.close().await;
+}
+
+/// Closing an endpoint releases its port: binding the same address right after works.
+pub async fn udp_close_releases_port<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    let addr = ep.local_addr();
+    ep.close().await;
+    assert!(ep.session().is_closed());
+    drop(ep);
+    let rec = Recorder::new();
+    let again = endpoint_at(&rt, addr, TestListener::echo(&rec)).await;
+    let peer = raw_peer(&rt);
+    send(&rt, &peer, &hello_frame(b"again"), addr).await;
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"again"));
+    again.close().await;
+}
+
+/// Writes that cannot be addressed fail clearly: no peer on an endpoint, a package too large
+/// for one datagram, an address on a stream session.
+pub async fn udp_unaddressable_writes_are_errors<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::silent(&rec)).await;
+    let session = ep.session();
+    assert!(matches!(
+        session.send_pkg(b"where to?"),
+        Err(Error::NoPeerAddress { .. })
+    ));
+    let peer = raw_peer(&rt);
+    let to = peer.local_addr().expect("addr");
+    let huge = vec![0; 70_000];
+    assert!(matches!(
+        session.send_pkg_to(&huge, to),
+        Err(Error::DatagramTooLarge {
+            len: 70_004,
+            max: 65_507
+        })
+    ));
+    // The refused package left nothing behind: the next one arrives alone and whole.
+    session.send_pkg_to(b"fits", to).expect("send");
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"fits"));
+
+    let (_cli, tcp, _raw) = client_with_raw_peer(
+        &rt,
+        LengthDelimited::hello(),
+        TestListener::silent(&rec).factory(),
+    )
+    .await;
+    assert!(matches!(
+        tcp.send_pkg_to(b"x", to),
+        Err(Error::NotDatagram { .. })
+    ));
+    ep.close().await;
+}
+
+/// With `max_msg_len` raised, datagrams up to the UDP maximum arrive whole.
+pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
+    ep.session().set_max_msg_len(64 * 1024).expect("max");
+    let peer = raw_peer(&rt);
+    let body: Vec<u8> = (0..65_000u32).map(|i| (i % 251) as u8).collect();
+    send(&rt, &peer, &hello_frame(&body), ep.local_addr()).await;
+    let (reply, _) = recv(&rt, &peer).await;
+    assert_eq!(reply.len(), body.len() + 4);
+    assert_eq!(reply, hello_frame(&body));
+    assert_eq!(ep.session().stats().pkgs_dropped, 0);
+    ep.close().await;
+}
