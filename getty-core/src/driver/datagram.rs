@@ -211,6 +211,8 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
         self.timers.waiting_from(self.rt.now());
         let max = session.max_msg_len();
         let decoded = if datagram.len() > max {
+            // The buffer holds `max + 1` bytes: the OS cut anything longer to that, so the
+            // datagram was at least this long.
             Err(Error::FrameTooLarge {
                 len: datagram.len(),
                 max,

@@ -254,6 +254,13 @@ where
         self.rec.push(Rec::Msg(session.id(), pkg.into()));
     }
 
+    async fn on_datagram(&self, session: &Session<C>, pkg: C::Inbound, peer: SocketAddr) {
+        if self.echo {
+            let _ = session.send_pkg_to(pkg.as_ref(), peer);
+        }
+        self.rec.push(Rec::Msg(session.id(), pkg.into()));
+    }
+
     async fn on_error(&self, session: &Session<C>, err: &Error) {
         self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
     }
