@@ -99,6 +99,8 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
     async fn serve(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let for_peer = matches!(event, Event::Message(..));
+            let started = self.timers.handler_start(&self.rt);
             let outcome = match event {
                 Event::Message(pkg, from) => {
                     self.session.touch(self.rt.now());
@@ -128,12 +130,18 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                 Event::CloseRequested => return None,
                 Event::Failed(err) => return Some(err),
             };
-            if let Err(panic) = outcome {
-                return Some(panic);
+            match outcome {
+                // An endpoint serves every peer: a datagram that makes the handler panic must
+                // not stop it for all of them. A connected session closes, as a stream would
+                // (its pool reconnects), and so does a panic in `on_cron`.
+                Err(panic) if for_peer && !self.io.connected => log::error!(
+                    "session {}: {panic}; the datagram is lost, the endpoint goes on",
+                    self.session.id()
+                ),
+                Err(panic) => return Some(panic),
+                Ok(_) => {}
             }
-            if self.timers.read_timeout_armed() {
-                self.timers.waiting_from(self.rt.now());
-            }
+            self.timers.handler_done(&self.rt, started);
         }
     }
 

@@ -263,9 +263,20 @@ impl<R: Runtime> Timers<R> {
         self.waiting_since = now;
     }
 
-    /// Whether a read timeout is armed (so `waiting_from` after handlers matters).
-    pub(crate) fn read_timeout_armed(&self) -> bool {
-        self.read_timer.is_some()
+    /// When a handler starts: the time to pass to [`handler_done`](Self::handler_done), if a
+    /// read timeout is armed (no clock read otherwise).
+    pub(crate) fn handler_start(&self, rt: &R) -> Option<Instant> {
+        self.read_timer.as_ref().map(|_| rt.now())
+    }
+
+    /// A handler that started at `started` returned: the time it ran was not the peer's
+    /// silence, so the wait for the peer is extended by that long (not restarted: a cron
+    /// tick more frequent than the read timeout must not keep a silent peer alive).
+    pub(crate) fn handler_done(&mut self, rt: &R, started: Option<Instant>) {
+        if let Some(started) = started {
+            let now = rt.now();
+            self.waiting_since = (self.waiting_since + (now - started)).min(now);
+        }
     }
 
     /// Ready with [`Error::ReadTimeout`] once the peer has been silent for the read timeout.

@@ -113,6 +113,7 @@ where
     async fn serve(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let started = self.timers.handler_start(&self.rt);
             let outcome = match event {
                 Event::Message(pkg) => {
                     self.session.touch(self.read_at);
@@ -152,9 +153,7 @@ where
                 Err(panic) => return Some(panic),
             }
             // Time spent in a handler is not time spent waiting for the peer.
-            if self.timers.read_timeout_armed() {
-                self.timers.waiting_from(self.rt.now());
-            }
+            self.timers.handler_done(&self.rt, started);
         }
     }
 

@@ -81,6 +81,8 @@ macro_rules! conformance_suite {
             udp::udp_close_releases_port,
             udp::udp_unaddressable_writes_are_errors,
             udp::udp_largest_datagrams_arrive_whole,
+            udp::udp_cron_and_read_timeout,
+            udp::udp_panicking_handler_keeps_the_endpoint,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

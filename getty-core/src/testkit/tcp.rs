@@ -1019,6 +1019,9 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
                 s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                // Cron ticks more often than the read timeout: they must not count as the
+                // peer's activity.
+                s.set_cron_period(Duration::from_millis(20))?;
                 Ok(listener.clone())
             },
         )

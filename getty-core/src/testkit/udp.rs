@@ -347,3 +347,94 @@ pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
     assert_eq!(ep.session().stats().pkgs_dropped, 0);
     ep.close().await;
 }
+
+/// The endpoint's timers work as a stream session's: `on_cron` ticks at the cron period, and
+/// a read timeout with no datagram closes the session with `ReadTimeout` (`on_error`, then
+/// `on_close`), releasing the socket.
+pub async fn udp_cron_and_read_timeout<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::silent(&rec));
+    let ep = UdpEndpointBuilder::new()
+        .bind(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                // The cron period is a session setting, applied from the next tick: set it here.
+                s.set_cron_period(Duration::from_millis(20))?;
+                Ok(listener.clone())
+            },
+        )
+        .await
+        .expect("endpoint binds");
+    let session = ep.session().clone();
+    rec.wait(&rt, "two cron ticks", |events| {
+        events.iter().filter(|r| matches!(r, Rec::Cron(..))).count() >= 2
+    })
+    .await;
+    session
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    rec.wait_closed(&rt, session.id()).await;
+    let events = rec.of(session.id());
+    assert!(
+        events
+            .iter()
+            .any(|r| matches!(r, Rec::Error(_, e) if e.contains("ReadTimeout"))),
+        "{events:?}"
+    );
+    assert!(matches!(events.last(), Some(Rec::Close(_))));
+    within(&rt, "endpoint closed", ep.close()).await;
+    // The socket is released: the port can be bound again.
+    let again = rt.bind_udp(ep.local_addr()).expect("rebind");
+    drop(again);
+}
+
+/// A datagram that makes `on_datagram` panic is lost, logged, and only that: the endpoint
+/// keeps serving every peer. On a connected client session a panic closes the session.
+pub async fn udp_panicking_handler_keeps_the_endpoint<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let mut listener = TestListener::echo(&rec);
+    listener.panic_on = Some(Bytes::from_static(b"boom"));
+    let ep = endpoint(&rt, listener).await;
+    let peer = raw_peer(&rt);
+    send(&rt, &peer, &hello_frame(b"boom"), ep.local_addr()).await;
+    send(&rt, &peer, &hello_frame(b"still here"), ep.local_addr()).await;
+    assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"still here"));
+    assert!(!ep.session().is_closed());
+
+    let client_rec = Recorder::new();
+    let mut client_listener = TestListener::silent(&client_rec);
+    client_listener.panic_on = Some(Bytes::from_static(b"boom"));
+    let cli = udp_client(&rt, ep.local_addr(), 1, client_listener);
+    within(&rt, "client", cli.wait_for_sessions(1))
+        .await
+        .expect("client connects");
+    let first = cli.sessions()[0].clone();
+    // The endpoint panics on the request (nothing comes back); send a reply-worthy one.
+    first.send_pkg(b"boom").expect("send");
+    first.send_pkg(b"echoed").expect("send");
+    client_rec.wait_msgs(&rt, 1).await;
+    // The endpoint echoes "boom" from a peer whose handler does not panic on it... the client
+    // does: its session closes with HandlerPanic and the pool replaces it.
+    ep.session()
+        .send_pkg_to(b"boom", first.local_addr())
+        .expect("send to the client");
+    client_rec.wait_closed(&rt, first.id()).await;
+    assert!(client_rec
+        .of(first.id())
+        .iter()
+        .any(|r| matches!(r, Rec::Error(_, e) if e.contains("HandlerPanic"))));
+    within(&rt, "a new client session", async {
+        loop {
+            let listener = cli.wait_for_sessions(1);
+            listener.await.expect("reconnects");
+            if cli.sessions()[0].id() != first.id() {
+                break;
+            }
+            rt.timer(rt.now() + Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    cli.close().await;
+    ep.close().await;
+}
