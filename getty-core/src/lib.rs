@@ -1,4 +1,4 @@
-//! Executor-neutral core of getty: sessions over TCP (and later UDP and WebSocket) driven by
+//! Executor-neutral core of getty: sessions over TCP and UDP (later WebSocket) driven by
 //! user codecs and event listeners, written once against a small [`Runtime`] trait.
 //!
 //! Users normally depend on a runtime crate (`getty-tokio` or `getty-smol`) or on the `getty`

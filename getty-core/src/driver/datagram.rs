@@ -17,7 +17,9 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
-use super::{close, open, panic_message, pump_while, DriverIo, Timers};
+use super::{
+    close, cron, open, panic_message, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET,
+};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
@@ -30,9 +32,6 @@ pub(crate) const CONNECT_PING: &[u8] = b"connect-ping";
 
 /// The receive buffer never needs more: no UDP payload is longer than 65,535 bytes.
 const MAX_RECV: usize = 64 * 1024;
-
-/// Datagrams and packages handled in a row before the driver yields (as the stream driver).
-const YIELD_BUDGET: u32 = 64;
 
 /// Runs one UDP session to its end. `first` is a datagram that arrived before the session
 /// started (the answer to a client's connect-ping), handled as if it had just arrived.
@@ -75,14 +74,6 @@ pub(crate) async fn run<R, C>(
     close(&rt, &mut io, &session, &listener, reason).await;
 }
 
-/// What woke the event loop.
-enum Event<P> {
-    Message(P, SocketAddr),
-    Cron,
-    CloseRequested,
-    Failed(Error),
-}
-
 struct Driver<R: Runtime, C: Codec> {
     rt: R,
     io: DatagramIo<R::Udp>,
@@ -102,7 +93,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             let for_peer = matches!(event, Event::Message(..));
             let started = self.timers.handler_start(&self.rt);
             let outcome = match event {
-                Event::Message(pkg, from) => {
+                Event::Message((pkg, from)) => {
                     self.session.touch(self.rt.now());
                     self.session.inner().queue.unregister_driver();
                     self.session.inner().stats.add_pkgs_read(1);
@@ -116,18 +107,10 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                     .await
                 }
                 Event::Cron => {
-                    let outcome = pump_while(
-                        &self.rt,
-                        &mut self.io,
-                        &self.session,
-                        "on_cron",
-                        self.listener.on_cron(&self.session),
-                    )
-                    .await;
-                    self.timers.rearm_cron(&self.rt, &self.session);
-                    outcome
+                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+                    cron(rt, io, session, &self.listener, &mut self.timers).await
                 }
-                Event::CloseRequested => return None,
+                Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
             };
             match outcome {
@@ -145,7 +128,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
         }
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<(C::Inbound, SocketAddr)>> {
         if let Some(err) = self.io.write_error.take() {
             return Poll::Ready(Event::Failed(err));
         }
@@ -156,26 +139,19 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             if self.budget > 0 {
                 if let Some((pkg, from)) = self.pending.pop_front() {
                     self.budget -= 1;
-                    return Poll::Ready(Event::Message(pkg, from));
+                    return Poll::Ready(Event::Message((pkg, from)));
                 }
             }
-            if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
-                return Poll::Ready(Event::Failed(err));
-            }
-            // Checked again now that the waker is registered (see the stream driver).
-            if self.session.is_closing() {
-                return Poll::Ready(Event::CloseRequested);
-            }
-            if self.budget == 0 {
-                self.budget = YIELD_BUDGET;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if self.timers.poll_cron(&self.rt, cx).is_ready() {
-                return Poll::Ready(Event::Cron);
-            }
-            if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
-                return Poll::Ready(Event::Failed(err));
+            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            if let Some(event) = ready!(poll_turn(
+                rt,
+                io,
+                session,
+                &mut self.timers,
+                &mut self.budget,
+                cx
+            )) {
+                return Poll::Ready(event);
             }
             let max = self.session.max_msg_len();
             let Poll::Ready(received) = self.io.poll_recv(cx, max) else {

@@ -217,6 +217,79 @@ pub(crate) async fn close<R, C, I>(
     session.finish_closed();
 }
 
+/// Packages and reads handled in a row before a driver yields to its executor, so a flooding
+/// peer cannot starve other sessions on executors without a cooperative budget.
+pub(crate) const YIELD_BUDGET: u32 = 64;
+
+/// What woke a driver's event loop.
+pub(crate) enum Event<P> {
+    /// A package (for datagrams, with its sender).
+    Message(P),
+    Cron,
+    /// `close()` was called.
+    CloseRequested,
+    /// The peer ended the stream cleanly, between frames.
+    Eof,
+    Failed(Error),
+}
+
+/// The part of every driver's poll between handing out decoded packages and reading more:
+/// write what is queued (which also registers for pushes and close requests), see a close
+/// request, yield once `budget` is spent, then the cron and read-timeout timers.
+/// `Ready(None)`: nothing happened, go on and read.
+pub(crate) fn poll_turn<R, C, I, P>(
+    rt: &R,
+    io: &mut I,
+    session: &Session<C>,
+    timers: &mut Timers<R>,
+    budget: &mut u32,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Event<P>>>
+where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+{
+    if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
+        return Poll::Ready(Some(Event::Failed(err)));
+    }
+    // Checked again now that the waker is registered: a close requested before the
+    // registration found no waker to wake, and must be seen here.
+    if session.is_closing() {
+        return Poll::Ready(Some(Event::CloseRequested));
+    }
+    if *budget == 0 {
+        *budget = YIELD_BUDGET;
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
+    if timers.poll_cron(rt, cx).is_ready() {
+        return Poll::Ready(Some(Event::Cron));
+    }
+    if let Poll::Ready(err) = timers.poll_read_timeout(rt, session, cx) {
+        return Poll::Ready(Some(Event::Failed(err)));
+    }
+    Poll::Ready(None)
+}
+
+/// Runs `on_cron` (writes moving meanwhile) and schedules the next tick.
+pub(crate) async fn cron<R, C, I>(
+    rt: &R,
+    io: &mut I,
+    session: &Session<C>,
+    listener: &Arc<dyn EventListener<C>>,
+    timers: &mut Timers<R>,
+) -> Result<Option<()>, Error>
+where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+{
+    let outcome = pump_while(rt, io, session, "on_cron", listener.on_cron(session)).await;
+    timers.rearm_cron(rt, session);
+    outcome
+}
+
 /// A session's two timers: the cron tick, and the read timeout (armed only while one is set).
 /// Neither polls: each is one runtime timer, moved rather than re-created.
 pub(crate) struct Timers<R: Runtime> {

@@ -15,7 +15,9 @@ use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{close, open, panic_message, pump_while, DriverIo, Timers};
+use super::{
+    close, cron, open, panic_message, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET,
+};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
@@ -30,9 +32,6 @@ const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 64 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
-/// Reads and packages handled in a row before the driver yields to its executor, so a
-/// flooding peer cannot starve other sessions on executors without a cooperative budget.
-const YIELD_BUDGET: u32 = 64;
 
 /// Runs one stream session to its end: `on_open`, the event loop, then the close sequence.
 pub(crate) async fn run<R, C, T>(
@@ -61,17 +60,6 @@ pub(crate) async fn run<R, C, T>(
         ..
     } = driver;
     close(&rt, &mut io, &session, &listener, reason).await;
-}
-
-/// What woke the event loop.
-enum Event<P> {
-    Message(P),
-    Cron,
-    /// `close()` was called.
-    CloseRequested,
-    /// The peer ended the stream cleanly, between frames.
-    Eof,
-    Failed(Error),
 }
 
 struct Driver<R: Runtime, C: Codec, T> {
@@ -132,16 +120,8 @@ where
                     .await
                 }
                 Event::Cron => {
-                    let outcome = pump_while(
-                        &self.rt,
-                        &mut self.io,
-                        &self.session,
-                        "on_cron",
-                        self.listener.on_cron(&self.session),
-                    )
-                    .await;
-                    self.timers.rearm_cron(&self.rt, &self.session);
-                    outcome
+                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+                    cron(rt, io, session, &self.listener, &mut self.timers).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
@@ -178,25 +158,16 @@ where
                     Err(err) => return Poll::Ready(Event::Failed(err)),
                 }
             }
-            // Also registers for pushes and close requests (see `poll_drain_inner`).
-            if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
-                return Poll::Ready(Event::Failed(err));
-            }
-            // Checked again now that the waker is registered: a close requested before the
-            // registration found no waker to wake, and must be seen here.
-            if self.session.is_closing() {
-                return Poll::Ready(Event::CloseRequested);
-            }
-            if self.budget == 0 {
-                self.budget = YIELD_BUDGET;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if self.timers.poll_cron(&self.rt, cx).is_ready() {
-                return Poll::Ready(Event::Cron);
-            }
-            if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
-                return Poll::Ready(Event::Failed(err));
+            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            if let Some(event) = ready!(poll_turn(
+                rt,
+                io,
+                session,
+                &mut self.timers,
+                &mut self.budget,
+                cx
+            )) {
+                return Poll::Ready(event);
             }
             let Poll::Ready(read) = self.io.poll_fill(cx) else {
                 self.budget = YIELD_BUDGET;
