@@ -122,6 +122,22 @@ pub enum Error {
         /// The largest datagram payload for the destination's address family.
         max: usize,
     },
+    /// A TLS configuration could not be built: a missing or unreadable file, PEM without the
+    /// expected certificate or key, a key that does not match its certificate, ...
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    /// A TLS handshake failed (an untrusted or mismatched certificate, a peer that does not
+    /// speak TLS, a refused client certificate, ...).
+    #[error("TLS handshake with {peer} failed: {reason}")]
+    TlsHandshake {
+        /// The other side.
+        peer: SocketAddr,
+        /// What rustls (or the socket) reported.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// A setting was given a value it cannot take.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -131,6 +147,22 @@ impl Error {
     /// An [`Error::Io`] for operation `op`.
     pub fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
+    }
+
+    /// An [`Error::TlsHandshake`] with `peer`, naming rustls's reason when there is one.
+    pub(crate) fn tls_handshake(peer: SocketAddr, source: io::Error) -> Self {
+        let reason = match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<futures_rustls::rustls::Error>())
+        {
+            Some(tls) => tls.to_string(),
+            None => source.to_string(),
+        };
+        Error::TlsHandshake {
+            peer,
+            reason,
+            source,
+        }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {

@@ -19,6 +19,7 @@ mod error;
 pub mod listener;
 pub mod runtime;
 pub mod session;
+pub mod tls;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

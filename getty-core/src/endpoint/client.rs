@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::listener::NewSession;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session};
+use crate::tls::TlsClientConfig;
 
 /// Options of a [`Client`]: [`TcpClientBuilder`] or [`UdpClientBuilder`]. Defaults are
 /// getty's: one session, 300 ms reconnect interval, 50 consecutive failures before giving up,
@@ -41,9 +42,11 @@ pub type TcpClientBuilder = ClientBuilder<Tcp>;
 /// Options of a connected-UDP client.
 pub type UdpClientBuilder = ClientBuilder<Udp>;
 
-/// Marks a [`ClientBuilder`] for TCP sessions.
+/// Marks a [`ClientBuilder`] for TCP sessions (optionally over TLS).
 #[derive(Debug, Clone, Default)]
-pub struct Tcp;
+pub struct Tcp {
+    tls: Option<TlsClientConfig>,
+}
 
 /// Marks a [`ClientBuilder`] for connected-UDP sessions (getty's `NewUDPClient`).
 #[derive(Debug, Clone)]
@@ -64,8 +67,12 @@ mod sealed {
     /// How a pool connects one session (what the builder's marker stands for).
     #[derive(Debug, Clone)]
     pub enum Kind {
-        Tcp,
-        Udp { ping_wait: Duration },
+        Tcp {
+            tls: Option<crate::tls::TlsClientConfig>,
+        },
+        Udp {
+            ping_wait: Duration,
+        },
     }
 
     pub trait Sealed {
@@ -74,7 +81,9 @@ mod sealed {
 
     impl Sealed for super::Tcp {
         fn kind(&self) -> Kind {
-            Kind::Tcp
+            Kind::Tcp {
+                tls: self.tls.clone(),
+            }
         }
     }
 
@@ -91,7 +100,15 @@ use sealed::Kind;
 impl ClientBuilder<Tcp> {
     /// A TCP client of the server at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        ClientBuilder::with_kind(Tcp, addr)
+        ClientBuilder::with_kind(Tcp::default(), addr)
+    }
+
+    /// Connects over TLS (getty's `WithClientSslEnabled`): each connection completes a
+    /// handshake, within the connect timeout, before it becomes a session. A failed handshake
+    /// is a failed connect ([`Error::TlsHandshake`]), retried with backoff.
+    pub fn tls(mut self, config: TlsClientConfig) -> Self {
+        self.kind.tls = Some(config);
+        self
     }
 }
 
@@ -372,12 +389,29 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
 
     async fn connect_one(&self) -> Result<Session<C>> {
         match &self.kind {
-            Kind::Tcp => self.connect_tcp().await,
+            Kind::Tcp { tls: None } => {
+                let (stream, local, peer) = self.connect_tcp().await?;
+                self.start(Transport::Stream(stream), local, peer, "tcp-client")
+            }
+            Kind::Tcp { tls: Some(tls) } => {
+                let (stream, local, peer) = self.connect_tcp().await?;
+                let name = tls.server_name_for(peer);
+                let handshake = tls.connector().connect(name, stream);
+                let stream = timeout(&self.rt, self.options.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| Error::ConnectTimeout {
+                        addr: peer,
+                        timeout: self.options.connect_timeout,
+                    })?
+                    .map_err(|err| Error::tls_handshake(peer, err))?;
+                self.start(Transport::Stream(stream), local, peer, "tls-client")
+            }
             Kind::Udp { ping_wait } => self.connect_udp(*ping_wait).await,
         }
     }
 
-    async fn connect_tcp(&self) -> Result<Session<C>> {
+    /// Connects one TCP stream: `(stream, local, peer)`.
+    async fn connect_tcp(&self) -> Result<(R::Tcp, SocketAddr, SocketAddr)> {
         let addr = self.options.addr;
         let connect_timeout = self.options.connect_timeout;
         let stream = timeout(
@@ -400,7 +434,7 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
             // server's port is in the ephemeral range and nothing listens on it).
             return Err(Error::SelfConnect(addr));
         }
-        self.start(Transport::Stream(stream), local, peer, "tcp-client")
+        Ok((stream, local, peer))
     }
 
     /// Connects a UDP socket and checks it with getty's connect-ping: an answer or silence

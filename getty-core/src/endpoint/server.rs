@@ -7,24 +7,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
-use crate::runtime::{DynRuntime, Runtime};
+use crate::runtime::{timeout, DynRuntime, Runtime};
 use crate::session::SessionControl;
+use crate::tls::TlsServerConfig;
 
 /// First pause after a failed accept; doubled on each further failure.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest pause between failed accepts.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Default time a TLS handshake may take before the connection is dropped.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Options of a [`TcpServer`].
 #[derive(Debug, Clone)]
 pub struct TcpServerBuilder {
     addr: SocketAddr,
     max_sessions: Option<usize>,
+    tls: Option<TlsServerConfig>,
+    handshake_timeout: Duration,
 }
 
 impl Default for TcpServerBuilder {
@@ -32,6 +39,8 @@ impl Default for TcpServerBuilder {
         TcpServerBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             max_sessions: None,
+            tls: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -54,6 +63,20 @@ impl TcpServerBuilder {
         self
     }
 
+    /// Serves TLS (getty's `WithServerSslEnabled`): every connection completes a handshake
+    /// before it becomes a session. A failed handshake is logged and drops only that
+    /// connection.
+    pub fn tls(mut self, config: TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long a TLS handshake may take (default 10 s); a slower peer is dropped.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// Binds the listener and starts accepting on `rt`. Every accepted connection becomes a
     /// session with its own handle on `codec`, configured (or refused) by `new_session`.
     pub async fn serve<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer>
@@ -64,6 +87,9 @@ impl TcpServerBuilder {
     {
         if self.max_sessions == Some(0) {
             return Err(Error::invalid("max_sessions must be positive"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::invalid("handshake_timeout must be positive"));
         }
         let listener = rt
             .listen(self.addr)
@@ -79,12 +105,17 @@ impl TcpServerBuilder {
             accept_done: Signal::default(),
         });
         let accept = AcceptLoop {
-            dyn_rt: Arc::new(rt.clone()),
+            starter: Arc::new(Starter {
+                dyn_rt: Arc::new(rt.clone()),
+                rt: rt.clone(),
+                codec: Arc::new(codec),
+                new_session,
+                sessions: shared.sessions.clone(),
+            }),
             rt: rt.clone(),
             listener,
-            codec: Arc::new(codec),
-            new_session: Arc::new(new_session),
             max_sessions: self.max_sessions,
+            tls: self.tls.map(|tls| (tls, self.handshake_timeout)),
             shared: shared.clone(),
         };
         rt.spawn(accept.run());
@@ -164,12 +195,44 @@ impl fmt::Debug for TcpServer {
 
 struct AcceptLoop<R: Runtime, C, N> {
     rt: R,
-    dyn_rt: Arc<dyn DynRuntime>,
     listener: R::Listener,
-    codec: Arc<C>,
-    new_session: Arc<N>,
     max_sessions: Option<usize>,
+    /// The TLS configuration and handshake timeout, when serving TLS.
+    tls: Option<(TlsServerConfig, Duration)>,
+    starter: Arc<Starter<R, C, N>>,
     shared: Arc<Shared>,
+}
+
+/// What turns a connection, once ready, into a session: shared with handshake tasks.
+struct Starter<R: Runtime, C, N> {
+    rt: R,
+    dyn_rt: Arc<dyn DynRuntime>,
+    codec: Arc<C>,
+    new_session: N,
+    sessions: Arc<Sessions>,
+}
+
+impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
+    fn start<T>(&self, io: T, local: SocketAddr, peer: SocketAddr, kind: &str)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let started = start_session(
+            &self.rt,
+            &self.dyn_rt,
+            Transport::Stream(io),
+            local,
+            Some(peer),
+            kind,
+            &self.codec,
+            &self.new_session,
+            &self.sessions,
+            |s| Arc::new(s.clone()) as Arc<dyn SessionControl>,
+        );
+        if let Err(err) = started {
+            log::info!("refusing {peer}: {err}");
+        }
+    }
 }
 
 impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
@@ -221,21 +284,23 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 return;
             }
         };
-        let started = start_session(
-            &self.rt,
-            &self.dyn_rt,
-            Transport::Stream(stream),
-            local,
-            Some(peer),
-            "tcp",
-            &self.codec,
-            self.new_session.as_ref(),
-            &self.shared.sessions,
-            |s| Arc::new(s.clone()) as Arc<dyn SessionControl>,
-        );
-        if let Err(err) = started {
-            log::info!("refusing {peer}: {err}");
-        }
+        let Some((tls, handshake_timeout)) = &self.tls else {
+            self.starter.start(stream, local, peer, "tcp");
+            return;
+        };
+        // The handshake runs in its own task: a slow or hostile peer must not hold up accepting.
+        let acceptor = tls.acceptor().clone();
+        let (starter, rt, handshake_timeout) =
+            (self.starter.clone(), self.rt.clone(), *handshake_timeout);
+        self.rt.spawn(async move {
+            match timeout(&rt, handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => starter.start(tls_stream, local, peer, "tls"),
+                Ok(Err(err)) => log::info!("dropping {peer}: {}", Error::tls_handshake(peer, err)),
+                Err(_) => {
+                    log::info!("dropping {peer}: no TLS handshake within {handshake_timeout:?}")
+                }
+            }
+        });
     }
 }
 

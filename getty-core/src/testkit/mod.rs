@@ -6,10 +6,12 @@
 //! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
 
 pub mod backpressure;
+pub mod certs;
 pub mod instrumented;
 pub mod runtime;
 pub mod support;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 /// Instantiates every conformance scenario as a `#[test]`.
@@ -72,6 +74,11 @@ macro_rules! conformance_suite {
             tcp::send_payload_frames_shared_bytes,
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
+            tls::tls_echo,
+            tls::tls_mutual_requires_client_certificate,
+            tls::tls_untrusted_server_fails_handshake,
+            tls::tls_garbage_instead_of_client_hello,
+            tls::tls_config_errors_are_clear,
             udp::udp_replies_reach_the_right_peer,
             udp::udp_connect_ping_is_not_delivered,
             udp::udp_oversize_datagram_dropped,
