@@ -108,9 +108,16 @@ pub enum Error {
         /// The session's id.
         id: u64,
     },
-    /// A write with a destination address on a stream session (TCP), whose peer is fixed.
-    #[error("session {id} is a stream with one peer: write without a destination address")]
+    /// A write with a destination address on a session whose peer is fixed (TCP, TLS,
+    /// WebSocket).
+    #[error("session {id} has one peer: write without a destination address")]
     NotDatagram {
+        /// The session's id.
+        id: u64,
+    },
+    /// A WebSocket-only write (a text message) on another transport.
+    #[error("session {id} is not a WebSocket session: it has no text messages")]
+    NotWebSocket {
         /// The session's id.
         id: u64,
     },

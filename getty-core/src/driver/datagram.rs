@@ -24,7 +24,7 @@ use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
 use crate::runtime::{Runtime, UdpSocket};
-use crate::session::{Outbox, Session};
+use crate::session::{Envelope, Outbox, Session};
 
 /// What a UDP client sends to check that its server is there (getty's connect-ping). Sessions
 /// never deliver a datagram holding exactly these bytes.
@@ -305,8 +305,12 @@ impl<U: UdpSocket> DatagramIo<U> {
         let inner = session.inner();
         loop {
             inner.queue.drain(cx.waker(), &mut self.out);
-            let (Some(&end), Some(&to)) = (self.out.ends.front(), self.out.dests.front()) else {
+            let (Some(&end), Some(&envelope)) = (self.out.ends.front(), self.out.dests.front())
+            else {
                 return Poll::Ready(Ok(()));
+            };
+            let Envelope::Datagram(to) = envelope else {
+                unreachable!("a datagram session queues datagrams only");
             };
             let len = usize::try_from(end - inner.queue.written()).unwrap_or(usize::MAX);
             let datagram = gather(&self.out.bufs, len);

@@ -32,7 +32,7 @@ use crate::driver::{datagram, panic_message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{lock, Session, SessionControl};
+use crate::session::{lock, Session, SessionControl, TransportKind};
 
 /// A flag that is set once and can be awaited.
 #[derive(Debug, Default)]
@@ -198,8 +198,11 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: SessionControl + Clone + 'static,
 {
-    let datagram = matches!(transport, Transport::Datagram { .. });
-    let session = Session::new(dyn_rt.clone(), codec.clone(), local, peer, kind, datagram);
+    let kind_of = match transport {
+        Transport::Stream(_) => TransportKind::Stream,
+        Transport::Datagram { .. } => TransportKind::Datagram,
+    };
+    let session = Session::new(dyn_rt.clone(), codec.clone(), local, peer, kind, kind_of);
     let configured =
         std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
     let listener = match configured {

@@ -28,7 +28,7 @@ use crate::runtime::DynRuntime;
 use attributes::Attributes;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
-pub(crate) use write_queue::{Dest, Outbox, WriteQueue};
+pub(crate) use write_queue::{Dest, Envelope, Outbox, WriteQueue};
 pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// The default maximum message length (frame length, header included), as getty's: 4 KiB.
@@ -39,6 +39,17 @@ pub const DEFAULT_CRON_PERIOD: Duration = Duration::from_secs(60);
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How a session's packages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransportKind {
+    /// A byte stream (TCP, TLS): packages are bytes that follow each other.
+    Stream,
+    /// UDP: each package is one datagram with a destination.
+    Datagram,
+    /// WebSocket: each package is one message.
+    WebSocket,
+}
 
 /// Lifecycle states, in order; a session only moves forward.
 const OPEN: u8 = 0;
@@ -72,8 +83,8 @@ pub(crate) struct Inner<C> {
     name: Mutex<String>,
     local_addr: SocketAddr,
     peer_addr: Option<SocketAddr>,
-    /// A UDP session: every package is one datagram with a destination.
-    datagram: bool,
+    /// How packages travel.
+    transport: TransportKind,
     created: Instant,
     /// Nanoseconds after `created` of the last package read.
     last_active: AtomicU64,
@@ -97,7 +108,7 @@ impl<C: Codec> Session<C> {
         local_addr: SocketAddr,
         peer_addr: Option<SocketAddr>,
         kind: &str,
-        datagram: bool,
+        transport: TransportKind,
     ) -> Self {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let name = match peer_addr {
@@ -110,7 +121,7 @@ impl<C: Codec> Session<C> {
                 name: Mutex::new(name),
                 local_addr,
                 peer_addr,
-                datagram,
+                transport,
                 created: Instant::now(),
                 last_active: AtomicU64::new(0),
                 stats: StatCounters::default(),
@@ -161,7 +172,13 @@ impl<C: Codec> Session<C> {
     /// Whether this is a UDP session: every package is one datagram, and the `*_to` writes
     /// (such as [`send_pkg_to`](Session::send_pkg_to)) choose its destination.
     pub fn is_datagram(&self) -> bool {
-        self.inner.datagram
+        self.inner.transport == TransportKind::Datagram
+    }
+
+    /// Whether this is a WebSocket session: every package is one message (binary unless sent
+    /// with [`send_text`](Session::send_text)).
+    pub fn is_websocket(&self) -> bool {
+        self.inner.transport == TransportKind::WebSocket
     }
 
     /// The codec this session encodes and decodes with.
@@ -346,7 +363,7 @@ impl<C: Codec> Session<C> {
         bytes: impl Into<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        self.write_shared([bytes.into()], None, timeout).await
+        self.write_shared([bytes.into()], None, timeout, None).await
     }
 
     /// Writes several buffers as one package, in one vectored write (no copy into one buffer),
@@ -360,7 +377,7 @@ impl<C: Codec> Session<C> {
         I: IntoIterator<Item = Bytes>,
     {
         let bufs: Vec<Bytes> = bufs.into_iter().collect();
-        self.write_shared(bufs, None, timeout).await
+        self.write_shared(bufs, None, timeout, None).await
     }
 
     // ----- writing to an address (UDP) --------------------------------------------------------
@@ -402,19 +419,60 @@ impl<C: Codec> Session<C> {
         to: SocketAddr,
         timeout: Option<Duration>,
     ) -> Result<(usize, usize)> {
-        self.write_shared([bytes.into()], Some(to), timeout).await
+        self.write_shared([bytes.into()], Some(to), timeout, None)
+            .await
     }
 
     /// Where a package goes: a stream writes to its peer (an address is an error); a datagram
     /// session to `to`, else to its peer (an endpoint has none: an error).
     fn dest(&self, to: Option<SocketAddr>) -> Result<Dest> {
-        match (self.inner.datagram, to) {
-            (false, None) => Ok(None),
-            (false, Some(_)) => Err(Error::NotDatagram { id: self.id() }),
-            (true, to) => match to.or(self.inner.peer_addr) {
-                Some(to) => Ok(Some(to)),
+        match (self.inner.transport, to) {
+            (TransportKind::Stream, None) => Ok(None),
+            (TransportKind::WebSocket, None) => Ok(Some(Envelope::Binary)),
+            (TransportKind::Stream | TransportKind::WebSocket, Some(_)) => {
+                Err(Error::NotDatagram { id: self.id() })
+            }
+            (TransportKind::Datagram, to) => match to.or(self.inner.peer_addr) {
+                Some(to) => Ok(Some(Envelope::Datagram(to))),
                 None => Err(Error::NoPeerAddress { id: self.id() }),
             },
+        }
+    }
+
+    /// Sends `text` as one WebSocket text message, bypassing the codec; queued like
+    /// [`send_bytes`](Session::send_bytes) (never waits: `WouldBlock` when the queue is full).
+    /// On other transports: [`Error::NotWebSocket`].
+    pub fn send_text(&self, text: impl Into<String>) -> Result<usize> {
+        let dest = self.text_dest()?;
+        let bytes = Bytes::from(text.into());
+        let (start, end) = self
+            .inner
+            .queue
+            .push_shared(self.id(), false, dest, [bytes])?;
+        Ok(len_of(start, end))
+    }
+
+    /// Sends `text` as one WebSocket text message and waits as
+    /// [`write_pkg`](Session::write_pkg) does.
+    pub async fn write_text(
+        &self,
+        text: impl Into<String>,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, usize)> {
+        self.text_dest()?;
+        self.write_shared(
+            [Bytes::from(text.into())],
+            None,
+            timeout,
+            Some(Envelope::Text),
+        )
+        .await
+    }
+
+    fn text_dest(&self) -> Result<Dest> {
+        match self.inner.transport {
+            TransportKind::WebSocket => Ok(Some(Envelope::Text)),
+            _ => Err(Error::NotWebSocket { id: self.id() }),
         }
     }
 
@@ -567,11 +625,15 @@ impl<C: Codec> Session<C> {
         bufs: B,
         to: Option<SocketAddr>,
         timeout: Option<Duration>,
+        envelope: Option<Envelope>,
     ) -> Result<(usize, usize)>
     where
         B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
     {
-        let dest = self.dest(to)?;
+        let dest = match envelope {
+            Some(envelope) => Some(envelope),
+            None => self.dest(to)?,
+        };
         let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
         let timeout = self.deadline(timeout);
         self.wait_room(timeout, || total).await?;

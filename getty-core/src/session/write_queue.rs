@@ -66,8 +66,8 @@ struct QueueState {
     tail: BytesMut,
     /// End offset of every queued package, to count packages as they are written.
     ends: VecDeque<u64>,
-    /// Destination of every queued package of a datagram session (empty for streams).
-    dests: VecDeque<SocketAddr>,
+    /// How every queued package of a message session leaves (empty for streams).
+    dests: VecDeque<Envelope>,
     /// End offset of everything ever queued.
     enqueued: u64,
     /// No more pushes accepted.
@@ -106,9 +106,18 @@ const ENCODE_CHUNK: usize = 8 * 1024;
 /// A tail this long is sealed before the next package is encoded (see `push_encoded`).
 const SEAL_AT: usize = 4 * 1024;
 
-/// Where a package goes: `None` on a stream session (its one peer), the address of the
-/// datagram's destination on a datagram session.
-pub(crate) type Dest = Option<SocketAddr>;
+/// How one package of a message session leaves: as a datagram to an address (UDP), or as a
+/// binary or text message (WebSocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Envelope {
+    Datagram(SocketAddr),
+    Binary,
+    Text,
+}
+
+/// How a package leaves: `None` on a byte stream (its bytes simply follow the previous ones),
+/// its envelope on a message session.
+pub(crate) type Dest = Option<Envelope>;
 
 /// The largest UDP payload: 65,535 minus the IP and UDP headers.
 pub(crate) fn max_datagram(to: SocketAddr) -> usize {
@@ -121,7 +130,7 @@ pub(crate) fn max_datagram(to: SocketAddr) -> usize {
 /// Refuses a datagram package that cannot be sent whole.
 fn fits_datagram(dest: Dest, len: usize) -> Result<()> {
     match dest {
-        Some(to) if len > max_datagram(to) => Err(Error::DatagramTooLarge {
+        Some(Envelope::Datagram(to)) if len > max_datagram(to) => Err(Error::DatagramTooLarge {
             len,
             max: max_datagram(to),
         }),
@@ -137,8 +146,8 @@ pub(crate) struct Outbox {
     /// End offsets of the packages in `bufs`, to count packages written (and, for datagrams,
     /// to find where each one ends).
     pub(crate) ends: VecDeque<u64>,
-    /// Destinations of the datagrams in `bufs` (empty for streams).
-    pub(crate) dests: VecDeque<SocketAddr>,
+    /// Envelopes of the packages in `bufs` (empty for streams).
+    pub(crate) dests: VecDeque<Envelope>,
 }
 
 impl Outbox {
