@@ -6,7 +6,6 @@
 //! count in [`Stats::pkgs_dropped`](crate::Stats). A bad datagram never closes the session.
 //! Every queued package leaves as one datagram to its destination.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -305,15 +304,13 @@ impl<U: UdpSocket> DatagramIo<U> {
         let inner = session.inner();
         loop {
             inner.queue.drain(cx.waker(), &mut self.out);
-            let (Some(&end), Some(&envelope)) = (self.out.ends.front(), self.out.dests.front())
-            else {
+            let Some((datagram, envelope)) = self.out.front_package(inner.queue.written()) else {
                 return Poll::Ready(Ok(()));
             };
             let Envelope::Datagram(to) = envelope else {
                 unreachable!("a datagram session queues datagrams only");
             };
-            let len = usize::try_from(end - inner.queue.written()).unwrap_or(usize::MAX);
-            let datagram = gather(&self.out.bufs, len);
+            let len = datagram.len();
             let sent = ready!(self.socket.poll_send_to(cx, &datagram, to));
             match sent {
                 Ok(_) => {
@@ -329,29 +326,8 @@ impl<U: UdpSocket> DatagramIo<U> {
                 }
                 Err(err) => return Poll::Ready(Err(Error::io("send", err))),
             }
-            self.out.consume(len);
-            self.out.ends.pop_front();
-            self.out.dests.pop_front();
+            self.out.pop_package(len);
             inner.queue.advance(len);
-        }
-    }
-}
-
-/// The first `len` queued bytes as one buffer: borrowed when they lie in one buffer (a package
-/// encoded into the queue), copied when they span several (a header and a shared payload).
-fn gather(bufs: &VecDeque<Bytes>, len: usize) -> Cow<'_, [u8]> {
-    match bufs.front() {
-        Some(front) if front.len() >= len => Cow::Borrowed(&front[..len]),
-        _ => {
-            let mut datagram = Vec::with_capacity(len);
-            for buf in bufs {
-                let take = (len - datagram.len()).min(buf.len());
-                datagram.extend_from_slice(&buf[..take]);
-                if datagram.len() == len {
-                    break;
-                }
-            }
-            Cow::Owned(datagram)
         }
     }
 }

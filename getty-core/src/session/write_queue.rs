@@ -172,6 +172,34 @@ impl Outbox {
         }
     }
 
+    /// The front package of a message session, as one buffer (shared when it lies in one
+    /// queued buffer, copied when it spans several, such as a header and a shared payload),
+    /// with its envelope. `written` is the queue's written offset (where the package starts).
+    pub(crate) fn front_package(&self, written: u64) -> Option<(Bytes, Envelope)> {
+        let (&end, &envelope) = (self.ends.front()?, self.dests.front()?);
+        let len = usize::try_from(end - written).unwrap_or(usize::MAX);
+        let front = self.bufs.front()?;
+        if front.len() >= len {
+            return Some((front.slice(..len), envelope));
+        }
+        let mut package = BytesMut::with_capacity(len);
+        for buf in &self.bufs {
+            let take = (len - package.len()).min(buf.len());
+            package.extend_from_slice(&buf[..take]);
+            if package.len() == len {
+                break;
+            }
+        }
+        Some((package.freeze(), envelope))
+    }
+
+    /// Drops the front package (`len` bytes) once it has been sent.
+    pub(crate) fn pop_package(&mut self, len: usize) {
+        self.consume(len);
+        self.ends.pop_front();
+        self.dests.pop_front();
+    }
+
     /// Forgets the packages ending at or before byte offset `written`; returns how many.
     pub(crate) fn complete(&mut self, written: u64) -> u64 {
         let mut pkgs = 0;
