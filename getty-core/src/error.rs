@@ -129,6 +129,17 @@ pub enum Error {
         /// The largest datagram payload for the destination's address family.
         max: usize,
     },
+    /// The WebSocket protocol failed (an invalid frame, bad UTF-8 in a text message, ...).
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
+    /// A WebSocket client's upgrade was refused or answered wrongly.
+    #[error("WebSocket upgrade with {peer} failed: {reason}")]
+    WebSocketHandshake {
+        /// The server.
+        peer: SocketAddr,
+        /// The status and why.
+        reason: String,
+    },
     /// A TLS configuration could not be built: a missing or unreadable file, PEM without the
     /// expected certificate or key, a key that does not match its certificate, ...
     #[error("TLS configuration: {0}")]

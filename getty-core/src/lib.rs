@@ -19,9 +19,10 @@ mod error;
 pub mod listener;
 pub mod runtime;
 pub mod session;
-pub mod tls;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
+pub(crate) mod ws;
 
 pub use codec::{Codec, CodecError, Decoded};
 pub use error::{BoxError, Error, Result};

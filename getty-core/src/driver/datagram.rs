@@ -218,7 +218,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
 }
 
 /// Decodes every frame of one datagram; any error (a frame cut short included) refuses all.
-fn decode_all<C: Codec>(codec: &C, datagram: &[u8]) -> Result<Vec<C::Inbound>, Error> {
+pub(crate) fn decode_all<C: Codec>(codec: &C, datagram: &[u8]) -> Result<Vec<C::Inbound>, Error> {
     let mut buf = BytesMut::from(datagram);
     let mut pkgs = Vec::new();
     while !buf.is_empty() {

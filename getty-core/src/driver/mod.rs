@@ -12,6 +12,7 @@
 //! sequence ([`close`]).
 
 pub(crate) mod datagram;
+pub(crate) mod message;
 pub(crate) mod stream;
 
 use std::any::Any;

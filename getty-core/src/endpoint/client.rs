@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use bytes::Bytes;
 
@@ -19,6 +21,7 @@ use crate::listener::NewSession;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session};
 use crate::tls::TlsClientConfig;
+use crate::ws::handshake;
 
 /// Options of a [`Client`]: [`TcpClientBuilder`] or [`UdpClientBuilder`]. Defaults are
 /// getty's: one session, 300 ms reconnect interval, 50 consecutive failures before giving up,
@@ -42,10 +45,25 @@ pub type TcpClientBuilder = ClientBuilder<Tcp>;
 /// Options of a connected-UDP client.
 pub type UdpClientBuilder = ClientBuilder<Udp>;
 
-/// Marks a [`ClientBuilder`] for TCP sessions (optionally over TLS).
+/// Marks a [`ClientBuilder`] for TCP sessions (optionally over TLS, optionally WebSocket).
 #[derive(Debug, Clone, Default)]
 pub struct Tcp {
     tls: Option<TlsClientConfig>,
+    websocket: Option<WsTarget>,
+}
+
+/// Where a WebSocket client upgrades.
+#[derive(Debug, Clone)]
+struct WsTarget {
+    /// The request target (path and query).
+    path: String,
+    /// The `Host` header; the server address when not given by a URL.
+    host: Option<String>,
+    /// The URL's host name, the default TLS server name for `wss://`.
+    tls_name: Option<String>,
+    /// `wss://`: a TLS configuration is required.
+    secure: bool,
+    origin: Option<String>,
 }
 
 /// Marks a [`ClientBuilder`] for connected-UDP sessions (getty's `NewUDPClient`).
@@ -67,12 +85,8 @@ mod sealed {
     /// How a pool connects one session (what the builder's marker stands for).
     #[derive(Debug, Clone)]
     pub enum Kind {
-        Tcp {
-            tls: Option<crate::tls::TlsClientConfig>,
-        },
-        Udp {
-            ping_wait: Duration,
-        },
+        Tcp(super::Tcp),
+        Udp { ping_wait: Duration },
     }
 
     pub trait Sealed {
@@ -81,9 +95,7 @@ mod sealed {
 
     impl Sealed for super::Tcp {
         fn kind(&self) -> Kind {
-            Kind::Tcp {
-                tls: self.tls.clone(),
-            }
+            Kind::Tcp(self.clone())
         }
     }
 
@@ -108,6 +120,73 @@ impl ClientBuilder<Tcp> {
     /// is a failed connect ([`Error::TlsHandshake`]), retried with backoff.
     pub fn tls(mut self, config: TlsClientConfig) -> Self {
         self.kind.tls = Some(config);
+        self
+    }
+
+    /// Opens WebSocket sessions: each connection upgrades on `path` (with TLS set: `wss`)
+    /// within the connect timeout. A refused upgrade is a failed connect
+    /// ([`Error::WebSocketHandshake`]), retried with backoff.
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        self.kind.websocket = Some(WsTarget {
+            path: path.into(),
+            host: None,
+            tls_name: None,
+            secure: false,
+            origin: None,
+        });
+        self
+    }
+
+    /// A WebSocket client of `url` (`ws://host[:port][/path]` or `wss://...`; the host is
+    /// resolved now, blocking, when it is a name). A `wss://` client needs
+    /// [`tls`](Self::tls) too; the URL's host is then the default TLS server name.
+    pub fn websocket_url(url: &str) -> Result<Self> {
+        let bad = |why: &str| Error::invalid(format!("WebSocket URL {url:?}: {why}"));
+        let (secure, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else {
+            return Err(bad("the scheme must be ws:// or wss://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(bad("no host"));
+        }
+        let default_port = if secure { 443 } else { 80 };
+        // `[v6]:port`, `[v6]`, `host:port` or a bare host.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => {
+                let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+                (host, port)
+            }
+            _ => (authority, default_port),
+        };
+        let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host_bare, port))
+            .map_err(|e| bad(&format!("cannot resolve the host: {e}")))?
+            .next()
+            .ok_or_else(|| bad("the host has no address"))?;
+        let mut builder = Self::new(addr);
+        builder.kind.websocket = Some(WsTarget {
+            path: path.to_string(),
+            host: Some(authority.to_string()),
+            tls_name: Some(host_bare.to_string()),
+            secure,
+            origin: None,
+        });
+        Ok(builder)
+    }
+
+    /// Sends this `Origin` header with WebSocket upgrades (none by default; needs
+    /// [`websocket`](Self::websocket) or [`websocket_url`](Self::websocket_url) first).
+    pub fn websocket_origin(mut self, origin: impl Into<String>) -> Self {
+        if let Some(ws) = &mut self.kind.websocket {
+            ws.origin = Some(origin.into());
+        }
         self
     }
 }
@@ -195,6 +274,15 @@ impl<K: ClientKind> ClientBuilder<K> {
         }
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect_timeout must be positive"));
+        }
+        if let Kind::Tcp(Tcp {
+            tls: None,
+            websocket: Some(WsTarget { secure: true, .. }),
+        }) = self.kind.kind()
+        {
+            return Err(Error::invalid(
+                "a wss:// client needs a TLS configuration (ClientBuilder::tls)",
+            ));
         }
         if self.max_reconnect_attempts == Some(0) {
             return Err(Error::invalid(
@@ -389,25 +477,74 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
 
     async fn connect_one(&self) -> Result<Session<C>> {
         match &self.kind {
-            Kind::Tcp { tls: None } => {
-                let (stream, local, peer) = self.connect_tcp().await?;
-                self.start(Transport::Stream(stream), local, peer, "tcp-client")
-            }
-            Kind::Tcp { tls: Some(tls) } => {
-                let (stream, local, peer) = self.connect_tcp().await?;
-                let name = tls.server_name_for(peer);
-                let handshake = tls.connector().connect(name, stream);
-                let stream = timeout(&self.rt, self.options.connect_timeout, handshake)
-                    .await
-                    .map_err(|_| Error::ConnectTimeout {
-                        addr: peer,
-                        timeout: self.options.connect_timeout,
-                    })?
-                    .map_err(|err| Error::tls_handshake(peer, err))?;
-                self.start(Transport::Stream(stream), local, peer, "tls-client")
-            }
+            Kind::Tcp(tcp) => self.connect_stream(tcp).await,
             Kind::Udp { ping_wait } => self.connect_udp(*ping_wait).await,
         }
+    }
+
+    /// Connects one TCP session, with TLS and the WebSocket upgrade when configured.
+    async fn connect_stream(&self, tcp: &Tcp) -> Result<Session<C>> {
+        let (stream, local, peer) = self.connect_tcp().await?;
+        let Some(tls) = &tcp.tls else {
+            return self.upgrade(stream, tcp, local, peer).await;
+        };
+        let name = match tcp.websocket.as_ref().and_then(|ws| ws.tls_name.as_deref()) {
+            Some(url_host) => tls.server_name_or(url_host, peer),
+            None => tls.server_name_for(peer),
+        };
+        let handshake = tls.connector().connect(name, stream);
+        let stream = timeout(&self.rt, self.options.connect_timeout, handshake)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                addr: peer,
+                timeout: self.options.connect_timeout,
+            })?
+            .map_err(|err| Error::tls_handshake(peer, err))?;
+        self.upgrade(stream, tcp, local, peer).await
+    }
+
+    /// Starts the session on a connected (and, with TLS, secured) stream: after the WebSocket
+    /// upgrade when configured.
+    async fn upgrade<T>(
+        &self,
+        mut io: T,
+        tcp: &Tcp,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<Session<C>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let secure = tcp.tls.is_some();
+        let Some(ws) = &tcp.websocket else {
+            let kind = if secure { "tls-client" } else { "tcp-client" };
+            return self.start(Transport::Stream(io), local, peer, kind);
+        };
+        let host = ws.host.clone().unwrap_or_else(|| peer.to_string());
+        let handshake = handshake::connect(
+            &mut io,
+            &host,
+            &ws.path,
+            ws.origin.as_deref(),
+            MAX_RESPONSE_HEAD,
+        );
+        let leftover = timeout(&self.rt, self.options.connect_timeout, handshake)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                addr: peer,
+                timeout: self.options.connect_timeout,
+            })?
+            .map_err(|err| Error::WebSocketHandshake {
+                peer,
+                reason: err.to_string(),
+            })?;
+        let transport = Transport::WebSocket {
+            io,
+            role: Role::Client,
+            leftover,
+        };
+        let kind = if secure { "wss-client" } else { "ws-client" };
+        self.start(transport, local, peer, kind)
     }
 
     /// Connects one TCP stream: `(stream, local, peer)`.
@@ -508,6 +645,9 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
         )
     }
 }
+
+/// The longest WebSocket upgrade response accepted.
+const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
 /// The connect-ping's answer is read whole, whatever its size.
 const MAX_DATAGRAM_RECV: usize = 64 * 1024;

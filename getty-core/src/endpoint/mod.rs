@@ -17,6 +17,7 @@ pub use udp::{UdpEndpoint, UdpEndpointBuilder};
 
 use std::collections::HashMap;
 
+use async_tungstenite::tungstenite::protocol::Role;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -28,7 +29,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::FutureExt;
 
 use crate::codec::Codec;
-use crate::driver::{datagram, panic_message, stream};
+use crate::driver::{datagram, message, panic_message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
 use crate::runtime::{DynRuntime, Runtime};
@@ -169,6 +170,13 @@ impl<S: SessionControl + Clone> SessionSet<S> {
 pub(crate) enum Transport<R: Runtime, T> {
     /// A connected byte stream.
     Stream(T),
+    /// A byte stream that completed a WebSocket opening handshake as `role`, with the bytes
+    /// read after the handshake.
+    WebSocket {
+        io: T,
+        role: Role,
+        leftover: Vec<u8>,
+    },
     /// A UDP socket, with a datagram that arrived before the session started.
     Datagram {
         socket: R::Udp,
@@ -201,6 +209,7 @@ where
     let kind_of = match transport {
         Transport::Stream(_) => TransportKind::Stream,
         Transport::Datagram { .. } => TransportKind::Datagram,
+        Transport::WebSocket { .. } => TransportKind::WebSocket,
     };
     let session = Session::new(dyn_rt.clone(), codec.clone(), local, peer, kind, kind_of);
     let configured =
@@ -237,6 +246,10 @@ where
             match transport {
                 Transport::Stream(io) => {
                     stream::run(task_rt, io, task_session, listener, established).await
+                }
+                Transport::WebSocket { io, role, leftover } => {
+                    let session = task_session;
+                    message::run(task_rt, io, role, leftover, session, listener, established).await
                 }
                 Transport::Datagram { socket, first } => {
                     let session = task_session;

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
@@ -13,9 +14,10 @@ use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
-use crate::runtime::{timeout, DynRuntime, Runtime};
+use crate::runtime::{timeout_at, DynRuntime, Runtime};
 use crate::session::SessionControl;
 use crate::tls::TlsServerConfig;
+use crate::ws::handshake::{self, HandshakeOptions};
 
 /// First pause after a failed accept; doubled on each further failure.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -32,6 +34,8 @@ pub struct TcpServerBuilder {
     max_sessions: Option<usize>,
     tls: Option<TlsServerConfig>,
     handshake_timeout: Duration,
+    ws_path: Option<String>,
+    ws_origins: Option<Vec<String>>,
 }
 
 impl Default for TcpServerBuilder {
@@ -41,6 +45,8 @@ impl Default for TcpServerBuilder {
             max_sessions: None,
             tls: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ws_path: None,
+            ws_origins: None,
         }
     }
 }
@@ -71,9 +77,31 @@ impl TcpServerBuilder {
         self
     }
 
-    /// How long a TLS handshake may take (default 10 s); a slower peer is dropped.
+    /// How long the TLS and WebSocket handshakes may take together (default 10 s); a slower
+    /// peer is dropped.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves WebSocket (getty's `WithWebsocketServerPath`; `wss://` together with
+    /// [`tls`](Self::tls)): a connection becomes a session once it upgrades on `path`. Other
+    /// requests are answered and dropped: another path gets 404, a method other than GET 405,
+    /// a request that is not a valid upgrade 400, another protocol version 426.
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        self.ws_path = Some(path.into());
+        self
+    }
+
+    /// Accepts WebSocket upgrades only from these origins (the `Origin` header, compared
+    /// ASCII case-insensitively); others get 403. By default every origin is accepted, as in
+    /// getty.
+    pub fn websocket_allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ws_origins = Some(origins.into_iter().map(Into::into).collect());
         self
     }
 
@@ -91,6 +119,24 @@ impl TcpServerBuilder {
         if self.handshake_timeout.is_zero() {
             return Err(Error::invalid("handshake_timeout must be positive"));
         }
+        let websocket = match (self.ws_path, self.ws_origins) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "websocket_allowed_origins needs a websocket path",
+                ))
+            }
+            (Some(path), _) if !path.starts_with('/') => {
+                return Err(Error::invalid(format!(
+                    "the WebSocket path must start with '/' (got {path:?})"
+                )))
+            }
+            (Some(path), allowed_origins) => Some(Arc::new(HandshakeOptions {
+                path,
+                allowed_origins,
+                ..HandshakeOptions::default()
+            })),
+        };
         let listener = rt
             .listen(self.addr)
             .await
@@ -115,7 +161,9 @@ impl TcpServerBuilder {
             rt: rt.clone(),
             listener,
             max_sessions: self.max_sessions,
-            tls: self.tls.map(|tls| (tls, self.handshake_timeout)),
+            tls: self.tls,
+            websocket,
+            handshake_timeout: self.handshake_timeout,
             shared: shared.clone(),
         };
         rt.spawn(accept.run());
@@ -197,8 +245,12 @@ struct AcceptLoop<R: Runtime, C, N> {
     rt: R,
     listener: R::Listener,
     max_sessions: Option<usize>,
-    /// The TLS configuration and handshake timeout, when serving TLS.
-    tls: Option<(TlsServerConfig, Duration)>,
+    /// Set when serving TLS.
+    tls: Option<TlsServerConfig>,
+    /// Set when serving WebSocket.
+    websocket: Option<Arc<HandshakeOptions>>,
+    /// Bounds the TLS and WebSocket handshakes together.
+    handshake_timeout: Duration,
     starter: Arc<Starter<R, C, N>>,
     shared: Arc<Shared>,
 }
@@ -213,14 +265,14 @@ struct Starter<R: Runtime, C, N> {
 }
 
 impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
-    fn start<T>(&self, io: T, local: SocketAddr, peer: SocketAddr, kind: &str)
+    fn start<T>(&self, transport: Transport<R, T>, local: SocketAddr, peer: SocketAddr, kind: &str)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let started = start_session(
             &self.rt,
             &self.dyn_rt,
-            Transport::Stream(io),
+            transport,
             local,
             Some(peer),
             kind,
@@ -284,23 +336,68 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 return;
             }
         };
-        let Some((tls, handshake_timeout)) = &self.tls else {
-            self.starter.start(stream, local, peer, "tcp");
+        if self.tls.is_none() && self.websocket.is_none() {
+            self.starter
+                .start(Transport::Stream(stream), local, peer, "tcp");
             return;
-        };
-        // The handshake runs in its own task: a slow or hostile peer must not hold up accepting.
-        let acceptor = tls.acceptor().clone();
-        let (starter, rt, handshake_timeout) =
-            (self.starter.clone(), self.rt.clone(), *handshake_timeout);
+        }
+        // Handshakes run in their own task: a slow or hostile peer must not hold up accepting.
+        let (rt, starter) = (self.rt.clone(), self.starter.clone());
+        let (tls, websocket) = (self.tls.clone(), self.websocket.clone());
+        let deadline = self.rt.now() + self.handshake_timeout;
         self.rt.spawn(async move {
-            match timeout(&rt, handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => starter.start(tls_stream, local, peer, "tls"),
-                Ok(Err(err)) => log::info!("dropping {peer}: {}", Error::tls_handshake(peer, err)),
-                Err(_) => {
-                    log::info!("dropping {peer}: no TLS handshake within {handshake_timeout:?}")
+            let Some(tls) = tls else {
+                return upgrade(
+                    &rt, deadline, &starter, stream, websocket, local, peer, false,
+                )
+                .await;
+            };
+            match timeout_at(&rt, deadline, tls.acceptor().accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    upgrade(
+                        &rt, deadline, &starter, stream, websocket, local, peer, true,
+                    )
+                    .await
                 }
+                Ok(Err(err)) => log::info!("dropping {peer}: {}", Error::tls_handshake(peer, err)),
+                Err(_) => log::info!("dropping {peer}: the TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// Starts a session on a connection whose TLS handshake (if any) is done: after the WebSocket
+/// upgrade when serving WebSocket, at once otherwise.
+#[allow(clippy::too_many_arguments)]
+async fn upgrade<R, C, N, T>(
+    rt: &R,
+    deadline: std::time::Instant,
+    starter: &Starter<R, C, N>,
+    mut io: T,
+    websocket: Option<Arc<HandshakeOptions>>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    secure: bool,
+) where
+    R: Runtime,
+    C: Codec,
+    N: NewSession<C>,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(options) = websocket else {
+        return starter.start(Transport::Stream(io), local, peer, "tls");
+    };
+    match timeout_at(rt, deadline, handshake::accept(&mut io, &options)).await {
+        Ok(Ok(upgrade)) => {
+            let transport = Transport::WebSocket {
+                io,
+                role: Role::Server,
+                leftover: upgrade.leftover,
+            };
+            starter.start(transport, local, peer, if secure { "wss" } else { "ws" });
+        }
+        Ok(Err(err)) => log::info!("dropping {peer}: {err}"),
+        Err(_) => log::info!("dropping {peer}: the WebSocket handshake timed out"),
     }
 }
 

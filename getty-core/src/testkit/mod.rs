@@ -8,6 +8,7 @@
 pub mod backpressure;
 pub mod certs;
 pub mod instrumented;
+pub mod rfc6455;
 pub mod runtime;
 pub mod support;
 pub mod tcp;

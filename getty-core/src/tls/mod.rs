@@ -240,6 +240,16 @@ impl TlsClientConfig {
         &self.connector
     }
 
+    /// The name to verify when connecting to `addr` for a URL naming `url_host`: the
+    /// configured one, else the URL's host, else the server's IP address.
+    pub(crate) fn server_name_or(&self, url_host: &str, addr: SocketAddr) -> ServerName<'static> {
+        match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(url_host.to_string())
+                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into())),
+        }
+    }
+
     /// The name to verify (and send as SNI) when connecting to `addr`: the configured one, or
     /// the server's IP address.
     pub(crate) fn server_name_for(&self, addr: SocketAddr) -> ServerName<'static> {

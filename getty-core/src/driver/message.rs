@@ -1,0 +1,333 @@
+//! The message driver: one session over a WebSocket (`ws://`, and `wss://` over TLS).
+//!
+//! Same life cycle as the other drivers (see [`crate::driver`]); the I/O is whole messages,
+//! framed by async-tungstenite. Each binary or text message is one package: all the frames
+//! the codec finds in it are delivered, in order; a message the codec refuses closes the
+//! session (a stream peer that sends garbage is broken, as on TCP). Heartbeats: every cron
+//! tick sends a ping; a ping or pong from the peer counts as activity; pongs are answered by
+//! tungstenite and flushed by the driver. A close frame from the peer is a clean end.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use async_tungstenite::WebSocketStream;
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, Stream};
+
+use super::{close, cron, open, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET};
+use crate::codec::Codec;
+use crate::driver::datagram::decode_all;
+use crate::error::Error;
+use crate::listener::EventListener;
+use crate::runtime::Runtime;
+use crate::session::{Envelope, Outbox, Session};
+
+/// Runs one WebSocket session to its end. `io` has completed the opening handshake as
+/// `role`; `leftover` holds bytes read after the handshake (the peer's first frames).
+pub(crate) async fn run<R, C, T>(
+    rt: R,
+    io: T,
+    role: Role,
+    leftover: Vec<u8>,
+    session: Session<C>,
+    listener: Arc<dyn EventListener<C>>,
+    on_established: impl FnOnce(),
+) where
+    R: Runtime,
+    C: Codec,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // Built after the new-session callback configured the session: tungstenite refuses a
+    // message over the session's maximum length before buffering it whole.
+    let max = session.max_msg_len();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let ws = WebSocketStream::from_partially_read(io, leftover, role, Some(config)).await;
+    let mut io = MessageIo {
+        ws,
+        out: Outbox::default(),
+        unflushed: None,
+        ping_due: false,
+        need_flush: false,
+        write_dead: false,
+        write_error: None,
+    };
+    if !open(&rt, &mut io, &session, &listener).await {
+        return;
+    }
+    on_established();
+    let mut driver = Driver {
+        timers: Timers::new(&rt, &session),
+        rt,
+        io,
+        session,
+        listener,
+        pending: VecDeque::new(),
+        budget: YIELD_BUDGET,
+    };
+    let reason = driver.serve().await;
+    let Driver {
+        rt,
+        mut io,
+        session,
+        listener,
+        ..
+    } = driver;
+    close(&rt, &mut io, &session, &listener, reason).await;
+}
+
+struct Driver<R: Runtime, C: Codec, T> {
+    rt: R,
+    io: MessageIo<T>,
+    session: Session<C>,
+    listener: Arc<dyn EventListener<C>>,
+    timers: Timers<R>,
+    /// Packages decoded from the messages read, not yet handed out.
+    pending: VecDeque<C::Inbound>,
+    budget: u32,
+}
+
+impl<R, C, T> Driver<R, C, T>
+where
+    R: Runtime,
+    C: Codec,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// The event loop. Returns why it stopped: `None` for a clean end (close frame, `close()`).
+    async fn serve(&mut self) -> Option<Error> {
+        loop {
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let started = self.timers.handler_start(&self.rt);
+            let outcome = match event {
+                Event::Message(pkg) => {
+                    self.session.touch(self.rt.now());
+                    self.session.inner().queue.unregister_driver();
+                    self.session.inner().stats.add_pkgs_read(1);
+                    pump_while(
+                        &self.rt,
+                        &mut self.io,
+                        &self.session,
+                        "on_message",
+                        self.listener.on_message(&self.session, pkg),
+                    )
+                    .await
+                }
+                Event::Cron => {
+                    // The heartbeat: a ping leaves with the next drain.
+                    self.io.ping_due = true;
+                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+                    cron(rt, io, session, &self.listener, &mut self.timers).await
+                }
+                Event::CloseRequested | Event::Eof => return None,
+                Event::Failed(err) => return Some(err),
+            };
+            if let Err(panic) = outcome {
+                return Some(panic);
+            }
+            self.timers.handler_done(&self.rt, started);
+        }
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
+        if let Some(err) = self.io.write_error.take() {
+            return Poll::Ready(Event::Failed(err));
+        }
+        if self.session.is_closing() {
+            return Poll::Ready(Event::CloseRequested);
+        }
+        loop {
+            if self.budget > 0 {
+                if let Some(pkg) = self.pending.pop_front() {
+                    self.budget -= 1;
+                    return Poll::Ready(Event::Message(pkg));
+                }
+            }
+            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            if let Some(event) = ready!(poll_turn(
+                rt,
+                io,
+                session,
+                &mut self.timers,
+                &mut self.budget,
+                cx
+            )) {
+                return Poll::Ready(event);
+            }
+            let next = ready!(Pin::new(&mut self.io.ws).poll_next(cx));
+            self.budget -= 1;
+            match next {
+                // The peer's close frame was answered (tungstenite does that): a clean end.
+                None => return Poll::Ready(Event::Eof),
+                Some(Ok(message)) => {
+                    if let Err(err) = self.accept(message) {
+                        return Poll::Ready(Event::Failed(err));
+                    }
+                }
+                Some(Err(err)) => return Poll::Ready(Event::Failed(ws_error(err))),
+            }
+        }
+    }
+
+    /// Takes in one message: data joins `pending`, heartbeats count as activity.
+    fn accept(&mut self, message: Message) -> Result<(), Error> {
+        let session = &self.session;
+        let data: Bytes = match message {
+            Message::Binary(data) => data,
+            Message::Text(text) => text.into(),
+            Message::Ping(_) | Message::Pong(_) => {
+                session.touch(self.rt.now());
+                // A ping's pong is queued by tungstenite: make sure it leaves now.
+                self.io.need_flush = true;
+                self.timers.waiting_from(self.rt.now());
+                return Ok(());
+            }
+            // Answered by tungstenite; the stream ends (None) once the answer is out.
+            Message::Close(_) => {
+                self.io.need_flush = true;
+                return Ok(());
+            }
+            Message::Frame(_) => return Ok(()),
+        };
+        session.inner().stats.add_bytes_read(data.len() as u64);
+        self.timers.waiting_from(self.rt.now());
+        let max = session.max_msg_len();
+        if data.len() > max {
+            return Err(Error::FrameTooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        self.pending.extend(decode_all(session.codec(), &data)?);
+        Ok(())
+    }
+}
+
+/// A WebSocket failure as a session error.
+fn ws_error(err: WsError) -> Error {
+    match err {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            Error::FrameTooLarge {
+                len: size,
+                max: max_size,
+            }
+        }
+        WsError::Io(err) => Error::io("websocket", err),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Error::io(
+            "websocket",
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection without a close frame",
+            ),
+        ),
+        other => Error::WebSocket(other.to_string()),
+    }
+}
+
+/// The WebSocket and the driver's side of the write queue.
+struct MessageIo<T> {
+    ws: WebSocketStream<T>,
+    out: Outbox,
+    /// Bytes and packages handed to tungstenite and not yet flushed to the socket.
+    unflushed: Option<(usize, u64)>,
+    /// A heartbeat ping is to be sent.
+    ping_due: bool,
+    /// Something (a pong, a close reply) waits in tungstenite's buffer.
+    need_flush: bool,
+    write_dead: bool,
+    write_error: Option<Error>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> MessageIo<T> {
+    fn poll_drain_inner<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<Result<(), WsError>> {
+        let inner = session.inner();
+        loop {
+            inner.queue.drain(cx.waker(), &mut self.out);
+            let written = inner.queue.written() + self.unflushed.map_or(0, |(b, _)| b as u64);
+            let next = self.out.front_package(written);
+            if next.is_none() && !self.ping_due {
+                break;
+            }
+            ready!(Pin::new(&mut self.ws).poll_ready(cx))?;
+            if self.ping_due {
+                self.ping_due = false;
+                Pin::new(&mut self.ws).start_send(Message::Ping(Bytes::new()))?;
+                self.need_flush = true;
+                continue;
+            }
+            let Some((data, envelope)) = next else {
+                continue;
+            };
+            let len = data.len();
+            let message = match envelope {
+                // Text packages are made from `String`s; checked anyway, it costs little.
+                Envelope::Text => Message::Text(
+                    Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?,
+                ),
+                _ => Message::Binary(data),
+            };
+            Pin::new(&mut self.ws).start_send(message)?;
+            self.out.pop_package(len);
+            let (bytes, pkgs) = self.unflushed.unwrap_or((0, 0));
+            self.unflushed = Some((bytes + len, pkgs + 1));
+        }
+        if self.need_flush || self.unflushed.is_some() {
+            ready!(Pin::new(&mut self.ws).poll_flush(cx))?;
+            self.need_flush = false;
+            if let Some((bytes, pkgs)) = self.unflushed.take() {
+                inner.stats.add_bytes_written(bytes as u64);
+                inner.stats.add_pkgs_written(pkgs);
+                inner.queue.advance(bytes);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for MessageIo<T> {
+    fn poll_drain<C: Codec>(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Session<C>,
+    ) -> Poll<Result<(), Error>> {
+        if self.write_dead {
+            return Poll::Ready(Ok(()));
+        }
+        let result = ready!(self.poll_drain_inner(cx, session));
+        Poll::Ready(result.map_err(|err| {
+            // Nothing more can be sent: refuse new writes and release waiting writers.
+            self.write_dead = true;
+            session.begin_closing();
+            session.inner().queue.kill();
+            ws_error(err)
+        }))
+    }
+
+    fn set_write_error(&mut self, err: Error) {
+        self.write_error = Some(err);
+    }
+
+    fn write_dead(&self) -> bool {
+        self.write_dead
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A close frame (or the answer to the peer's), flushed; the socket closes on drop.
+        match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(err) => Poll::Ready(Err(io::Error::other(err.to_string()))),
+        }
+    }
+}
