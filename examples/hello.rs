@@ -1,13 +1,25 @@
 //! getty's hello example: an echo server and clients speaking the hello framing (a 4-byte
-//! little-endian length, then the payload), over TCP or UDP, on tokio or smol.
+//! little-endian length, then the payload), over TCP, UDP, TLS, WebSocket (`ws`) or WebSocket
+//! over TLS (`wss`), on tokio or smol.
 //!
 //! ```text
 //! cargo run --example hello                          # server + 4 clients in one process
 //! cargo run --example hello -- --runtime smol        # the same on smol
 //! cargo run --example hello -- --transport udp       # the same over UDP (one frame a datagram)
+//! cargo run --example hello -- --transport tls       # over TLS (a CA made on the spot)
+//! cargo run --example hello -- --transport ws        # over WebSocket, ws://addr/hello
+//! cargo run --example hello -- --transport wss       # over WebSocket over TLS
 //! cargo run --example hello -- server --addr 127.0.0.1:8090   # serve until Ctrl-C
 //! cargo run --example hello -- client --addr 127.0.0.1:8090   # echo against any server
+//!
+//! # TLS (or wss) in two processes, with PEM files written by the example:
+//! cargo run --example hello -- write-demo-certs target/hello-certs
+//! cargo run --example hello -- --transport tls server \
+//!     --cert target/hello-certs/server.pem --key target/hello-certs/server.key
+//! cargo run --example hello -- --transport tls client --ca target/hello-certs/ca.pem
 //! ```
+//!
+//! Over WebSocket each hello frame travels as one binary message, on the path `/hello`.
 //!
 //! Over UDP the server is one [`UdpEndpoint`] answering every peer at the datagram's source
 //! address, and each client session is a connected UDP socket (checked at connect with getty's
@@ -16,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +38,12 @@ use getty::bytes::Bytes;
 use getty::codec::LengthDelimited;
 use getty::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder};
 use getty::runtime::timeout;
-use getty::{async_trait, BoxError, EventListener, Runtime, Session, TcpClientBuilder, TcpServer};
+use getty::testkit::certs::TestCa;
+use getty::tls::{TlsClientConfig, TlsServerConfig};
+use getty::{
+    async_trait, BoxError, EventListener, Runtime, Session, TcpClientBuilder, TcpServer,
+    TcpServerBuilder,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "getty hello: echo server and clients over the hello framing")]
@@ -33,7 +51,10 @@ struct Args {
     /// The async runtime to run on.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Tokio, global = true)]
     runtime: RuntimeKind,
-    /// The transport: TCP sessions, or a UDP endpoint and connected-UDP client sessions.
+    /// The transport: TCP sessions; a UDP endpoint and connected-UDP client sessions; TLS
+    /// over TCP; WebSocket on the path /hello (ws); or WebSocket over TLS (wss). The demo
+    /// makes its own certificates; the server and client subcommands take PEM files (see
+    /// write-demo-certs).
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp, global = true)]
     transport: TransportKind,
     /// Client sessions (the pool size of the client).
@@ -49,16 +70,42 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the hello echo protocol until Ctrl-C.
+    ///
+    /// Over tls and wss, --cert and --key are required (PEM files; write-demo-certs makes a
+    /// pair).
     Server {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         addr: SocketAddr,
+        /// The server's certificate chain, a PEM file (tls and wss only).
+        #[arg(long, value_name = "PEM")]
+        cert: Option<PathBuf>,
+        /// The server's private key, a PEM file (tls and wss only).
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
     },
     /// Connect to a hello server, send packages, check the echoes, print statistics.
+    ///
+    /// Over tls and wss, --ca is required: the server's certificate must chain to it and name
+    /// the server (by default the IP address of --addr; see --server-name).
     Client {
         /// The server's address.
         #[arg(long, default_value = "127.0.0.1:8090")]
         addr: SocketAddr,
+        /// The CA certificate(s) to trust, a PEM file (tls and wss only).
+        #[arg(long, value_name = "PEM")]
+        ca: Option<PathBuf>,
+        /// The name the server's certificate must have, when not the IP address of --addr
+        /// (tls and wss only).
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
+    },
+    /// Write a throwaway CA (ca.pem) and a server certificate for localhost and 127.0.0.1
+    /// signed by it (server.pem, server.key) into DIR, for the server and client subcommands
+    /// over tls and wss.
+    WriteDemoCerts {
+        /// The directory to write to (created if missing; existing files are replaced).
+        dir: PathBuf,
     },
 }
 
@@ -72,9 +119,34 @@ enum RuntimeKind {
 enum TransportKind {
     Tcp,
     Udp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl TransportKind {
+    fn is_tls(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::Wss)
+    }
+
+    fn is_websocket(self) -> bool {
+        matches!(self, TransportKind::Ws | TransportKind::Wss)
+    }
+
+    /// Where a server on `addr` is reached, for the first line printed.
+    fn endpoint(self, addr: SocketAddr) -> String {
+        match self {
+            TransportKind::Ws => format!("ws://{addr}{WS_PATH}"),
+            TransportKind::Wss => format!("wss://{addr}{WS_PATH}"),
+            _ => addr.to_string(),
+        }
+    }
 }
 
 type Hello = LengthDelimited;
+
+/// The path the WebSocket server upgrades on (ws and wss).
+const WS_PATH: &str = "/hello";
 
 /// How long a UDP client's connect waits for an answer to its connect-ping. The echo server
 /// ignores connect-pings, so each connect takes this long; silence counts as success.
@@ -122,7 +194,7 @@ impl EventListener<Hello> for EchoServer {
     }
 }
 
-/// A server of either transport.
+/// A server of any transport (TCP, TLS, ws and wss servers are all TCP servers).
 enum Server {
     Tcp(TcpServer),
     Udp(UdpEndpoint<Hello>),
@@ -279,24 +351,32 @@ fn main() -> ExitCode {
 async fn run<R: Runtime>(rt: R, args: &Args) -> Result<(), BoxError> {
     match &args.command {
         None => {
-            let server = serve(&rt, "127.0.0.1:0".parse()?, args.transport).await?;
+            // Both sides in one process: a CA made on the spot, trusted by the clients.
+            let (server_tls, client_tls) = if args.transport.is_tls() {
+                let ca = TestCa::new("getty hello demo CA");
+                (Some(ca.server_config(None)), Some(ca.client_config(None)))
+            } else {
+                (None, None)
+            };
+            let server = serve(&rt, "127.0.0.1:0".parse()?, args.transport, server_tls).await?;
             println!(
                 "hello: echo server on {} ({:?}, {:?}), {} client sessions x {} packages",
-                server.local_addr(),
+                args.transport.endpoint(server.local_addr()),
                 args.transport,
                 args.runtime,
                 args.sessions,
                 args.packages
             );
-            let result = exchange(&rt, server.local_addr(), args).await;
+            let result = exchange(&rt, server.local_addr(), args, client_tls).await;
             server.close().await;
             result
         }
-        Some(Command::Server { addr }) => {
-            let server = serve(&rt, *addr, args.transport).await?;
+        Some(Command::Server { addr, cert, key }) => {
+            let tls = server_tls(args.transport, cert.as_deref(), key.as_deref())?;
+            let server = serve(&rt, *addr, args.transport, tls).await?;
             println!(
                 "hello: echo server on {} ({:?}, {:?}); Ctrl-C stops it",
-                server.local_addr(),
+                args.transport.endpoint(server.local_addr()),
                 args.transport,
                 args.runtime
             );
@@ -305,14 +385,122 @@ async fn run<R: Runtime>(rt: R, args: &Args) -> Result<(), BoxError> {
             server.close().await;
             Ok(())
         }
-        Some(Command::Client { addr }) => exchange(&rt, *addr, args).await,
+        Some(Command::Client {
+            addr,
+            ca,
+            server_name,
+        }) => {
+            let tls = client_tls(args.transport, ca.as_deref(), server_name.as_deref())?;
+            exchange(&rt, *addr, args, tls).await
+        }
+        Some(Command::WriteDemoCerts { dir }) => write_demo_certs(dir),
     }
+}
+
+/// The server subcommand's TLS configuration: from `cert` and `key` over tls and wss, none
+/// otherwise.
+fn server_tls(
+    transport: TransportKind,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<TlsServerConfig>, BoxError> {
+    match (transport.is_tls(), cert, key) {
+        (true, Some(cert), Some(key)) => Ok(Some(
+            TlsServerConfig::builder()
+                .cert_chain_file(cert)
+                .private_key_file(key)
+                .build()?,
+        )),
+        (true, _, _) => Err(
+            "--transport tls and wss need --cert and --key (PEM files; write-demo-certs makes \
+             a pair)"
+                .into(),
+        ),
+        (false, None, None) => Ok(None),
+        (false, _, _) => Err("--cert and --key are for --transport tls or wss".into()),
+    }
+}
+
+/// The client subcommand's TLS configuration: trusting `ca` over tls and wss, none otherwise.
+fn client_tls(
+    transport: TransportKind,
+    ca: Option<&Path>,
+    server_name: Option<&str>,
+) -> Result<Option<TlsClientConfig>, BoxError> {
+    match (transport.is_tls(), ca) {
+        (true, Some(ca)) => {
+            let mut builder = TlsClientConfig::builder().root_ca_file(ca);
+            if let Some(name) = server_name {
+                builder = builder.server_name(name);
+            }
+            Ok(Some(builder.build()?))
+        }
+        (true, None) => {
+            Err("--transport tls and wss need --ca (a PEM file; write-demo-certs makes one)".into())
+        }
+        (false, _) if ca.is_some() || server_name.is_some() => {
+            Err("--ca and --server-name are for --transport tls or wss".into())
+        }
+        (false, _) => Ok(None),
+    }
+}
+
+/// Writes a CA and a server certificate and key signed by it, as PEM files in `dir`.
+fn write_demo_certs(dir: &Path) -> Result<(), BoxError> {
+    let ca = TestCa::new("getty hello demo CA");
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
+    std::fs::create_dir_all(dir)?;
+    for (name, pem) in [
+        ("ca.pem", ca.cert_pem()),
+        ("server.pem", leaf.cert_pem),
+        ("server.key", leaf.key_pem),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("hello: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// A TCP server builder for `transport` (tcp, tls, ws or wss) on `addr`; `tls` is the
+/// server's configuration over tls and wss.
+fn tcp_server(
+    addr: SocketAddr,
+    transport: TransportKind,
+    tls: Option<TlsServerConfig>,
+) -> TcpServerBuilder {
+    let mut builder = TcpServer::builder().addr(addr);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    if transport.is_websocket() {
+        builder = builder.websocket(WS_PATH);
+    }
+    builder
+}
+
+/// A TCP client builder for `transport` (tcp, tls, ws or wss) of the server at `addr`; `tls`
+/// is the client's configuration over tls and wss.
+fn tcp_client(
+    addr: SocketAddr,
+    transport: TransportKind,
+    tls: Option<TlsClientConfig>,
+) -> TcpClientBuilder {
+    let mut builder = TcpClientBuilder::new(addr);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    if transport.is_websocket() {
+        builder = builder.websocket(WS_PATH);
+    }
+    builder
 }
 
 async fn serve<R: Runtime>(
     rt: &R,
     addr: SocketAddr,
     transport: TransportKind,
+    tls: Option<TlsServerConfig>,
 ) -> Result<Server, BoxError> {
     let listener: Arc<dyn EventListener<Hello>> = Arc::new(EchoServer);
     let new_session = move |session: &Session<Hello>| {
@@ -320,29 +508,36 @@ async fn serve<R: Runtime>(
         Ok(listener.clone())
     };
     let server = match transport {
-        TransportKind::Tcp => Server::Tcp(
-            TcpServer::builder()
-                .addr(addr)
-                .serve(rt.clone(), LengthDelimited::hello(), new_session)
-                .await?,
-        ),
         TransportKind::Udp => Server::Udp(
             UdpEndpointBuilder::new()
                 .addr(addr)
                 .bind(rt.clone(), LengthDelimited::hello(), new_session)
                 .await?,
         ),
+        TransportKind::Tcp | TransportKind::Tls | TransportKind::Ws | TransportKind::Wss => {
+            Server::Tcp(
+                tcp_server(addr, transport, tls)
+                    .serve(rt.clone(), LengthDelimited::hello(), new_session)
+                    .await?,
+            )
+        }
     };
     Ok(server)
 }
 
 /// Connects a pool, sends the packages on every session, waits for every echo, prints a table.
-async fn exchange<R: Runtime>(rt: &R, addr: SocketAddr, args: &Args) -> Result<(), BoxError> {
+/// `tls` is the clients' configuration over tls and wss.
+async fn exchange<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    args: &Args,
+    tls: Option<TlsClientConfig>,
+) -> Result<(), BoxError> {
     let checker = Arc::new(EchoChecker::default());
     let listener: Arc<dyn EventListener<Hello>> = checker.clone();
     let new_session = move |_: &Session<Hello>| Ok(listener.clone());
     let udp = args.transport == TransportKind::Udp;
-    // The same pool type for both transports; only how a session connects differs.
+    // The same pool type for every transport; only how a session connects differs.
     let client: Client<Hello> = if udp {
         UdpClientBuilder::new(addr)
             .pool_size(args.sessions)
@@ -350,7 +545,7 @@ async fn exchange<R: Runtime>(rt: &R, addr: SocketAddr, args: &Args) -> Result<(
             .connect_ping_wait(UDP_CONNECT_PING_WAIT)
             .start(rt.clone(), LengthDelimited::hello(), new_session)?
     } else {
-        TcpClientBuilder::new(addr)
+        tcp_client(addr, args.transport, tls)
             .pool_size(args.sessions)
             .max_reconnect_attempts(Some(5))
             .start(rt.clone(), LengthDelimited::hello(), new_session)?

@@ -57,6 +57,7 @@ pub(crate) async fn run<R, C, T>(
         out: Outbox::default(),
         unflushed: None,
         ping_due: false,
+        close_sent: false,
         need_flush: false,
         write_dead: false,
         write_error: None,
@@ -240,6 +241,8 @@ struct MessageIo<T> {
     unflushed: Option<(usize, u64)>,
     /// A heartbeat ping is to be sent.
     ping_due: bool,
+    /// The close frame has been sent (shutting down goes on with the stream underneath).
+    close_sent: bool,
     /// Something (a pong, a close reply) waits in tungstenite's buffer.
     need_flush: bool,
     write_dead: bool,
@@ -324,10 +327,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for MessageIo<T> {
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // A close frame (or the answer to the peer's), flushed; the socket closes on drop.
-        match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
-            Err(err) => Poll::Ready(Err(io::Error::other(err.to_string()))),
+        // First a close frame (or the answer to the peer's), flushed...
+        if !self.close_sent {
+            match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
+                Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {}
+                Err(err) => return Poll::Ready(Err(io::Error::other(err.to_string()))),
+            }
+            self.close_sent = true;
         }
+        // ...then the stream underneath: TLS's close_notify, TCP's FIN.
+        Pin::new(self.ws.get_mut()).poll_close(cx)
     }
 }

@@ -14,6 +14,7 @@ pub mod support;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod ws;
 
 /// Instantiates every conformance scenario as a `#[test]`.
 ///
@@ -80,6 +81,13 @@ macro_rules! conformance_suite {
             tls::tls_untrusted_server_fails_handshake,
             tls::tls_garbage_instead_of_client_hello,
             tls::tls_config_errors_are_clear,
+            ws::ws_echo,
+            ws::wss_echo,
+            ws::ws_refusals_get_http_statuses,
+            ws::ws_independent_client_byte_by_byte,
+            ws::ws_ping_pong_keeps_sessions_active,
+            ws::ws_oversize_message_closes_only_that_session,
+            ws::ws_text_messages,
             udp::udp_replies_reach_the_right_peer,
             udp::udp_connect_ping_is_not_delivered,
             udp::udp_oversize_datagram_dropped,
