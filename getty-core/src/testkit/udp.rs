@@ -95,6 +95,13 @@ pub async fn udp_replies_reach_the_right_peer<R: Runtime>(rt: R) {
             assert_eq!(reply, hello_frame(body.as_bytes()), "peer {p} reply {i}");
         }
     }
+    // A send is counted right after the system call that delivered it: the reply can reach
+    // its peer a moment before the endpoint's counter moves.
+    let session = ep.session().clone();
+    eventually(&rt, "the last send counted", || {
+        session.stats().pkgs_written == 3 * PER_PEER as u64
+    })
+    .await;
     let stats = ep.session().stats();
     assert_eq!(stats.pkgs_read, 3 * PER_PEER as u64);
     assert_eq!(stats.pkgs_written, 3 * PER_PEER as u64);
@@ -262,6 +269,12 @@ pub async fn udp_statistics_match<R: Runtime>(rt: R) {
         bytes += total as u64;
     }
     client_rec.wait_msgs(&rt, N).await;
+    // The endpoint counts a send right after the system call that delivered it.
+    let server_session = ep.session().clone();
+    eventually(&rt, "the last send counted", || {
+        server_session.stats().pkgs_written == N as u64
+    })
+    .await;
     let client = session.stats();
     let server = ep.session().stats();
     assert_eq!(
