@@ -189,8 +189,19 @@ pub async fn tls_untrusted_server_fails_handshake<R: Runtime>(rt: R) {
         matches!(&*err, Error::TlsHandshake { reason, .. } if reason.contains("not valid for name")),
         "{err}"
     );
-    srv.close().await;
     assert!(rec.events().is_empty(), "no server session opened");
+    // Only the explicitly dangerous option connects to a server nobody vouches for.
+    let blind = TlsClientConfig::builder()
+        .dangerous_accept_any_server_certificate()
+        .build()
+        .expect("config");
+    let cli3 = tls_client(&rt, srv.local_addr(), blind, 1, TestListener::silent(&client_rec));
+    within(&rt, "an unverified session", cli3.wait_for_sessions(1))
+        .await
+        .expect("connects without verification");
+    echo_once(&rt, &cli3, &client_rec, b"unverified").await;
+    cli3.close().await;
+    srv.close().await;
 }
 
 /// Bytes that are not a TLS ClientHello drop only that connection; the server keeps serving.
