@@ -17,7 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
 use super::{
-    close, cron, open, panic_message, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET,
+    cron, panic_message, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve,
+    YIELD_BUDGET,
 };
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
@@ -45,69 +46,64 @@ pub(crate) async fn run<R, C>(
     R: Runtime,
     C: Codec,
 {
-    let mut io = DatagramIo::new(socket, session.peer_addr().is_some());
-    if !open(&rt, &mut io, &session, &listener).await {
-        return;
-    }
-    on_established();
-    let mut driver = Driver {
-        timers: Timers::new(&rt, &session),
-        rt,
-        io,
-        session,
-        listener,
-        pending: VecDeque::new(),
-        budget: YIELD_BUDGET,
-    };
-    if let Some((bytes, from)) = first {
-        driver.accept(&bytes, from);
-    }
-    let reason = driver.serve().await;
-    let Driver {
-        rt,
-        mut io,
-        session,
-        listener,
-        ..
-    } = driver;
-    close(&rt, &mut io, &session, &listener, reason).await;
+    let io = DatagramIo::new(socket, session.peer_addr().is_some());
+    run_session(rt, io, session, listener, on_established, |core| {
+        let mut driver = Driver {
+            core,
+            pending: VecDeque::new(),
+            budget: YIELD_BUDGET,
+        };
+        if let Some((bytes, from)) = first {
+            driver.accept(&bytes, from);
+        }
+        driver
+    })
+    .await;
 }
 
 struct Driver<R: Runtime, C: Codec> {
-    rt: R,
-    io: DatagramIo<R::Udp>,
-    session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
-    timers: Timers<R>,
+    core: Core<R, C, DatagramIo<R::Udp>>,
     /// Packages decoded from the datagrams read, not yet handed out.
     pending: VecDeque<(C::Inbound, SocketAddr)>,
     budget: u32,
 }
 
+impl<R: Runtime, C: Codec> Serve<R, C, DatagramIo<R::Udp>> for Driver<R, C> {
+    fn core(&mut self) -> &mut Core<R, C, DatagramIo<R::Udp>> {
+        &mut self.core
+    }
+
+    fn serve(&mut self) -> impl std::future::Future<Output = Option<Error>> + Send {
+        self.event_loop()
+    }
+}
+
 impl<R: Runtime, C: Codec> Driver<R, C> {
     /// The event loop. Returns why it stopped: `None` for `close()`.
-    async fn serve(&mut self) -> Option<Error> {
+    async fn event_loop(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let for_peer = matches!(event, Event::Message(..));
-            let started = self.timers.handler_start(&self.rt);
+            let started = self.core.timers.handler_start(&self.core.rt);
             let outcome = match event {
                 Event::Message((pkg, from)) => {
-                    self.session.touch(self.rt.now());
-                    self.session.inner().queue.unregister_driver();
-                    self.session.inner().stats.add_pkgs_read(1);
+                    self.core.session.touch(self.core.rt.now());
+                    self.core.session.inner().queue.unregister_driver();
+                    self.core.session.inner().stats.add_pkgs_read(1);
                     pump_while(
-                        &self.rt,
-                        &mut self.io,
-                        &self.session,
+                        &self.core.rt,
+                        &mut self.core.io,
+                        &self.core.session,
                         "on_datagram",
-                        self.listener.on_datagram(&self.session, pkg, from),
+                        self.core
+                            .listener
+                            .on_datagram(&self.core.session, pkg, from),
                     )
                     .await
                 }
                 Event::Cron => {
-                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-                    cron(rt, io, session, &self.listener, &mut self.timers).await
+                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
+                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
@@ -116,22 +112,22 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                 // An endpoint serves every peer: a datagram that makes the handler panic must
                 // not stop it for all of them. A connected session closes, as a stream would
                 // (its pool reconnects), and so does a panic in `on_cron`.
-                Err(panic) if for_peer && !self.io.connected => log::error!(
+                Err(panic) if for_peer && !self.core.io.connected => log::error!(
                     "session {}: {panic}; the datagram is lost, the endpoint goes on",
-                    self.session.id()
+                    self.core.session.id()
                 ),
                 Err(panic) => return Some(panic),
                 Ok(_) => {}
             }
-            self.timers.handler_done(&self.rt, started);
+            self.core.timers.handler_done(&self.core.rt, started);
         }
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<(C::Inbound, SocketAddr)>> {
-        if let Some(err) = self.io.write_error.take() {
+        if let Some(err) = self.core.io.write_error.take() {
             return Poll::Ready(Event::Failed(err));
         }
-        if self.session.is_closing() {
+        if self.core.session.is_closing() {
             return Poll::Ready(Event::CloseRequested);
         }
         loop {
@@ -141,19 +137,19 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                     return Poll::Ready(Event::Message((pkg, from)));
                 }
             }
-            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
             if let Some(event) = ready!(poll_turn(
                 rt,
                 io,
                 session,
-                &mut self.timers,
+                &mut self.core.timers,
                 &mut self.budget,
                 cx
             )) {
                 return Poll::Ready(event);
             }
-            let max = self.session.max_msg_len();
-            let Poll::Ready(received) = self.io.poll_recv(cx, max) else {
+            let max = self.core.session.max_msg_len();
+            let Poll::Ready(received) = self.core.io.poll_recv(cx, max) else {
                 self.budget = YIELD_BUDGET;
                 return Poll::Pending;
             };
@@ -161,18 +157,18 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             match received {
                 Ok((n, from)) => {
                     // Lent out for the call, so `accept` can borrow the driver mutably.
-                    let buf = std::mem::take(&mut self.io.recv_buf);
+                    let buf = std::mem::take(&mut self.core.io.recv_buf);
                     self.accept(&buf[..n], from);
-                    self.io.recv_buf = buf;
+                    self.core.io.recv_buf = buf;
                 }
-                Err(err) if self.io.connected => {
+                Err(err) if self.core.io.connected => {
                     // A connected socket reports the server's ICMP "port unreachable" here.
                     return Poll::Ready(Event::Failed(Error::io("receive", err)));
                 }
                 Err(err) if is_peer_error(&err) => {
                     // Some systems report an earlier send's ICMP error on an unconnected
                     // socket: it concerns one peer, not the endpoint.
-                    log::debug!("session {}: receive: {err}", self.session.id());
+                    log::debug!("session {}: receive: {err}", self.core.session.id());
                 }
                 Err(err) => return Poll::Ready(Event::Failed(Error::io("receive", err))),
             }
@@ -184,14 +180,14 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
         if datagram == CONNECT_PING {
             log::debug!(
                 "session {}: connect-ping from {from} ignored",
-                self.session.id()
+                self.core.session.id()
             );
             return;
         }
-        let session = &self.session;
+        let session = &self.core.session;
         let stats = &session.inner().stats;
         stats.add_bytes_read(datagram.len() as u64);
-        self.timers.waiting_from(self.rt.now());
+        self.core.timers.waiting_from(self.core.rt.now());
         let max = session.max_msg_len();
         let decoded = if datagram.len() > max {
             // The buffer holds `max + 1` bytes: the OS cut anything longer to that, so the

@@ -22,7 +22,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
-use super::{close, cron, open, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET};
+use super::{cron, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::Codec;
 use crate::driver::datagram::decode_all;
 use crate::error::Error;
@@ -52,7 +52,7 @@ pub(crate) async fn run<R, C, T>(
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     let ws = WebSocketStream::from_partially_read(io, leftover, role, Some(config)).await;
-    let mut io = MessageIo {
+    let io = MessageIo {
         ws,
         out: Outbox::default(),
         unflushed: None,
@@ -62,39 +62,34 @@ pub(crate) async fn run<R, C, T>(
         write_dead: false,
         write_error: None,
     };
-    if !open(&rt, &mut io, &session, &listener).await {
-        return;
-    }
-    on_established();
-    let mut driver = Driver {
-        timers: Timers::new(&rt, &session),
-        rt,
-        io,
-        session,
-        listener,
+    run_session(rt, io, session, listener, on_established, |core| Driver {
+        core,
         pending: VecDeque::new(),
         budget: YIELD_BUDGET,
-    };
-    let reason = driver.serve().await;
-    let Driver {
-        rt,
-        mut io,
-        session,
-        listener,
-        ..
-    } = driver;
-    close(&rt, &mut io, &session, &listener, reason).await;
+    })
+    .await;
 }
 
 struct Driver<R: Runtime, C: Codec, T> {
-    rt: R,
-    io: MessageIo<T>,
-    session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
-    timers: Timers<R>,
+    core: Core<R, C, MessageIo<T>>,
     /// Packages decoded from the messages read, not yet handed out.
     pending: VecDeque<C::Inbound>,
     budget: u32,
+}
+
+impl<R, C, T> Serve<R, C, MessageIo<T>> for Driver<R, C, T>
+where
+    R: Runtime,
+    C: Codec,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn core(&mut self) -> &mut Core<R, C, MessageIo<T>> {
+        &mut self.core
+    }
+
+    fn serve(&mut self) -> impl std::future::Future<Output = Option<Error>> + Send {
+        self.event_loop()
+    }
 }
 
 impl<R, C, T> Driver<R, C, T>
@@ -104,29 +99,29 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     /// The event loop. Returns why it stopped: `None` for a clean end (close frame, `close()`).
-    async fn serve(&mut self) -> Option<Error> {
+    async fn event_loop(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
-            let started = self.timers.handler_start(&self.rt);
+            let started = self.core.timers.handler_start(&self.core.rt);
             let outcome = match event {
                 Event::Message(pkg) => {
-                    self.session.touch(self.rt.now());
-                    self.session.inner().queue.unregister_driver();
-                    self.session.inner().stats.add_pkgs_read(1);
+                    self.core.session.touch(self.core.rt.now());
+                    self.core.session.inner().queue.unregister_driver();
+                    self.core.session.inner().stats.add_pkgs_read(1);
                     pump_while(
-                        &self.rt,
-                        &mut self.io,
-                        &self.session,
+                        &self.core.rt,
+                        &mut self.core.io,
+                        &self.core.session,
                         "on_message",
-                        self.listener.on_message(&self.session, pkg),
+                        self.core.listener.on_message(&self.core.session, pkg),
                     )
                     .await
                 }
                 Event::Cron => {
                     // The heartbeat: a ping leaves with the next drain.
-                    self.io.ping_due = true;
-                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-                    cron(rt, io, session, &self.listener, &mut self.timers).await
+                    self.core.io.ping_due = true;
+                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
+                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
@@ -134,15 +129,15 @@ where
             if let Err(panic) = outcome {
                 return Some(panic);
             }
-            self.timers.handler_done(&self.rt, started);
+            self.core.timers.handler_done(&self.core.rt, started);
         }
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
-        if let Some(err) = self.io.write_error.take() {
+        if let Some(err) = self.core.io.write_error.take() {
             return Poll::Ready(Event::Failed(err));
         }
-        if self.session.is_closing() {
+        if self.core.session.is_closing() {
             return Poll::Ready(Event::CloseRequested);
         }
         loop {
@@ -152,18 +147,18 @@ where
                     return Poll::Ready(Event::Message(pkg));
                 }
             }
-            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
             if let Some(event) = ready!(poll_turn(
                 rt,
                 io,
                 session,
-                &mut self.timers,
+                &mut self.core.timers,
                 &mut self.budget,
                 cx
             )) {
                 return Poll::Ready(event);
             }
-            let next = ready!(Pin::new(&mut self.io.ws).poll_next(cx));
+            let next = ready!(Pin::new(&mut self.core.io.ws).poll_next(cx));
             self.budget -= 1;
             match next {
                 // The peer's close frame was answered (tungstenite does that): a clean end.
@@ -180,26 +175,26 @@ where
 
     /// Takes in one message: data joins `pending`, heartbeats count as activity.
     fn accept(&mut self, message: Message) -> Result<(), Error> {
-        let session = &self.session;
+        let session = &self.core.session;
         let data: Bytes = match message {
             Message::Binary(data) => data,
             Message::Text(text) => text.into(),
             Message::Ping(_) | Message::Pong(_) => {
-                session.touch(self.rt.now());
+                session.touch(self.core.rt.now());
                 // A ping's pong is queued by tungstenite: make sure it leaves now.
-                self.io.need_flush = true;
-                self.timers.waiting_from(self.rt.now());
+                self.core.io.need_flush = true;
+                self.core.timers.waiting_from(self.core.rt.now());
                 return Ok(());
             }
             // Answered by tungstenite; the stream ends (None) once the answer is out.
             Message::Close(_) => {
-                self.io.need_flush = true;
+                self.core.io.need_flush = true;
                 return Ok(());
             }
             Message::Frame(_) => return Ok(()),
         };
         session.inner().stats.add_bytes_read(data.len() as u64);
-        self.timers.waiting_from(self.rt.now());
+        self.core.timers.waiting_from(self.core.rt.now());
         let max = session.max_msg_len();
         if data.len() > max {
             return Err(Error::FrameTooLarge {

@@ -78,6 +78,63 @@ pub(crate) trait DriverIo {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
+/// What every driver holds, whatever its transport: the runtime, its side of the socket, the
+/// session, its listener and its timers.
+pub(crate) struct Core<R: Runtime, C: Codec, I> {
+    pub(crate) rt: R,
+    pub(crate) io: I,
+    pub(crate) session: Session<C>,
+    pub(crate) listener: Arc<dyn EventListener<C>>,
+    pub(crate) timers: Timers<R>,
+}
+
+/// A transport's event loop, run by [`run_session`].
+pub(crate) trait Serve<R: Runtime, C: Codec, I> {
+    /// The shared parts.
+    fn core(&mut self) -> &mut Core<R, C, I>;
+    /// Handles events until the session ends; returns why (`None`: a clean end).
+    fn serve(&mut self) -> impl Future<Output = Option<Error>> + Send;
+}
+
+/// One session's whole life, the same for every transport: `on_open` (a refusal ends it
+/// there), the event loop of the driver `make` builds, then the close sequence.
+pub(crate) async fn run_session<R, C, I, D>(
+    rt: R,
+    mut io: I,
+    session: Session<C>,
+    listener: Arc<dyn EventListener<C>>,
+    on_established: impl FnOnce(),
+    make: impl FnOnce(Core<R, C, I>) -> D,
+) where
+    R: Runtime,
+    C: Codec,
+    I: DriverIo,
+    D: Serve<R, C, I>,
+{
+    if !open(&rt, &mut io, &session, &listener).await {
+        return;
+    }
+    on_established();
+    let timers = Timers::new(&rt, &session);
+    let mut driver = make(Core {
+        rt,
+        io,
+        session,
+        listener,
+        timers,
+    });
+    let reason = driver.serve().await;
+    let core = driver.core();
+    close(
+        &core.rt,
+        &mut core.io,
+        &core.session,
+        &core.listener,
+        reason,
+    )
+    .await;
+}
+
 /// Runs `on_open`. True if the session was accepted (it is then marked established); otherwise
 /// the session is shut down and closed without `on_error` or `on_close`.
 pub(crate) async fn open<R, C, I>(

@@ -16,7 +16,8 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    close, cron, open, panic_message, poll_turn, pump_while, DriverIo, Event, Timers, YIELD_BUDGET,
+    cron, panic_message, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve,
+    YIELD_BUDGET,
 };
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
@@ -33,7 +34,7 @@ const MAX_READ: usize = 64 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
 
-/// Runs one stream session to its end: `on_open`, the event loop, then the close sequence.
+/// Runs one stream session to its end (see [`run_session`]).
 pub(crate) async fn run<R, C, T>(
     rt: R,
     io: T,
@@ -45,33 +46,36 @@ pub(crate) async fn run<R, C, T>(
     C: Codec,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut io = StreamIo::new(io);
-    if !open(&rt, &mut io, &session, &listener).await {
-        return;
-    }
-    on_established();
-    let mut driver = Driver::new(rt, io, session, listener);
-    let reason = driver.serve().await;
-    let Driver {
-        rt,
-        mut io,
-        session,
-        listener,
-        ..
-    } = driver;
-    close(&rt, &mut io, &session, &listener, reason).await;
+    let io = StreamIo::new(io);
+    run_session(rt, io, session, listener, on_established, |core| Driver {
+        read_at: core.rt.now(),
+        budget: YIELD_BUDGET,
+        core,
+    })
+    .await;
 }
 
 struct Driver<R: Runtime, C: Codec, T> {
-    rt: R,
-    io: StreamIo<T>,
-    session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
-    timers: Timers<R>,
+    core: Core<R, C, StreamIo<T>>,
     /// When the bytes being decoded were read: the arrival time of their packages.
     read_at: Instant,
     /// Reads and packages left before the next voluntary yield.
     budget: u32,
+}
+
+impl<R, C, T> Serve<R, C, StreamIo<T>> for Driver<R, C, T>
+where
+    R: Runtime,
+    C: Codec,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn core(&mut self) -> &mut Core<R, C, StreamIo<T>> {
+        &mut self.core
+    }
+
+    fn serve(&mut self) -> impl std::future::Future<Output = Option<Error>> + Send {
+        self.event_loop()
+    }
 }
 
 impl<R, C, T> Driver<R, C, T>
@@ -80,48 +84,31 @@ where
     C: Codec,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(
-        rt: R,
-        io: StreamIo<T>,
-        session: Session<C>,
-        listener: Arc<dyn EventListener<C>>,
-    ) -> Self {
-        Driver {
-            timers: Timers::new(&rt, &session),
-            read_at: rt.now(),
-            budget: YIELD_BUDGET,
-            rt,
-            io,
-            session,
-            listener,
-        }
-    }
-
     /// The event loop. Returns why it stopped: `None` for a clean end (EOF, `close()`).
-    async fn serve(&mut self) -> Option<Error> {
+    async fn event_loop(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
-            let started = self.timers.handler_start(&self.rt);
+            let started = self.core.timers.handler_start(&self.core.rt);
             let outcome = match event {
                 Event::Message(pkg) => {
-                    self.session.touch(self.read_at);
+                    self.core.session.touch(self.read_at);
                     // The driver drains the queue right after the handler: replies it queues
                     // need no wake-up (which would cost a spurious poll and read).
-                    self.session.inner().queue.unregister_driver();
-                    let counters = &self.session.inner().stats;
+                    self.core.session.inner().queue.unregister_driver();
+                    let counters = &self.core.session.inner().stats;
                     counters.add_pkgs_read(1);
                     pump_while(
-                        &self.rt,
-                        &mut self.io,
-                        &self.session,
+                        &self.core.rt,
+                        &mut self.core.io,
+                        &self.core.session,
                         "on_message",
-                        self.listener.on_message(&self.session, pkg),
+                        self.core.listener.on_message(&self.core.session, pkg),
                     )
                     .await
                 }
                 Event::Cron => {
-                    let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-                    cron(rt, io, session, &self.listener, &mut self.timers).await
+                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
+                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
@@ -133,15 +120,15 @@ where
                 Err(panic) => return Some(panic),
             }
             // Time spent in a handler is not time spent waiting for the peer.
-            self.timers.handler_done(&self.rt, started);
+            self.core.timers.handler_done(&self.core.rt, started);
         }
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
-        if let Some(err) = self.io.write_error.take() {
+        if let Some(err) = self.core.io.write_error.take() {
             return Poll::Ready(Event::Failed(err));
         }
-        if self.session.is_closing() {
+        if self.core.session.is_closing() {
             return Poll::Ready(Event::CloseRequested);
         }
         loop {
@@ -153,37 +140,37 @@ where
                         self.budget -= 1;
                         return Poll::Ready(Event::Message(pkg));
                     }
-                    Ok(None) if self.io.eof => return Poll::Ready(Event::Eof),
+                    Ok(None) if self.core.io.eof => return Poll::Ready(Event::Eof),
                     Ok(None) => {}
                     Err(err) => return Poll::Ready(Event::Failed(err)),
                 }
             }
-            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
             if let Some(event) = ready!(poll_turn(
                 rt,
                 io,
                 session,
-                &mut self.timers,
+                &mut self.core.timers,
                 &mut self.budget,
                 cx
             )) {
                 return Poll::Ready(event);
             }
-            let Poll::Ready(read) = self.io.poll_fill(cx) else {
+            let Poll::Ready(read) = self.core.io.poll_fill(cx) else {
                 self.budget = YIELD_BUDGET;
-                if self.io.read_buf.capacity() == 0 && self.io.out.is_empty() {
+                if self.core.io.read_buf.capacity() == 0 && self.core.io.out.is_empty() {
                     // Idle: no partial frame, nothing to write. Keep no buffers.
-                    self.session.release_write_buffer();
+                    self.core.session.release_write_buffer();
                 }
                 return Poll::Pending;
             };
             match read {
-                Ok(0) => self.io.eof = true,
+                Ok(0) => self.core.io.eof = true,
                 Ok(n) => {
                     self.budget -= 1;
-                    self.session.inner().stats.add_bytes_read(n as u64);
-                    self.read_at = self.rt.now();
-                    self.timers.waiting_from(self.read_at);
+                    self.core.session.inner().stats.add_bytes_read(n as u64);
+                    self.read_at = self.core.rt.now();
+                    self.core.timers.waiting_from(self.read_at);
                 }
                 Err(err) => return Poll::Ready(Event::Failed(Error::io("read", err))),
             }
@@ -192,12 +179,12 @@ where
 
     /// Decodes one package from the read buffer, enforcing the maximum message length.
     fn decode(&mut self) -> Result<Option<C::Inbound>, Error> {
-        let buf = &mut self.io.read_buf;
+        let buf = &mut self.core.io.read_buf;
         if buf.is_empty() {
             return Ok(None);
         }
-        let codec = self.session.codec();
-        let eof = self.io.eof;
+        let codec = self.core.session.codec();
+        let eof = self.core.io.eof;
         let buffered = buf.len();
         // The codec is user code: a panic in it closes this session like a handler's would.
         let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -211,22 +198,22 @@ where
             handler: "decode",
             message: panic_message(payload.as_ref()),
         })??;
-        let max = self.session.max_msg_len();
+        let max = self.core.session.max_msg_len();
         match decoded {
             // A codec that hands out frames without consuming input would loop forever.
             Decoded::Frame(_) if buf.len() >= buffered => Err(Error::Codec(CodecError::invalid(
                 "the codec returned a frame without consuming any input",
             ))),
             Decoded::Frame(pkg) => {
-                self.io.frame_hint = 0;
+                self.core.io.frame_hint = 0;
                 Ok(Some(pkg))
             }
-            _ if self.io.eof => Err(Error::UnexpectedEof {
+            _ if self.core.io.eof => Err(Error::UnexpectedEof {
                 buffered: buf.len(),
             }),
             Decoded::Incomplete(Some(len)) if len > max => Err(Error::FrameTooLarge { len, max }),
             Decoded::Incomplete(Some(len)) => {
-                self.io.frame_hint = len;
+                self.core.io.frame_hint = len;
                 Ok(None)
             }
             Decoded::Incomplete(None) if buf.len() > max => Err(Error::FrameTooLarge {

@@ -195,7 +195,13 @@ pub async fn tls_untrusted_server_fails_handshake<R: Runtime>(rt: R) {
         .dangerous_accept_any_server_certificate()
         .build()
         .expect("config");
-    let cli3 = tls_client(&rt, srv.local_addr(), blind, 1, TestListener::silent(&client_rec));
+    let cli3 = tls_client(
+        &rt,
+        srv.local_addr(),
+        blind,
+        1,
+        TestListener::silent(&client_rec),
+    );
     within(&rt, "an unverified session", cli3.wait_for_sessions(1))
         .await
         .expect("connects without verification");
