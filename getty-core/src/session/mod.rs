@@ -5,6 +5,7 @@
 //! handle talks to it through the write queue and a few atomics.
 
 mod attributes;
+mod close_callbacks;
 mod settings;
 mod stats;
 mod write_queue;
@@ -26,6 +27,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::runtime::DynRuntime;
 use attributes::Attributes;
+use close_callbacks::CloseCallbacks;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
 pub(crate) use write_queue::{Dest, Envelope, Outbox, WriteQueue};
@@ -78,7 +80,7 @@ impl<C: Codec> Clone for Session<C> {
     }
 }
 
-pub(crate) struct Inner<C> {
+pub(crate) struct Inner<C: Codec> {
     id: u64,
     name: Mutex<String>,
     local_addr: SocketAddr,
@@ -97,6 +99,7 @@ pub(crate) struct Inner<C> {
     established: AtomicBool,
     /// Notified when the session reaches `CLOSED`.
     closed: Event,
+    close_callbacks: CloseCallbacks<Session<C>>,
     rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
 }
@@ -131,6 +134,7 @@ impl<C: Codec> Session<C> {
                 state: AtomicU8::new(OPEN),
                 established: AtomicBool::new(false),
                 closed: Event::new(),
+                close_callbacks: CloseCallbacks::default(),
                 rt,
                 codec,
             }),
@@ -699,12 +703,43 @@ impl<C: Codec> Session<C> {
         first
     }
 
-    /// Marks the session closed and wakes everything waiting on it.
+    /// Marks the session closed, runs the close callbacks (once), and wakes everything
+    /// waiting on it.
     pub(crate) fn finish_closed(&self) {
-        self.inner.queue.close();
+        // At least closing (a session refused before it ran never was): callbacks see
+        // `is_closed()`.
+        self.begin_closing();
         self.inner.queue.kill();
+        // Callbacks first: once `closed()` returns, they have all run.
+        self.inner.close_callbacks.run(self, self.id());
         self.inner.state.store(CLOSED, Ordering::Release);
         self.inner.closed.notify(usize::MAX);
+    }
+
+    /// Registers `callback` to run once when the session has closed: after `on_close`, in
+    /// registration order with the others (newer getty's `AddCloseCallback`). A callback
+    /// under the same `key` is replaced (the new one takes its place in the order). A
+    /// panicking callback is logged and the others still run. Sessions refused before they
+    /// opened run their callbacks too. Once the callbacks have run, registering is
+    /// [`Error::SessionClosed`].
+    pub fn add_close_callback<F>(&self, key: impl Into<String>, callback: F) -> Result<()>
+    where
+        F: FnOnce(&Session<C>) + Send + 'static,
+    {
+        if self
+            .inner
+            .close_callbacks
+            .add(key.into(), Box::new(callback))
+        {
+            Ok(())
+        } else {
+            Err(Error::SessionClosed { id: self.id() })
+        }
+    }
+
+    /// Removes the close callback registered under `key`; whether there was one.
+    pub fn remove_close_callback(&self, key: &str) -> bool {
+        self.inner.close_callbacks.remove(key)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod backpressure;
 pub mod certs;
+pub mod extras;
 pub mod instrumented;
 pub mod rfc6455;
 pub mod runtime;
@@ -76,6 +77,7 @@ macro_rules! conformance_suite {
             tcp::send_payload_frames_shared_bytes,
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
+            extras::close_callbacks_order_replace_remove_panic,
             tls::tls_echo,
             tls::tls_mutual_requires_client_certificate,
             tls::tls_untrusted_server_fails_handshake,
