@@ -17,7 +17,8 @@ use std::time::Instant;
 use async_executor::Executor;
 use async_io::Async;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use getty_core::runtime::{socket, Timer, UdpSocket};
+use getty_core::runtime::socket::{self, SockRef};
+use getty_core::runtime::{Timer, UdpSocket};
 
 pub use getty_core::runtime::Runtime;
 
@@ -78,8 +79,12 @@ impl Runtime for SmolRuntime {
         Ok(SmolTcp(stream))
     }
 
-    async fn listen(&self, addr: SocketAddr) -> io::Result<Async<TcpListener>> {
-        Async::new_nonblocking(socket::listen(addr)?)
+    fn listener_from_std(&self, listener: TcpListener) -> io::Result<Async<TcpListener>> {
+        Async::new_nonblocking(listener)
+    }
+
+    fn tcp_socket<'a>(&self, stream: &'a SmolTcp) -> SockRef<'a> {
+        SockRef::from(stream.0.get_ref())
     }
 
     fn listener_addr(&self, listener: &Async<TcpListener>) -> io::Result<SocketAddr> {

@@ -15,7 +15,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use getty_core::runtime::{socket, Timer, UdpSocket};
+use getty_core::runtime::socket::{self, SockRef};
+use getty_core::runtime::{Timer, UdpSocket};
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -94,10 +95,13 @@ impl Runtime for TokioRuntime {
         Ok(TokioTcp(stream))
     }
 
-    async fn listen(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        let listener = socket::listen(addr)?;
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {
         let _enter = self.handle.enter();
         TcpListener::from_std(listener)
+    }
+
+    fn tcp_socket<'a>(&self, stream: &'a TokioTcp) -> SockRef<'a> {
+        SockRef::from(&stream.0)
     }
 
     fn listener_addr(&self, listener: &TcpListener) -> io::Result<SocketAddr> {

@@ -18,6 +18,7 @@ use crate::codec::Codec;
 use crate::driver::datagram::CONNECT_PING;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
+use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session};
 use crate::tls::TlsClientConfig;
@@ -50,6 +51,7 @@ pub type UdpClientBuilder = ClientBuilder<Udp>;
 pub struct Tcp {
     tls: Option<TlsClientConfig>,
     websocket: Option<WsTarget>,
+    options: TcpOptions,
 }
 
 /// Where a WebSocket client upgrades.
@@ -120,6 +122,13 @@ impl ClientBuilder<Tcp> {
     /// is a failed connect ([`Error::TlsHandshake`]), retried with backoff.
     pub fn tls(mut self, config: TlsClientConfig) -> Self {
         self.kind.tls = Some(config);
+        self
+    }
+
+    /// Options applied to every connection (TCP_NODELAY on by default, keep-alive, buffer
+    /// sizes).
+    pub fn tcp_options(mut self, options: TcpOptions) -> Self {
+        self.kind.options = options;
         self
     }
 
@@ -278,6 +287,7 @@ impl<K: ClientKind> ClientBuilder<K> {
         if let Kind::Tcp(Tcp {
             tls: None,
             websocket: Some(WsTarget { secure: true, .. }),
+            ..
         }) = self.kind.kind()
         {
             return Err(Error::invalid(
@@ -485,6 +495,9 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
     /// Connects one TCP session, with TLS and the WebSocket upgrade when configured.
     async fn connect_stream(&self, tcp: &Tcp) -> Result<Session<C>> {
         let (stream, local, peer) = self.connect_tcp().await?;
+        tcp.options
+            .apply(self.rt.tcp_socket(&stream))
+            .map_err(|source| Error::Connect { addr: peer, source })?;
         let Some(tls) = &tcp.tls else {
             return self.upgrade(stream, tcp, local, peer).await;
         };

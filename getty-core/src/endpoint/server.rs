@@ -14,6 +14,7 @@ use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
+use crate::runtime::socket::TcpOptions;
 use crate::runtime::{timeout_at, DynRuntime, Runtime};
 use crate::session::SessionControl;
 use crate::tls::TlsServerConfig;
@@ -36,6 +37,8 @@ pub struct TcpServerBuilder {
     handshake_timeout: Duration,
     ws_path: Option<String>,
     ws_origins: Option<Vec<String>>,
+    tcp_options: TcpOptions,
+    reuse_port: bool,
 }
 
 impl Default for TcpServerBuilder {
@@ -47,6 +50,8 @@ impl Default for TcpServerBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ws_path: None,
             ws_origins: None,
+            tcp_options: TcpOptions::default(),
+            reuse_port: false,
         }
     }
 }
@@ -66,6 +71,20 @@ impl TcpServerBuilder {
     /// Refuses connections beyond `max` live sessions (they are accepted and closed at once).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = Some(max);
+        self
+    }
+
+    /// Options applied to every accepted connection (TCP_NODELAY on by default, keep-alive,
+    /// buffer sizes).
+    pub fn tcp_options(mut self, options: TcpOptions) -> Self {
+        self.tcp_options = options;
+        self
+    }
+
+    /// Sets SO_REUSEPORT on the listener, so that several servers (in this process or others)
+    /// can listen on the same port, the OS spreading connections over them. Off by default.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
         self
     }
 
@@ -138,8 +157,7 @@ impl TcpServerBuilder {
             })),
         };
         let listener = rt
-            .listen(self.addr)
-            .await
+            .listen_with(self.addr, self.reuse_port)
             .map_err(|e| Error::io("listen", e))?;
         let local_addr = rt
             .listener_addr(&listener)
@@ -162,6 +180,7 @@ impl TcpServerBuilder {
             listener,
             max_sessions: self.max_sessions,
             tls: self.tls,
+            tcp_options: self.tcp_options,
             websocket,
             handshake_timeout: self.handshake_timeout,
             shared: shared.clone(),
@@ -245,6 +264,8 @@ struct AcceptLoop<R: Runtime, C, N> {
     rt: R,
     listener: R::Listener,
     max_sessions: Option<usize>,
+    /// Applied to every accepted stream.
+    tcp_options: TcpOptions,
     /// Set when serving TLS.
     tls: Option<TlsServerConfig>,
     /// Set when serving WebSocket.
@@ -336,6 +357,11 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 return;
             }
         };
+        if let Err(err) = self.tcp_options.apply(self.rt.tcp_socket(&stream)) {
+            // Only a connection already reset fails here.
+            log::debug!("dropping {peer}: setting socket options: {err}");
+            return;
+        }
         if self.tls.is_none() && self.websocket.is_none() {
             self.starter
                 .start(Transport::Stream(stream), local, peer, "tcp");

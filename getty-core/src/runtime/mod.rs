@@ -62,8 +62,23 @@ pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
         local: Option<SocketAddr>,
     ) -> impl Future<Output = io::Result<Self::Tcp>> + Send;
 
+    /// Registers a bound, listening, nonblocking std TCP listener with this runtime's reactor.
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+
     /// Binds a TCP listener to `addr` (port 0 picks a free port).
-    fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        let listener = self.listen_with(addr, false);
+        async move { listener }
+    }
+
+    /// Binds a TCP listener to `addr`, with SO_REUSEPORT when `reuse_port` (several listeners,
+    /// in this process or others, then share the port).
+    fn listen_with(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<Self::Listener> {
+        self.listener_from_std(socket::listen(addr, reuse_port)?)
+    }
+
+    /// The socket under a stream, to set and read its options.
+    fn tcp_socket<'a>(&self, stream: &'a Self::Tcp) -> socket::SockRef<'a>;
 
     /// The address a listener is bound to.
     fn listener_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;

@@ -7,7 +7,12 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+
+/// A borrowed view of a socket, to set and read its options (socket2's).
+pub use socket2::SockRef;
 
 /// Backlog of listening sockets.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -63,11 +68,95 @@ fn check_connected(socket: socket2::SockRef<'_>) -> io::Result<()> {
     socket.peer_addr().map(drop)
 }
 
-/// A nonblocking listener bound to `addr` (SO_REUSEADDR on, except on Windows).
-pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = tcp_socket(addr, Some(addr))?;
+/// A nonblocking listener bound to `addr` (SO_REUSEADDR on, except on Windows; SO_REUSEPORT
+/// too with `reuse_port`, where the OS has it).
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    // Lets a restarted server rebind while old connections sit in TIME_WAIT. Not on Windows,
+    // where it would let another socket steal the port.
+    #[cfg(not(windows))]
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_REUSEPORT is not available on this system",
+        ));
+    }
+    socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Options of a TCP connection, applied to every accepted or connected stream. The defaults
+/// leave the OS's choices except TCP_NODELAY, which is on (packages are sent as soon as they
+/// are written: getty's default too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// TCP_NODELAY (default on).
+    pub nodelay: bool,
+    /// SO_KEEPALIVE with this idle time before the first probe (default off).
+    pub keepalive: Option<Duration>,
+    /// SO_SNDBUF in bytes (default: the OS's).
+    pub send_buffer_size: Option<usize>,
+    /// SO_RCVBUF in bytes (default: the OS's).
+    pub recv_buffer_size: Option<usize>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            nodelay: true,
+            keepalive: None,
+            send_buffer_size: None,
+            recv_buffer_size: None,
+        }
+    }
+}
+
+impl TcpOptions {
+    /// Sets TCP_NODELAY.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Turns keep-alive on with `idle` before the first probe, or off with `None`.
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// Sets SO_SNDBUF (the OS may round it; Linux doubles it).
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Sets SO_RCVBUF (the OS may round it; Linux doubles it).
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Applies the options to a connected stream.
+    pub fn apply(&self, socket: SockRef<'_>) -> io::Result<()> {
+        socket.set_tcp_nodelay(self.nodelay)?;
+        match self.keepalive {
+            Some(idle) => socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?,
+            None => socket.set_keepalive(false)?,
+        }
+        if let Some(bytes) = self.send_buffer_size {
+            socket.set_send_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = self.recv_buffer_size {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// A nonblocking UDP socket bound to `addr` (port 0 picks a free port).

@@ -66,3 +66,132 @@ pub async fn close_callbacks_order_replace_remove_panic<R: Runtime>(rt: R) {
     within(&rt, "cli close", cli.close()).await;
     assert_eq!(lock(&log).len(), 4, "each ran once");
 }
+
+/// Socket options set on a server and a client are on their sockets, read back from the
+/// sockets themselves; by default TCP_NODELAY is on and keep-alive off.
+pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
+    use std::time::Duration;
+
+    use crate::endpoint::{TcpClientBuilder, TcpServer};
+    use crate::runtime::socket::TcpOptions;
+    use crate::testkit::instrumented::Instrumented;
+
+    let rt = Instrumented::new(rt);
+    let server_options = TcpOptions::default()
+        .nodelay(false)
+        .keepalive(Some(Duration::from_secs(42)))
+        .send_buffer_size(96 * 1024)
+        .recv_buffer_size(80 * 1024);
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .tcp_options(server_options)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await
+        .expect("server");
+    let client_rec = Recorder::new();
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    within(&rt, "session", cli.wait_for_sessions(1))
+        .await
+        .expect("connects");
+    // Once a package went both ways, both ends are configured.
+    cli.sessions()[0].send_pkg(b"configured").expect("send");
+    client_rec.wait_msgs(&rt, 1).await;
+
+    let accepted = lock(&rt.counters.accepted);
+    let server_side = socket2::SockRef::from(&accepted[0]);
+    assert!(!server_side.tcp_nodelay().expect("nodelay"));
+    assert!(server_side.keepalive().expect("keepalive"));
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    assert_eq!(
+        server_side.tcp_keepalive_time().expect("idle"),
+        Duration::from_secs(42)
+    );
+    // The OS may round buffer sizes up (Linux doubles them), never down.
+    assert!(server_side.send_buffer_size().expect("sndbuf") >= 96 * 1024);
+    assert!(server_side.recv_buffer_size().expect("rcvbuf") >= 80 * 1024);
+    drop(accepted);
+
+    let connected = lock(&rt.counters.connected);
+    let client_side = socket2::SockRef::from(&connected[0]);
+    assert!(client_side.tcp_nodelay().expect("nodelay"), "on by default");
+    assert!(
+        !client_side.keepalive().expect("keepalive"),
+        "off by default"
+    );
+    drop(connected);
+    cli.close().await;
+    srv.close().await;
+}
+
+/// With SO_REUSEPORT two servers listen on the same port and both serve; without it the
+/// second cannot bind. Where the OS has no SO_REUSEPORT, asking for it is a clear error.
+pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
+    use crate::endpoint::TcpServer;
+
+    let rec = Recorder::new();
+    let first = TcpServer::builder()
+        .reuse_port(true)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await;
+    if cfg!(not(all(
+        unix,
+        not(any(target_os = "solaris", target_os = "illumos"))
+    ))) {
+        assert!(
+            matches!(&first, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::Unsupported),
+            "{first:?}"
+        );
+        return;
+    }
+    let first = first.expect("first server");
+    let addr = first.local_addr();
+    let second = TcpServer::builder()
+        .addr(addr)
+        .reuse_port(true)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await
+        .expect("a second server on the same port");
+    let refused = TcpServer::builder()
+        .addr(addr)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&rec).factory(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse),
+        "{refused:?}"
+    );
+    // Connections reach one server or the other; each is served.
+    for i in 0..8u8 {
+        let mut raw = rt.connect(addr, None).await.expect("connect");
+        write_all(&mut raw, &hello_frame(&[i; 3]))
+            .await
+            .expect("write");
+        let echo = within(&rt, "echo", read_hello_frame(&mut raw))
+            .await
+            .expect("echo");
+        assert_eq!(echo, vec![i; 3]);
+    }
+    first.close().await;
+    second.close().await;
+}

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::runtime::Runtime;
@@ -20,6 +20,11 @@ pub struct Counters {
     pub failed_accepts: AtomicUsize,
     /// How many of the next `accept` calls fail with "too many open files".
     pub fail_next_accepts: AtomicUsize,
+    /// A second handle (a duplicated descriptor) on every stream accepted, to read its options
+    /// back after the endpoint configured it.
+    pub accepted: Mutex<Vec<socket2::Socket>>,
+    /// The same for every stream connected.
+    pub connected: Mutex<Vec<socket2::Socket>>,
 }
 
 /// Wraps runtime `R`, counting and injecting faults as [`Counters`] says.
@@ -68,17 +73,20 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         self.inner.now()
     }
 
-    fn connect(
-        &self,
-        addr: SocketAddr,
-        local: Option<SocketAddr>,
-    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
+    async fn connect(&self, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<Self::Tcp> {
         self.counters.connects.fetch_add(1, Ordering::SeqCst);
-        self.inner.connect(addr, local)
+        let stream = self.inner.connect(addr, local).await?;
+        let dup = self.inner.tcp_socket(&stream).try_clone()?;
+        crate::session::lock(&self.counters.connected).push(dup);
+        Ok(stream)
     }
 
-    fn listen(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send {
-        self.inner.listen(addr)
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        self.inner.listener_from_std(listener)
+    }
+
+    fn tcp_socket<'a>(&self, stream: &'a Self::Tcp) -> crate::runtime::socket::SockRef<'a> {
+        self.inner.tcp_socket(stream)
     }
 
     fn listener_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
@@ -98,7 +106,10 @@ impl<R: Runtime> Runtime for Instrumented<R> {
             counters.failed_accepts.fetch_add(1, Ordering::SeqCst);
             return Err(emfile());
         }
-        self.inner.accept(listener).await
+        let (stream, peer) = self.inner.accept(listener).await?;
+        let dup = self.inner.tcp_socket(&stream).try_clone()?;
+        crate::session::lock(&counters.accepted).push(dup);
+        Ok((stream, peer))
     }
 
     fn tcp_addrs(&self, stream: &Self::Tcp) -> io::Result<(SocketAddr, SocketAddr)> {

@@ -78,6 +78,8 @@ macro_rules! conformance_suite {
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
             extras::close_callbacks_order_replace_remove_panic,
+            extras::socket_options_are_applied,
+            extras::reuse_port_lets_servers_share_a_port,
             tls::tls_echo,
             tls::tls_mutual_requires_client_certificate,
             tls::tls_untrusted_server_fails_handshake,
