@@ -107,28 +107,29 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
     cli.sessions()[0].send_pkg(b"configured").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
 
-    let accepted = lock(&rt.counters.accepted);
-    let server_side = socket2::SockRef::from(&accepted[0]);
-    assert!(!server_side.tcp_nodelay().expect("nodelay"));
-    assert!(server_side.keepalive().expect("keepalive"));
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    assert_eq!(
-        server_side.tcp_keepalive_time().expect("idle"),
-        Duration::from_secs(42)
-    );
-    // The OS may round buffer sizes up (Linux doubles them), never down.
-    assert!(server_side.send_buffer_size().expect("sndbuf") >= 96 * 1024);
-    assert!(server_side.recv_buffer_size().expect("rcvbuf") >= 80 * 1024);
-    drop(accepted);
-
-    let connected = lock(&rt.counters.connected);
-    let client_side = socket2::SockRef::from(&connected[0]);
-    assert!(client_side.tcp_nodelay().expect("nodelay"), "on by default");
-    assert!(
-        !client_side.keepalive().expect("keepalive"),
-        "off by default"
-    );
-    drop(connected);
+    {
+        let accepted = lock(&rt.counters.accepted);
+        let server_side = socket2::SockRef::from(&accepted[0]);
+        assert!(!server_side.tcp_nodelay().expect("nodelay"));
+        assert!(server_side.keepalive().expect("keepalive"));
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            server_side.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(42)
+        );
+        // The OS may round buffer sizes up (Linux doubles them), never down.
+        assert!(server_side.send_buffer_size().expect("sndbuf") >= 96 * 1024);
+        assert!(server_side.recv_buffer_size().expect("rcvbuf") >= 80 * 1024);
+    }
+    {
+        let connected = lock(&rt.counters.connected);
+        let client_side = socket2::SockRef::from(&connected[0]);
+        assert!(client_side.tcp_nodelay().expect("nodelay"), "on by default");
+        assert!(
+            !client_side.keepalive().expect("keepalive"),
+            "off by default"
+        );
+    }
     cli.close().await;
     srv.close().await;
 }
