@@ -17,6 +17,7 @@ mod driver;
 pub mod endpoint;
 mod error;
 pub mod listener;
+pub mod pool;
 pub mod runtime;
 pub mod session;
 #[cfg(feature = "testkit")]

@@ -17,12 +17,12 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
 use super::{
-    cron, panic_message, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve,
-    YIELD_BUDGET,
+    cron, panic_message, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET,
 };
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
+use crate::pool::TaskPool;
 use crate::runtime::{Runtime, UdpSocket};
 use crate::session::{Envelope, Outbox, Session};
 
@@ -40,6 +40,7 @@ pub(crate) async fn run<R, C>(
     socket: R::Udp,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
+    pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     first: Option<(Bytes, SocketAddr)>,
 ) where
@@ -47,7 +48,7 @@ pub(crate) async fn run<R, C>(
     C: Codec,
 {
     let io = DatagramIo::new(socket, session.peer_addr().is_some());
-    run_session(rt, io, session, listener, on_established, |core| {
+    run_session(rt, io, session, listener, pool, on_established, |core| {
         let mut driver = Driver {
             core,
             pending: VecDeque::new(),
@@ -88,23 +89,16 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             let outcome = match event {
                 Event::Message((pkg, from)) => {
                     self.core.session.touch(self.core.rt.now());
-                    self.core.session.inner().queue.unregister_driver();
                     self.core.session.inner().stats.add_pkgs_read(1);
-                    pump_while(
-                        &self.core.rt,
-                        &mut self.core.io,
-                        &self.core.session,
-                        "on_datagram",
-                        self.core
-                            .listener
-                            .on_datagram(&self.core.session, pkg, from),
-                    )
-                    .await
+                    let (listener, session) =
+                        (self.core.listener.clone(), self.core.session.clone());
+                    self.core
+                        .dispatch("on_datagram", async move {
+                            listener.on_datagram(&session, pkg, from).await
+                        })
+                        .await
                 }
-                Event::Cron => {
-                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
-                }
+                Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
             };

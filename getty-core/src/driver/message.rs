@@ -22,11 +22,12 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
-use super::{cron, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::Codec;
 use crate::driver::datagram::decode_all;
 use crate::error::Error;
 use crate::listener::EventListener;
+use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Envelope, Outbox, Session};
 
@@ -39,6 +40,7 @@ pub(crate) async fn run<R, C, T>(
     leftover: Vec<u8>,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
+    pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
 ) where
     R: Runtime,
@@ -62,10 +64,12 @@ pub(crate) async fn run<R, C, T>(
         write_dead: false,
         write_error: None,
     };
-    run_session(rt, io, session, listener, on_established, |core| Driver {
-        core,
-        pending: VecDeque::new(),
-        budget: YIELD_BUDGET,
+    run_session(rt, io, session, listener, pool, on_established, |core| {
+        Driver {
+            core,
+            pending: VecDeque::new(),
+            budget: YIELD_BUDGET,
+        }
     })
     .await;
 }
@@ -106,22 +110,19 @@ where
             let outcome = match event {
                 Event::Message(pkg) => {
                     self.core.session.touch(self.core.rt.now());
-                    self.core.session.inner().queue.unregister_driver();
                     self.core.session.inner().stats.add_pkgs_read(1);
-                    pump_while(
-                        &self.core.rt,
-                        &mut self.core.io,
-                        &self.core.session,
-                        "on_message",
-                        self.core.listener.on_message(&self.core.session, pkg),
-                    )
-                    .await
+                    let (listener, session) =
+                        (self.core.listener.clone(), self.core.session.clone());
+                    self.core
+                        .dispatch("on_message", async move {
+                            listener.on_message(&session, pkg).await
+                        })
+                        .await
                 }
                 Event::Cron => {
                     // The heartbeat: a ping leaves with the next drain.
                     self.core.io.ping_due = true;
-                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
+                    cron(&mut self.core).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),

@@ -30,7 +30,8 @@ use futures_lite::FutureExt;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::listener::EventListener;
-use crate::runtime::{timeout_at, Runtime, Timer};
+use crate::pool::{Jobs, TaskPool};
+use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
 use crate::session::Session;
 
 /// Runs a user handler future, turning a panic into [`Error::HandlerPanic`].
@@ -86,6 +87,64 @@ pub(crate) struct Core<R: Runtime, C: Codec, I> {
     pub(crate) session: Session<C>,
     pub(crate) listener: Arc<dyn EventListener<C>>,
     pub(crate) timers: Timers<R>,
+    /// Where handlers run when not on this task.
+    pool: Option<Arc<TaskPool>>,
+    /// This session's handlers on the pool.
+    jobs: Arc<Jobs>,
+}
+
+impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
+    /// Runs a handler: on the task pool when there is one (waiting, with writes moving, while
+    /// the session's queue there is full), otherwise here, before the next event.
+    pub(crate) async fn dispatch<F>(
+        &mut self,
+        handler: &'static str,
+        future: F,
+    ) -> Result<Option<()>, Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(pool) = self.pool.clone() else {
+            // The driver drains the queue right after the handler: replies it queues need no
+            // wake-up (which would cost a spurious poll and read).
+            self.session.inner().queue.unregister_driver();
+            return pump_while(&self.rt, &mut self.io, &self.session, handler, future).await;
+        };
+        let mut done = JobDone {
+            jobs: self.jobs.clone(),
+            failure: None,
+        };
+        done.jobs.started();
+        let session = self.session.clone();
+        let job: BoxFuture<()> = Box::pin(async move {
+            if let Err(err) = catch_handler(handler, future).await {
+                log::error!("session {}: {err}", session.id());
+                done.failure = Some(err);
+                session.close();
+            }
+            drop(done);
+        });
+        let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+        let submit = pool.submit(session.id(), job);
+        match pump_while(rt, io, session, "a full task pool queue", submit).await? {
+            Some(Ok(())) => Ok(Some(())),
+            // The pool stopped (its endpoint is closing): run the handler here.
+            Some(Err(job)) => pump_while(rt, io, session, handler, job).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// Counts a pool job as finished when it ends or is dropped unrun (a cancelled submit).
+struct JobDone {
+    jobs: Arc<Jobs>,
+    failure: Option<Error>,
+}
+
+impl Drop for JobDone {
+    fn drop(&mut self) {
+        self.jobs.finished(self.failure.take());
+    }
 }
 
 /// A transport's event loop, run by [`run_session`].
@@ -103,6 +162,7 @@ pub(crate) async fn run_session<R, C, I, D>(
     mut io: I,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
+    pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     make: impl FnOnce(Core<R, C, I>) -> D,
 ) where
@@ -122,9 +182,19 @@ pub(crate) async fn run_session<R, C, I, D>(
         session,
         listener,
         timers,
+        pool,
+        jobs: Arc::default(),
     });
-    let reason = driver.serve().await;
+    let mut reason = driver.serve().await;
     let core = driver.core();
+    // Handlers still running on the pool finish first (writes moving, within the close-wait
+    // once closing), so that `on_close` stays last; a panic among them is the reason.
+    let jobs = core.jobs.clone();
+    let (rt, io, session) = (&core.rt, &mut core.io, &core.session);
+    let _ = pump_while(rt, io, session, "pool handlers", jobs.idle()).await;
+    if reason.is_none() {
+        reason = jobs.take_failure();
+    }
     close(
         &core.rt,
         &mut core.io,
@@ -330,21 +400,18 @@ where
     Poll::Ready(None)
 }
 
-/// Runs `on_cron` (writes moving meanwhile) and schedules the next tick.
-pub(crate) async fn cron<R, C, I>(
-    rt: &R,
-    io: &mut I,
-    session: &Session<C>,
-    listener: &Arc<dyn EventListener<C>>,
-    timers: &mut Timers<R>,
-) -> Result<Option<()>, Error>
+/// Runs `on_cron` (see [`Core::dispatch`]) and schedules the next tick.
+pub(crate) async fn cron<R, C, I>(core: &mut Core<R, C, I>) -> Result<Option<()>, Error>
 where
     R: Runtime,
     C: Codec,
     I: DriverIo,
 {
-    let outcome = pump_while(rt, io, session, "on_cron", listener.on_cron(session)).await;
-    timers.rearm_cron(rt, session);
+    let (listener, session) = (core.listener.clone(), core.session.clone());
+    let outcome = core
+        .dispatch("on_cron", async move { listener.on_cron(&session).await })
+        .await;
+    core.timers.rearm_cron(&core.rt, &core.session);
     outcome
 }
 

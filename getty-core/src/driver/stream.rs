@@ -16,12 +16,12 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    cron, panic_message, poll_turn, pump_while, run_session, Core, DriverIo, Event, Serve,
-    YIELD_BUDGET,
+    cron, panic_message, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET,
 };
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
+use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Outbox, Session};
 
@@ -40,6 +40,7 @@ pub(crate) async fn run<R, C, T>(
     io: T,
     session: Session<C>,
     listener: Arc<dyn EventListener<C>>,
+    pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
 ) where
     R: Runtime,
@@ -47,10 +48,12 @@ pub(crate) async fn run<R, C, T>(
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let io = StreamIo::new(io);
-    run_session(rt, io, session, listener, on_established, |core| Driver {
-        read_at: core.rt.now(),
-        budget: YIELD_BUDGET,
-        core,
+    run_session(rt, io, session, listener, pool, on_established, |core| {
+        Driver {
+            read_at: core.rt.now(),
+            budget: YIELD_BUDGET,
+            core,
+        }
     })
     .await;
 }
@@ -92,24 +95,16 @@ where
             let outcome = match event {
                 Event::Message(pkg) => {
                     self.core.session.touch(self.read_at);
-                    // The driver drains the queue right after the handler: replies it queues
-                    // need no wake-up (which would cost a spurious poll and read).
-                    self.core.session.inner().queue.unregister_driver();
-                    let counters = &self.core.session.inner().stats;
-                    counters.add_pkgs_read(1);
-                    pump_while(
-                        &self.core.rt,
-                        &mut self.core.io,
-                        &self.core.session,
-                        "on_message",
-                        self.core.listener.on_message(&self.core.session, pkg),
-                    )
-                    .await
+                    self.core.session.inner().stats.add_pkgs_read(1);
+                    let (listener, session) =
+                        (self.core.listener.clone(), self.core.session.clone());
+                    self.core
+                        .dispatch("on_message", async move {
+                            listener.on_message(&session, pkg).await
+                        })
+                        .await
                 }
-                Event::Cron => {
-                    let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-                    cron(rt, io, session, &self.core.listener, &mut self.core.timers).await
-                }
+                Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
             };

@@ -18,6 +18,7 @@ use crate::codec::Codec;
 use crate::driver::datagram::CONNECT_PING;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
+use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session};
@@ -36,6 +37,7 @@ pub struct ClientBuilder<K> {
     max_reconnect_attempts: Option<u32>,
     connect_timeout: Duration,
     local_addr: Option<SocketAddr>,
+    task_pool: Option<TaskPoolConfig>,
 }
 
 /// Reconnect delays grow with the number of consecutive failures up to this many intervals.
@@ -235,6 +237,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             max_reconnect_attempts: Some(50),
             connect_timeout: Duration::from_secs(3),
             local_addr: None,
+            task_pool: None,
         }
     }
 
@@ -270,6 +273,13 @@ impl<K: ClientKind> ClientBuilder<K> {
         self
     }
 
+    /// Runs `on_message` and `on_cron` on a task pool (getty's `WithClientTaskPool`; see
+    /// [`crate::pool`]) instead of on each session's task. Closing the client stops it.
+    pub fn task_pool(mut self, config: TaskPoolConfig) -> Self {
+        self.task_pool = Some(config);
+        self
+    }
+
     /// Starts the client on `rt`: one background worker connects the pool and refills it.
     /// Returns at once; [`Client::wait_for_sessions`] waits for connections.
     pub fn start<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<Client<C>>
@@ -299,7 +309,15 @@ impl<K: ClientKind> ClientBuilder<K> {
                 "max_reconnect_attempts must be positive (None retries forever)",
             ));
         }
+        let pool = match self.task_pool {
+            Some(config) => {
+                config.validate()?;
+                Some(TaskPool::start(&rt, config))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            pool,
             addr: self.addr,
             sessions: Arc::new(SessionSet::default()),
             stop: Signal::default(),
@@ -321,6 +339,7 @@ impl<K: ClientKind> ClientBuilder<K> {
                 max_reconnect_attempts: self.max_reconnect_attempts,
                 connect_timeout: self.connect_timeout,
                 local_addr: self.local_addr,
+                task_pool: self.task_pool,
             },
             shared: shared.clone(),
         };
@@ -341,6 +360,7 @@ pub type TcpClient<C> = Client<C>;
 pub type UdpClient<C> = Client<C>;
 
 struct Shared<C: Codec> {
+    pool: Option<Arc<TaskPool>>,
     addr: SocketAddr,
     sessions: Arc<SessionSet<Session<C>>>,
     stop: Signal,
@@ -403,6 +423,14 @@ impl<C: Codec> Client<C> {
         self.shared.worker_done.wait().await;
         self.shared.sessions.close_all();
         self.shared.sessions.wait_until(|s| s.len() == 0).await;
+        if let Some(pool) = &self.shared.pool {
+            pool.shutdown().await;
+        }
+    }
+
+    /// The task pool's workers still running (0 without a pool, and once closed).
+    pub fn task_pool_workers(&self) -> usize {
+        self.shared.pool.as_ref().map_or(0, |p| p.workers_alive())
     }
 }
 
@@ -410,6 +438,9 @@ impl<C: Codec> Drop for Client<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
         self.shared.sessions.close_all();
+        if let Some(pool) = &self.shared.pool {
+            pool.stop();
+        }
     }
 }
 
@@ -654,6 +685,7 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
             &self.codec,
             self.new_session.as_ref(),
             &self.shared.sessions,
+            self.shared.pool.as_ref(),
             Session::clone,
         )
     }

@@ -32,6 +32,7 @@ use crate::codec::Codec;
 use crate::driver::{datagram, message, panic_message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
+use crate::pool::TaskPool;
 use crate::runtime::{DynRuntime, Runtime};
 use crate::session::{lock, Session, SessionControl, TransportKind};
 
@@ -198,6 +199,7 @@ pub(crate) fn start_session<R, C, T, S>(
     codec: &Arc<C>,
     new_session: &dyn NewSession<C>,
     set: &Arc<SessionSet<S>>,
+    pool: Option<&Arc<TaskPool>>,
     wrap: impl FnOnce(&Session<C>) -> S,
 ) -> Result<Session<C>, Error>
 where
@@ -237,6 +239,7 @@ where
     let task_rt = rt.clone();
     let task_session = session.clone();
     let task_set = set.clone();
+    let pool = pool.cloned();
     rt.spawn(async move {
         // Handlers and codecs are caught where they run; this is the last line of defence, so
         // that no bug can unwind into the executor (smol's would lose a worker thread).
@@ -245,15 +248,26 @@ where
         let run = async move {
             match transport {
                 Transport::Stream(io) => {
-                    stream::run(task_rt, io, task_session, listener, established).await
+                    stream::run(task_rt, io, task_session, listener, pool, established).await
                 }
                 Transport::WebSocket { io, role, leftover } => {
                     let session = task_session;
-                    message::run(task_rt, io, role, leftover, session, listener, established).await
+                    message::run(
+                        task_rt,
+                        io,
+                        role,
+                        leftover,
+                        session,
+                        listener,
+                        pool,
+                        established,
+                    )
+                    .await
                 }
                 Transport::Datagram { socket, first } => {
                     let session = task_session;
-                    datagram::run(task_rt, socket, session, listener, established, first).await
+                    datagram::run(task_rt, socket, session, listener, pool, established, first)
+                        .await
                 }
             }
         };

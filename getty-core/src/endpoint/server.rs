@@ -14,6 +14,7 @@ use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::listener::NewSession;
+use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{timeout_at, DynRuntime, Runtime};
 use crate::session::SessionControl;
@@ -39,6 +40,7 @@ pub struct TcpServerBuilder {
     ws_origins: Option<Vec<String>>,
     tcp_options: TcpOptions,
     reuse_port: bool,
+    task_pool: Option<TaskPoolConfig>,
 }
 
 impl Default for TcpServerBuilder {
@@ -52,6 +54,7 @@ impl Default for TcpServerBuilder {
             ws_origins: None,
             tcp_options: TcpOptions::default(),
             reuse_port: false,
+            task_pool: None,
         }
     }
 }
@@ -85,6 +88,13 @@ impl TcpServerBuilder {
     /// can listen on the same port, the OS spreading connections over them. Off by default.
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
+        self
+    }
+
+    /// Runs `on_message` and `on_cron` on a task pool (getty's `WithServerTaskPool`; see
+    /// [`crate::pool`]) instead of on each session's task. Closing the server stops it.
+    pub fn task_pool(mut self, config: TaskPoolConfig) -> Self {
+        self.task_pool = Some(config);
         self
     }
 
@@ -162,7 +172,15 @@ impl TcpServerBuilder {
         let local_addr = rt
             .listener_addr(&listener)
             .map_err(|e| Error::io("listen", e))?;
+        let pool = match self.task_pool {
+            Some(config) => {
+                config.validate()?;
+                Some(TaskPool::start(&rt, config))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            pool: pool.clone(),
             local_addr,
             sessions: Arc::new(SessionSet::default()),
             stop: Signal::default(),
@@ -175,6 +193,7 @@ impl TcpServerBuilder {
                 codec: Arc::new(codec),
                 new_session,
                 sessions: shared.sessions.clone(),
+                pool,
             }),
             rt: rt.clone(),
             listener,
@@ -200,6 +219,7 @@ pub struct TcpServer {
 type Sessions = SessionSet<Arc<dyn SessionControl>>;
 
 struct Shared {
+    pool: Option<Arc<TaskPool>>,
     local_addr: SocketAddr,
     sessions: Arc<Sessions>,
     stop: Signal,
@@ -239,7 +259,15 @@ impl TcpServer {
         self.shared.accept_done.wait().await;
         self.shared.sessions.close_all();
         self.shared.sessions.wait_until(|s| s.len() == 0).await;
+        if let Some(pool) = &self.shared.pool {
+            pool.shutdown().await;
+        }
         log::info!("tcp server on {} closed", self.shared.local_addr);
+    }
+
+    /// The task pool's workers still running (0 without a pool, and once closed).
+    pub fn task_pool_workers(&self) -> usize {
+        self.shared.pool.as_ref().map_or(0, |p| p.workers_alive())
     }
 }
 
@@ -247,6 +275,9 @@ impl Drop for TcpServer {
     fn drop(&mut self) {
         self.shared.stop.set();
         self.shared.sessions.close_all();
+        if let Some(pool) = &self.shared.pool {
+            pool.stop();
+        }
     }
 }
 
@@ -283,6 +314,7 @@ struct Starter<R: Runtime, C, N> {
     codec: Arc<C>,
     new_session: N,
     sessions: Arc<Sessions>,
+    pool: Option<Arc<TaskPool>>,
 }
 
 impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
@@ -300,6 +332,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
             &self.codec,
             &self.new_session,
             &self.sessions,
+            self.pool.as_ref(),
             |s| Arc::new(s.clone()) as Arc<dyn SessionControl>,
         );
         if let Err(err) = started {

@@ -66,6 +66,7 @@ impl UdpEndpointBuilder {
             &Arc::new(codec),
             &new_session,
             &sessions,
+            None,
             Session::clone,
         )?;
         sessions
