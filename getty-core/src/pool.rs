@@ -4,12 +4,13 @@
 //! Without a pool, a session's handlers run on its task, in order, and a slow handler slows
 //! only its own session's reading (that is its backpressure). With one, the session goes on
 //! reading while its handlers run on the workers:
-//! - **ordered** (the default): each session's packages go to one worker's queue (chosen by the
-//!   session id), so they are handled one at a time and in order, while different sessions
-//!   run in parallel. It is the default because protocol handlers usually depend on the
-//!   package before (getty's handlers assume it too).
-//! - **unordered**: one queue that every worker takes from, for stateless handlers: a slow
-//!   package never delays the next one of the same session, but the order is lost.
+//! - **ordered** (the default): each session's handlers run one at a time, in order, on
+//!   whichever worker is free, while different sessions run in parallel; a slow handler holds
+//!   up only its own session. It is the default because protocol handlers usually depend on
+//!   the package before (getty's handlers assume it too).
+//! - **unordered**: one queue for the whole pool that every worker takes from, for stateless
+//!   handlers: a slow package never delays the next one of the same session, but the order
+//!   is lost.
 //!
 //! Queues are bounded: when a session's queue is full, its reading waits (no unbounded
 //! growth, unlike getty's `AddTaskAlways`). Workers are spawned through the runtime seam, so a
@@ -20,7 +21,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use event_listener::Event;
+use event_listener::{Event, IntoNotification};
 
 use crate::error::{Error, Result};
 use crate::runtime::{BoxFuture, Runtime};
@@ -52,7 +53,8 @@ impl TaskPoolConfig {
         self
     }
 
-    /// How many handlers may wait in one queue before reading waits (default 256).
+    /// How many handlers may wait in one queue (a session's in ordered mode, the pool's in
+    /// unordered mode) before reading waits (default 256).
     pub fn queue_len(mut self, n: usize) -> Self {
         self.queue_len = n;
         self
@@ -75,105 +77,146 @@ impl TaskPoolConfig {
 }
 
 /// A started pool, shared by an endpoint's sessions.
+///
+/// Jobs wait in *lanes*: in ordered mode one per session, in unordered mode one for the whole
+/// pool. A lane with work is put on the ready queue; a worker takes a lane from it and runs
+/// one job. In ordered mode a lane is on the ready queue at most once and goes back only
+/// after its job ended, so a session's handlers never overlap and keep their order, while a
+/// slow one holds up only its own session.
 pub(crate) struct TaskPool {
-    queues: Vec<Queue>,
+    ordered: bool,
+    /// The lane of every session in unordered mode.
+    shared: Arc<Lane>,
     capacity: usize,
+    ready: Mutex<VecDeque<Arc<Lane>>>,
+    /// Notified when a lane is made ready or the pool stops. Always with `additional`: a
+    /// worker already notified but not yet running must not absorb another lane's wake-up.
+    work: Event,
     stopped: AtomicBool,
     alive: AtomicUsize,
     /// Notified when a worker ends.
     exited: Event,
 }
 
-struct Queue {
-    jobs: Mutex<VecDeque<BoxFuture<()>>>,
-    /// Notified when a job is queued or the pool stops.
-    queued: Event,
-    /// Notified when a job is taken.
-    taken: Event,
+/// Queued jobs of one session (ordered) or of the whole pool (unordered).
+#[derive(Default)]
+pub(crate) struct Lane {
+    state: Mutex<LaneState>,
+    /// Notified when a job is taken from the lane, or the pool stops.
+    room: Event,
+}
+
+#[derive(Default)]
+struct LaneState {
+    jobs: VecDeque<BoxFuture<()>>,
+    /// On the ready queue or running (ordered mode).
+    scheduled: bool,
 }
 
 impl TaskPool {
     /// Starts `config.workers` workers on `rt`.
     pub(crate) fn start<R: Runtime>(rt: &R, config: TaskPoolConfig) -> Arc<TaskPool> {
-        let queues = if config.ordered { config.workers } else { 1 };
         let pool = Arc::new(TaskPool {
-            queues: (0..queues)
-                .map(|_| Queue {
-                    jobs: Mutex::new(VecDeque::new()),
-                    queued: Event::new(),
-                    taken: Event::new(),
-                })
-                .collect(),
+            ordered: config.ordered,
+            shared: Arc::default(),
             capacity: config.queue_len,
+            ready: Mutex::new(VecDeque::new()),
+            work: Event::new(),
             stopped: AtomicBool::new(false),
             alive: AtomicUsize::new(config.workers),
             exited: Event::new(),
         });
-        for worker in 0..config.workers {
+        for _ in 0..config.workers {
             let pool = pool.clone();
-            rt.spawn(async move { pool.work(worker % queues).await });
+            rt.spawn(async move { pool.work().await });
         }
         pool
     }
 
-    /// Queues `job` for the session `key`, waiting while its queue is full. A stopped pool
-    /// hands the job back.
+    /// The lane a session's jobs go to: its own (ordered) or the pool's (unordered).
+    pub(crate) fn lane(&self) -> Arc<Lane> {
+        if self.ordered {
+            Arc::default()
+        } else {
+            self.shared.clone()
+        }
+    }
+
+    /// Queues `job` on `lane`, waiting while the lane is full. A stopped pool hands the job
+    /// back.
     pub(crate) async fn submit(
         &self,
-        key: u64,
+        lane: &Arc<Lane>,
         job: BoxFuture<()>,
     ) -> std::result::Result<(), BoxFuture<()>> {
-        let queue = &self.queues[(key % self.queues.len() as u64) as usize];
         loop {
             let listener = {
-                let mut jobs = lock(&queue.jobs);
+                let mut state = lock(&lane.state);
                 if self.stopped.load(Ordering::Acquire) {
                     return Err(job);
                 }
-                if jobs.len() < self.capacity {
-                    jobs.push_back(job);
-                    drop(jobs);
-                    queue.queued.notify(1);
+                if state.jobs.len() < self.capacity {
+                    state.jobs.push_back(job);
+                    let ready = !self.ordered || !state.scheduled;
+                    state.scheduled = true;
+                    drop(state);
+                    if ready {
+                        lock(&self.ready).push_back(lane.clone());
+                        self.work.notify(1.additional());
+                    }
                     return Ok(());
                 }
-                queue.taken.listen()
+                lane.room.listen()
             };
             listener.await;
         }
     }
 
-    /// One worker: runs the jobs of queue `index` until the pool stops and the queue is empty.
-    async fn work(&self, index: usize) {
-        let queue = &self.queues[index];
+    /// One worker: runs one job of a ready lane at a time, until the pool stops and nothing
+    /// is ready.
+    async fn work(&self) {
         loop {
             let next = {
-                let mut jobs = lock(&queue.jobs);
-                match jobs.pop_front() {
-                    Some(job) => Ok(job),
+                let mut ready = lock(&self.ready);
+                match ready.pop_front() {
+                    Some(lane) => Ok(lane),
                     None if self.stopped.load(Ordering::Acquire) => break,
-                    None => Err(queue.queued.listen()),
+                    None => Err(self.work.listen()),
                 }
             };
-            match next {
-                Ok(job) => {
-                    queue.taken.notify(1);
-                    // Jobs catch their handler's panics themselves (see the drivers).
-                    job.await;
+            let lane = match next {
+                Ok(lane) => lane,
+                Err(listener) => {
+                    listener.await;
+                    continue;
                 }
-                Err(listener) => listener.await,
+            };
+            let job = lock(&lane.state).jobs.pop_front();
+            lane.room.notify(1.additional());
+            if let Some(job) = job {
+                // Jobs catch their handler's panics themselves (see `Core::dispatch`).
+                job.await;
+            }
+            if self.ordered {
+                let mut state = lock(&lane.state);
+                if state.jobs.is_empty() {
+                    state.scheduled = false;
+                } else {
+                    drop(state);
+                    lock(&self.ready).push_back(lane);
+                    self.work.notify(1.additional());
+                }
             }
         }
         self.alive.fetch_sub(1, Ordering::AcqRel);
         self.exited.notify(usize::MAX);
     }
 
-    /// Tells the workers to end once their queues are empty; new jobs are refused.
+    /// Tells the workers to end once nothing is ready; new jobs are refused.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        for queue in &self.queues {
-            queue.queued.notify(usize::MAX);
-            queue.taken.notify(usize::MAX);
-        }
+        self.work.notify(usize::MAX);
+        self.shared.room.notify(usize::MAX);
     }
 
     /// Stops the workers (see [`stop`](Self::stop)) and waits until they have ended.
@@ -197,7 +240,7 @@ impl TaskPool {
 impl fmt::Debug for TaskPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskPool")
-            .field("queues", &self.queues.len())
+            .field("ordered", &self.ordered)
             .field("workers_alive", &self.workers_alive())
             .finish()
     }

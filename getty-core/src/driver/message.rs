@@ -33,6 +33,8 @@ use crate::session::{Envelope, Outbox, Session};
 
 /// Runs one WebSocket session to its end. `io` has completed the opening handshake as
 /// `role`; `leftover` holds bytes read after the handshake (the peer's first frames).
+// The upgraded stream comes with its role and leftover bytes: three of the eight.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<R, C, T>(
     rt: R,
     io: T,

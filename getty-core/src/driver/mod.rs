@@ -30,7 +30,7 @@ use futures_lite::FutureExt;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::listener::EventListener;
-use crate::pool::{Jobs, TaskPool};
+use crate::pool::{Jobs, Lane, TaskPool};
 use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
 use crate::session::Session;
 
@@ -91,6 +91,8 @@ pub(crate) struct Core<R: Runtime, C: Codec, I> {
     pool: Option<Arc<TaskPool>>,
     /// This session's handlers on the pool.
     jobs: Arc<Jobs>,
+    /// Where this session's handlers wait on the pool.
+    lane: Option<Arc<Lane>>,
 }
 
 impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
@@ -125,7 +127,8 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
             drop(done);
         });
         let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-        let submit = pool.submit(session.id(), job);
+        let lane = self.lane.get_or_insert_with(|| pool.lane()).clone();
+        let submit = pool.submit(&lane, job);
         match pump_while(rt, io, session, "a full task pool queue", submit).await? {
             Some(Ok(())) => Ok(Some(())),
             // The pool stopped (its endpoint is closing): run the handler here.
@@ -184,6 +187,7 @@ pub(crate) async fn run_session<R, C, I, D>(
         timers,
         pool,
         jobs: Arc::default(),
+        lane: None,
     });
     let mut reason = driver.serve().await;
     let core = driver.core();

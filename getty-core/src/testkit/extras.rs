@@ -196,3 +196,230 @@ pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
     first.close().await;
     second.close().await;
 }
+
+/// Echoes every package from the task pool, except that `b"slow"` waits for the gate to
+/// open and `b"panic"` panics.
+struct Gated {
+    rec: Arc<Recorder>,
+    open: std::sync::atomic::AtomicBool,
+    opened: event_listener::Event,
+}
+
+impl Gated {
+    fn new(rec: &Arc<Recorder>) -> Arc<Self> {
+        Arc::new(Gated {
+            rec: rec.clone(),
+            open: std::sync::atomic::AtomicBool::new(false),
+            opened: event_listener::Event::new(),
+        })
+    }
+
+    fn release(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify(usize::MAX);
+    }
+
+    async fn wait_open(&self) {
+        use std::sync::atomic::Ordering;
+        while !self.open.load(Ordering::SeqCst) {
+            let listener = self.opened.listen();
+            if self.open.load(Ordering::SeqCst) {
+                break;
+            }
+            listener.await;
+        }
+    }
+}
+
+#[async_trait]
+impl EventListener<Hello> for Gated {
+    async fn on_message(&self, session: &Session<Hello>, pkg: bytes::Bytes) {
+        match &pkg[..] {
+            b"slow" => self.wait_open().await,
+            b"panic" => panic!("pool handler panics"),
+            _ => futures_lite::future::yield_now().await,
+        }
+        let _ = session.send_pkg(&pkg);
+        self.rec.push(Rec::Msg(session.id(), pkg));
+    }
+    async fn on_error(&self, session: &Session<Hello>, err: &Error) {
+        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+    }
+}
+
+/// A server whose handlers run on a task pool of `config`, echoing through [`Gated`].
+async fn pooled_server<R: Runtime>(
+    rt: &R,
+    config: crate::pool::TaskPoolConfig,
+    gated: &Arc<Gated>,
+) -> crate::endpoint::TcpServer {
+    let listener: Arc<dyn EventListener<Hello>> = gated.clone();
+    crate::endpoint::TcpServer::builder()
+        .task_pool(config)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |_: &Session<Hello>| Ok(listener.clone()),
+        )
+        .await
+        .expect("server")
+}
+
+/// The payloads session `id` got back, in order, among `events`.
+fn echoes_in(events: &[Rec], id: u64) -> Vec<bytes::Bytes> {
+    let of_id: Vec<Rec> = events.iter().filter(|r| r.id() == id).cloned().collect();
+    payloads(&of_id)
+}
+
+/// The same, from a recorder (not from inside its `wait`, which holds its lock).
+fn echoes_of(rec: &Recorder, id: u64) -> Vec<bytes::Bytes> {
+    echoes_in(&rec.events(), id)
+}
+
+/// Ordered pool (the default): a handler that blocks holds up only its own session, whose
+/// later packages wait their turn; other sessions' traffic flows meanwhile.
+pub async fn task_pool_slow_handler_stalls_only_its_session<R: Runtime>(rt: R) {
+    use crate::pool::TaskPoolConfig;
+    let gated = Gated::new(&Recorder::new());
+    let srv = pooled_server(&rt, TaskPoolConfig::default().workers(2), &gated).await;
+    let client_rec = Recorder::new();
+    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
+        .pool_size(2)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    within(&rt, "sessions", cli.wait_for_sessions(2))
+        .await
+        .expect("connects");
+    let (stuck, free) = (cli.sessions()[0].clone(), cli.sessions()[1].clone());
+    stuck.send_pkg(b"slow").expect("send");
+    stuck.send_pkg(b"after slow").expect("send");
+    for i in 0..50 {
+        free.send_pkg(&payload(i)).expect("send");
+    }
+    client_rec
+        .wait(&rt, "the free session's 50 echoes", |e| {
+            echoes_in(e, free.id()).len() == 50
+        })
+        .await;
+    assert_eq!(
+        echoes_of(&client_rec, free.id()),
+        (0..50).map(payload).collect::<Vec<_>>()
+    );
+    assert!(
+        echoes_of(&client_rec, stuck.id()).is_empty(),
+        "its session waits for the slow one"
+    );
+    gated.release();
+    client_rec
+        .wait(&rt, "the stuck session's echoes", |e| {
+            echoes_in(e, stuck.id()).len() == 2
+        })
+        .await;
+    assert_eq!(
+        echoes_of(&client_rec, stuck.id()),
+        vec![
+            bytes::Bytes::from_static(b"slow"),
+            bytes::Bytes::from_static(b"after slow")
+        ]
+    );
+    cli.close().await;
+    srv.close().await;
+}
+
+/// Ordered pool under load: several sessions, many packages each, few workers; every session
+/// gets its echoes back in order.
+pub async fn task_pool_ordered_keeps_order_under_load<R: Runtime>(rt: R) {
+    use crate::pool::TaskPoolConfig;
+    const N: usize = 500;
+    let gated = Gated::new(&Recorder::new());
+    let srv = pooled_server(
+        &rt,
+        TaskPoolConfig::default().workers(3).queue_len(8),
+        &gated,
+    )
+    .await;
+    let client_rec = Recorder::new();
+    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
+        .pool_size(4)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    within(&rt, "sessions", cli.wait_for_sessions(4))
+        .await
+        .expect("connects");
+    for (k, session) in cli.sessions().iter().enumerate() {
+        for i in 0..N {
+            session.send_pkg(&payload(k * N + i)).expect("send");
+        }
+    }
+    client_rec.wait_msgs(&rt, 4 * N).await;
+    for (k, session) in cli.sessions().iter().enumerate() {
+        assert_eq!(
+            echoes_of(&client_rec, session.id()),
+            (k * N..(k + 1) * N).map(payload).collect::<Vec<_>>(),
+            "session {k}"
+        );
+    }
+    cli.close().await;
+    srv.close().await;
+}
+
+/// Unordered pool: a slow package does not delay the next one of the same session; a
+/// panicking handler closes its session with `HandlerPanic`; closing the server stops every
+/// worker, and a client's pool stops with the client.
+pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
+    use crate::pool::TaskPoolConfig;
+    let server_rec = Recorder::new();
+    let gated = Gated::new(&server_rec);
+    let srv = pooled_server(
+        &rt,
+        TaskPoolConfig::default().workers(3).ordered(false),
+        &gated,
+    )
+    .await;
+    assert_eq!(srv.task_pool_workers(), 3);
+    let client_rec = Recorder::new();
+    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
+        .task_pool(TaskPoolConfig::default().workers(2))
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    within(&rt, "session", cli.wait_for_sessions(1))
+        .await
+        .expect("connects");
+    assert_eq!(cli.task_pool_workers(), 2);
+    let session = cli.sessions()[0].clone();
+    session.send_pkg(b"slow").expect("send");
+    session.send_pkg(b"fast").expect("send");
+    client_rec
+        .wait(&rt, "the fast echo", |e| count_msgs(e) == 1)
+        .await;
+    assert_eq!(
+        payloads(&client_rec.events()),
+        vec![bytes::Bytes::from_static(b"fast")]
+    );
+    gated.release();
+    client_rec.wait_msgs(&rt, 2).await;
+
+    session.send_pkg(b"panic").expect("send");
+    server_rec
+        .wait(&rt, "the panic reported", |e| {
+            e.iter().any(|r| matches!(r, Rec::Error(_, m) if m.contains("HandlerPanic") && m.contains("pool handler panics")))
+        })
+        .await;
+    within(&rt, "the client sees the end", session.closed()).await;
+    cli.close().await;
+    assert_eq!(cli.task_pool_workers(), 0, "the client's workers ended");
+    srv.close().await;
+    assert_eq!(srv.task_pool_workers(), 0, "the server's workers ended");
+}
