@@ -90,11 +90,9 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                 Event::Message((pkg, from)) => {
                     self.core.session.touch(self.core.rt.now());
                     self.core.session.inner().stats.add_pkgs_read(1);
-                    let (listener, session) =
-                        (self.core.listener.clone(), self.core.session.clone());
                     self.core
-                        .dispatch("on_datagram", async move {
-                            listener.on_datagram(&session, pkg, from).await
+                        .dispatch("on_datagram", move |listener, session| {
+                            listener.on_datagram(session, pkg, from)
                         })
                         .await
                 }

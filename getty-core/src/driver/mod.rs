@@ -96,22 +96,29 @@ pub(crate) struct Core<R: Runtime, C: Codec, I> {
 }
 
 impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
-    /// Runs a handler: on the task pool when there is one (waiting, with writes moving, while
-    /// the session's queue there is full), otherwise here, before the next event.
+    /// Runs the handler `call` makes: on the task pool when there is one (waiting, with
+    /// writes moving, while the session's queue there is full), otherwise here, before the
+    /// next event. `call` gets the listener and the session by reference, so running here
+    /// clones neither.
     pub(crate) async fn dispatch<F>(
         &mut self,
         handler: &'static str,
-        future: F,
+        call: F,
     ) -> Result<Option<()>, Error>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: for<'a> FnOnce(&'a dyn EventListener<C>, &'a Session<C>) -> HandlerFuture<'a>
+            + Send
+            + 'static,
     {
         let Some(pool) = self.pool.clone() else {
             // The driver drains the queue right after the handler: replies it queues need no
             // wake-up (which would cost a spurious poll and read).
             self.session.inner().queue.unregister_driver();
+            let future = call(self.listener.as_ref(), &self.session);
             return pump_while(&self.rt, &mut self.io, &self.session, handler, future).await;
         };
+        let (listener, owner) = (self.listener.clone(), self.session.clone());
+        let future = async move { call(listener.as_ref(), &owner).await };
         let mut done = JobDone {
             jobs: self.jobs.clone(),
             failure: None,
@@ -137,6 +144,9 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
         }
     }
 }
+
+/// What a listener's handler returns (async-trait's boxed future).
+pub(crate) type HandlerFuture<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Counts a pool job as finished when it ends or is dropped unrun (a cancelled submit).
 struct JobDone {
@@ -411,9 +421,8 @@ where
     C: Codec,
     I: DriverIo,
 {
-    let (listener, session) = (core.listener.clone(), core.session.clone());
     let outcome = core
-        .dispatch("on_cron", async move { listener.on_cron(&session).await })
+        .dispatch("on_cron", |listener, session| listener.on_cron(session))
         .await;
     core.timers.rearm_cron(&core.rt, &core.session);
     outcome

@@ -96,11 +96,9 @@ where
                 Event::Message(pkg) => {
                     self.core.session.touch(self.read_at);
                     self.core.session.inner().stats.add_pkgs_read(1);
-                    let (listener, session) =
-                        (self.core.listener.clone(), self.core.session.clone());
                     self.core
-                        .dispatch("on_message", async move {
-                            listener.on_message(&session, pkg).await
+                        .dispatch("on_message", move |listener, session| {
+                            listener.on_message(session, pkg)
                         })
                         .await
                 }
