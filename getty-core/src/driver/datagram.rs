@@ -16,9 +16,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
-use super::{
-    cron, panic_message, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET,
-};
+use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
@@ -116,11 +114,8 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<(C::Inbound, SocketAddr)>> {
-        if let Some(err) = self.core.io.write_error.take() {
-            return Poll::Ready(Event::Failed(err));
-        }
-        if self.core.session.is_closing() {
-            return Poll::Ready(Event::CloseRequested);
+        if let Some(event) = self.core.poll_start() {
+            return Poll::Ready(event);
         }
         loop {
             if self.budget > 0 {
@@ -129,15 +124,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                     return Poll::Ready(Event::Message((pkg, from)));
                 }
             }
-            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-            if let Some(event) = ready!(poll_turn(
-                rt,
-                io,
-                session,
-                &mut self.core.timers,
-                &mut self.budget,
-                cx
-            )) {
+            if let Some(event) = ready!(self.core.poll_turn(&mut self.budget, cx)) {
                 return Poll::Ready(event);
             }
             let max = self.core.session.max_msg_len();
@@ -341,6 +328,10 @@ impl<U: UdpSocket> DriverIo for DatagramIo<U> {
 
     fn set_write_error(&mut self, err: Error) {
         self.write_error = Some(err);
+    }
+
+    fn take_write_error(&mut self) -> Option<Error> {
+        self.write_error.take()
     }
 
     fn write_dead(&self) -> bool {

@@ -22,7 +22,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
-use super::{cron, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::Codec;
 use crate::driver::datagram::decode_all;
 use crate::error::Error;
@@ -135,11 +135,8 @@ where
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
-        if let Some(err) = self.core.io.write_error.take() {
-            return Poll::Ready(Event::Failed(err));
-        }
-        if self.core.session.is_closing() {
-            return Poll::Ready(Event::CloseRequested);
+        if let Some(event) = self.core.poll_start() {
+            return Poll::Ready(event);
         }
         loop {
             if self.budget > 0 {
@@ -148,18 +145,13 @@ where
                     return Poll::Ready(Event::Message(pkg));
                 }
             }
-            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-            if let Some(event) = ready!(poll_turn(
-                rt,
-                io,
-                session,
-                &mut self.core.timers,
-                &mut self.budget,
-                cx
-            )) {
+            if let Some(event) = ready!(self.core.poll_turn(&mut self.budget, cx)) {
                 return Poll::Ready(event);
             }
-            let next = ready!(Pin::new(&mut self.core.io.ws).poll_next(cx));
+            let Poll::Ready(next) = Pin::new(&mut self.core.io.ws).poll_next(cx) else {
+                self.budget = YIELD_BUDGET;
+                return Poll::Pending;
+            };
             self.budget -= 1;
             match next {
                 // The peer's close frame was answered (tungstenite does that): a clean end.
@@ -316,6 +308,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for MessageIo<T> {
 
     fn set_write_error(&mut self, err: Error) {
         self.write_error = Some(err);
+    }
+
+    fn take_write_error(&mut self) -> Option<Error> {
+        self.write_error.take()
     }
 
     fn write_dead(&self) -> bool {

@@ -72,6 +72,9 @@ pub(crate) trait DriverIo {
     /// Keeps a write error seen while a handler ran, for the event loop to report.
     fn set_write_error(&mut self, err: Error);
 
+    /// The write error kept by [`set_write_error`](Self::set_write_error), once.
+    fn take_write_error(&mut self) -> Option<Error>;
+
     /// Whether writing has failed for good (closing then flushes nothing).
     fn write_dead(&self) -> bool;
 
@@ -142,6 +145,48 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
             Some(Err(job)) => pump_while(rt, io, session, handler, job).await,
             None => Ok(None),
         }
+    }
+}
+
+impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
+    /// The start of every driver's poll: a write error seen while a handler ran, or a close
+    /// request, ends the event loop.
+    pub(crate) fn poll_start<P>(&mut self) -> Option<Event<P>> {
+        if let Some(err) = self.io.take_write_error() {
+            return Some(Event::Failed(err));
+        }
+        self.session.is_closing().then_some(Event::CloseRequested)
+    }
+
+    /// The part of every driver's poll between handing out decoded packages and reading
+    /// more: write what is queued (which also registers for pushes and close requests), see a
+    /// close request, yield once `budget` is spent, then the cron and read-timeout timers.
+    /// `Ready(None)`: nothing happened, go on and read.
+    pub(crate) fn poll_turn<P>(
+        &mut self,
+        budget: &mut u32,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Event<P>>> {
+        if let Poll::Ready(Err(err)) = self.io.poll_drain(cx, &self.session) {
+            return Poll::Ready(Some(Event::Failed(err)));
+        }
+        // Checked again now that the waker is registered: a close requested before the
+        // registration found no waker to wake, and must be seen here.
+        if self.session.is_closing() {
+            return Poll::Ready(Some(Event::CloseRequested));
+        }
+        if *budget == 0 {
+            *budget = YIELD_BUDGET;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if self.timers.poll_cron(&self.rt, cx).is_ready() {
+            return Poll::Ready(Some(Event::Cron));
+        }
+        if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
+            return Poll::Ready(Some(Event::Failed(err)));
+        }
+        Poll::Ready(None)
     }
 }
 
@@ -373,45 +418,6 @@ pub(crate) enum Event<P> {
     /// The peer ended the stream cleanly, between frames.
     Eof,
     Failed(Error),
-}
-
-/// The part of every driver's poll between handing out decoded packages and reading more:
-/// write what is queued (which also registers for pushes and close requests), see a close
-/// request, yield once `budget` is spent, then the cron and read-timeout timers.
-/// `Ready(None)`: nothing happened, go on and read.
-pub(crate) fn poll_turn<R, C, I, P>(
-    rt: &R,
-    io: &mut I,
-    session: &Session<C>,
-    timers: &mut Timers<R>,
-    budget: &mut u32,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Event<P>>>
-where
-    R: Runtime,
-    C: Codec,
-    I: DriverIo,
-{
-    if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
-        return Poll::Ready(Some(Event::Failed(err)));
-    }
-    // Checked again now that the waker is registered: a close requested before the
-    // registration found no waker to wake, and must be seen here.
-    if session.is_closing() {
-        return Poll::Ready(Some(Event::CloseRequested));
-    }
-    if *budget == 0 {
-        *budget = YIELD_BUDGET;
-        cx.waker().wake_by_ref();
-        return Poll::Pending;
-    }
-    if timers.poll_cron(rt, cx).is_ready() {
-        return Poll::Ready(Some(Event::Cron));
-    }
-    if let Poll::Ready(err) = timers.poll_read_timeout(rt, session, cx) {
-        return Poll::Ready(Some(Event::Failed(err)));
-    }
-    Poll::Ready(None)
 }
 
 /// Runs `on_cron` (see [`Core::dispatch`]) and schedules the next tick.

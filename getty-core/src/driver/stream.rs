@@ -15,9 +15,7 @@ use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{
-    cron, panic_message, poll_turn, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET,
-};
+use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
@@ -118,11 +116,8 @@ where
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event<C::Inbound>> {
-        if let Some(err) = self.core.io.write_error.take() {
-            return Poll::Ready(Event::Failed(err));
-        }
-        if self.core.session.is_closing() {
-            return Poll::Ready(Event::CloseRequested);
+        if let Some(event) = self.core.poll_start() {
+            return Poll::Ready(event);
         }
         loop {
             // Hand out every package already buffered before writing: the replies of one read
@@ -138,15 +133,7 @@ where
                     Err(err) => return Poll::Ready(Event::Failed(err)),
                 }
             }
-            let (rt, io, session) = (&self.core.rt, &mut self.core.io, &self.core.session);
-            if let Some(event) = ready!(poll_turn(
-                rt,
-                io,
-                session,
-                &mut self.core.timers,
-                &mut self.budget,
-                cx
-            )) {
+            if let Some(event) = ready!(self.core.poll_turn(&mut self.budget, cx)) {
                 return Poll::Ready(event);
             }
             let Poll::Ready(read) = self.core.io.poll_fill(cx) else {
@@ -346,6 +333,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for StreamIo<T> {
 
     fn set_write_error(&mut self, err: Error) {
         self.write_error = Some(err);
+    }
+
+    fn take_write_error(&mut self) -> Option<Error> {
+        self.write_error.take()
     }
 
     fn write_dead(&self) -> bool {
