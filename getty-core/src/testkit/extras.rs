@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::support::*;
+use super::tcp::client;
 use crate::codec::LengthDelimited;
 use crate::runtime::Runtime;
 use crate::session::lock;
@@ -283,17 +284,7 @@ pub async fn task_pool_slow_handler_stalls_only_its_session<R: Runtime>(rt: R) {
     let gated = Gated::new(&Recorder::new());
     let srv = pooled_server(&rt, TaskPoolConfig::default().workers(2), &gated).await;
     let client_rec = Recorder::new();
-    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
-        .pool_size(2)
-        .start(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&client_rec).factory(),
-        )
-        .expect("client");
-    within(&rt, "sessions", cli.wait_for_sessions(2))
-        .await
-        .expect("connects");
+    let cli = client(&rt, srv.local_addr(), 2, TestListener::silent(&client_rec)).await;
     let (stuck, free) = (cli.sessions()[0].clone(), cli.sessions()[1].clone());
     stuck.send_pkg(b"slow").expect("send");
     stuck.send_pkg(b"after slow").expect("send");
@@ -343,17 +334,7 @@ pub async fn task_pool_ordered_keeps_order_under_load<R: Runtime>(rt: R) {
     )
     .await;
     let client_rec = Recorder::new();
-    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
-        .pool_size(4)
-        .start(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&client_rec).factory(),
-        )
-        .expect("client");
-    within(&rt, "sessions", cli.wait_for_sessions(4))
-        .await
-        .expect("connects");
+    let cli = client(&rt, srv.local_addr(), 4, TestListener::silent(&client_rec)).await;
     for (k, session) in cli.sessions().iter().enumerate() {
         for i in 0..N {
             session.send_pkg(&payload(k * N + i)).expect("send");

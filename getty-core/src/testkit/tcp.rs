@@ -72,7 +72,7 @@ async fn server_with_raw_peer<R: Runtime>(
 }
 
 /// A client pool of `n` sessions to `addr`, waited for.
-async fn client<R: Runtime>(
+pub(crate) async fn client<R: Runtime>(
     rt: &R,
     addr: SocketAddr,
     n: usize,
