@@ -41,8 +41,22 @@ fn tls_client<R: Runtime>(
         .expect("client starts")
 }
 
+/// A TLS client pool of one (see [`tls_client`]), connected.
+async fn connected_tls_client<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    config: TlsClientConfig,
+    rec: &std::sync::Arc<Recorder>,
+) -> Client<Hello> {
+    let cli = tls_client(rt, addr, config, 3, TestListener::silent(rec));
+    within(rt, "TLS session", cli.wait_for_sessions(1))
+        .await
+        .expect("connects");
+    cli
+}
+
 /// Sends one package from the client's session and waits for the server's echo.
-async fn echo_once<R: Runtime>(rt: &R, cli: &Client<Hello>, rec: &Recorder, body: &'static [u8]) {
+async fn echo_once<R: Runtime>(rt: &R, cli: &Client<Hello>, rec: &Recorder, body: &[u8]) {
     let before = count_msgs(&rec.events());
     cli.sessions()[0].send_pkg(body).expect("send");
     rec.wait(rt, "the echo", |e| count_msgs(e) > before).await;
@@ -55,18 +69,9 @@ pub async fn tls_echo<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = tls_server(&rt, ca.server_config(None), TestListener::echo(&rec)).await;
     let client_rec = Recorder::new();
-    let cli = tls_client(
-        &rt,
-        srv.local_addr(),
-        ca.client_config(None),
-        3,
-        TestListener::silent(&client_rec),
-    );
-    within(&rt, "TLS session", cli.wait_for_sessions(1))
-        .await
-        .expect("connects");
+    let cli =
+        connected_tls_client(&rt, srv.local_addr(), ca.client_config(None), &client_rec).await;
     for body in [&b"over tls"[..], &[7u8; 3000][..]] {
-        let body: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
         echo_once(&rt, &cli, &client_rec, body).await;
     }
     assert!(cli.sessions()[0].name().starts_with("tls-client"));
@@ -230,16 +235,8 @@ pub async fn tls_garbage_instead_of_client_hello<R: Runtime>(rt: R) {
     assert!(rest.len() < 64, "at most a TLS alert: {rest:?}");
 
     let client_rec = Recorder::new();
-    let cli = tls_client(
-        &rt,
-        srv.local_addr(),
-        ca.client_config(None),
-        3,
-        TestListener::silent(&client_rec),
-    );
-    within(&rt, "TLS session", cli.wait_for_sessions(1))
-        .await
-        .expect("connects");
+    let cli =
+        connected_tls_client(&rt, srv.local_addr(), ca.client_config(None), &client_rec).await;
     echo_once(&rt, &cli, &client_rec, b"still serving").await;
     assert_eq!(
         rec.events()
