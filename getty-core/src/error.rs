@@ -156,6 +156,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The peer's compressed stream could not be decompressed: it is corrupt, or the peer does
+    /// not use the same [`Compression`](crate::Compression).
+    #[error("{format} stream from the peer is corrupt: {reason}")]
+    Decompress {
+        /// The compression format ("deflate", "snappy").
+        format: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A setting was given a value it cannot take.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -180,6 +189,21 @@ impl Error {
             peer,
             reason,
             source,
+        }
+    }
+
+    /// The error of a failed read: [`Error::Decompress`] when the compression layer refused
+    /// the peer's bytes, [`Error::Io`] otherwise.
+    pub(crate) fn read(source: io::Error) -> Self {
+        match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::compress::CorruptStream>())
+        {
+            Some(corrupt) => Error::Decompress {
+                format: corrupt.format,
+                reason: corrupt.reason.clone(),
+            },
+            None => Error::io("read", source),
         }
     }
 

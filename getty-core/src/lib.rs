@@ -5,6 +5,7 @@
 //! facade; this crate is what those share. Layers, bottom up:
 //! - [`runtime`]: the seam to an executor (spawn, timers, sockets);
 //! - [`codec`]: bytes ⇄ packages;
+//! - [`compress`]: optional compression of a session's byte stream;
 //! - [`listener`]: the user's event handlers;
 //! - [`session`]: the per-connection handle;
 //! - `driver`: the per-session state machine (internal);
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod compress;
 mod driver;
 pub mod endpoint;
 mod error;
@@ -26,6 +28,7 @@ pub mod tls;
 pub(crate) mod ws;
 
 pub use codec::{Codec, CodecError, Decoded};
+pub use compress::Compression;
 pub use error::{BoxError, Error, Result};
 pub use listener::{EventListener, NewSession};
 pub use runtime::Runtime;

@@ -152,7 +152,7 @@ where
                     self.read_at = self.core.rt.now();
                     self.core.timers.waiting_from(self.read_at);
                 }
-                Err(err) => return Poll::Ready(Event::Failed(Error::io("read", err))),
+                Err(err) => return Poll::Ready(Event::Failed(Error::read(err))),
             }
         }
     }

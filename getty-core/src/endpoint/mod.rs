@@ -29,6 +29,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::FutureExt;
 
 use crate::codec::Codec;
+use crate::compress::Compressed;
 use crate::driver::{datagram, message, panic_message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
@@ -230,6 +231,8 @@ where
             });
         }
     };
+    // From here on the setting is the session's for good.
+    let compression = session.inner().settings.fix_compression();
     let entry = wrap(&session);
     set.insert(entry.clone());
     let guard = Deregister {
@@ -247,9 +250,14 @@ where
         let established = move || task_set.notify();
         let run = async move {
             match transport {
-                Transport::Stream(io) => {
-                    stream::run(task_rt, io, task_session, listener, pool, established).await
-                }
+                Transport::Stream(io) => match Compressed::new(io, compression) {
+                    Ok(io) => {
+                        stream::run(task_rt, io, task_session, listener, pool, established).await
+                    }
+                    Err(io) => {
+                        stream::run(task_rt, io, task_session, listener, pool, established).await
+                    }
+                },
                 Transport::WebSocket { io, role, leftover } => {
                     let session = task_session;
                     message::run(

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 
 use crate::codec::Codec;
+use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::runtime::DynRuntime;
 use attributes::Attributes;
@@ -309,6 +310,25 @@ impl<C: Codec> Session<C> {
     /// Sets [`close_wait`](Session::close_wait); zero means "do not wait".
     pub fn set_close_wait(&self, wait: Duration) -> Result<()> {
         self.inner.settings.set_close_wait(wait)
+    }
+
+    /// How the session's byte stream is compressed (default [`Compression::None`]).
+    pub fn compression(&self) -> Compression {
+        self.inner.settings.compression()
+    }
+
+    /// Sets [`compression`](Session::compression). Both peers must choose the same, and only
+    /// the new-session callback can choose: once the session starts, this is an error. Only
+    /// TCP and TLS sessions can be compressed; on a WebSocket or UDP session anything but
+    /// [`Compression::None`] is an error. Statistics count uncompressed bytes.
+    pub fn set_compression(&self, compression: Compression) -> Result<()> {
+        if compression != Compression::None && self.inner.transport != TransportKind::Stream {
+            return Err(Error::invalid(format!(
+                "{compression:?} compression applies to TCP and TLS sessions only \
+                 (WebSocket permessage-deflate is not supported)"
+            )));
+        }
+        self.inner.settings.set_compression(compression)
     }
 
     // ----- writing ----------------------------------------------------------------------------

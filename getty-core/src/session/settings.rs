@@ -1,10 +1,14 @@
 //! A session's tunable settings, readable by the driver without locking.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
+use crate::compress::Compression;
 use crate::error::{Error, Result};
+
+/// Set in `compression` once the driver took the setting: it cannot change any more.
+const FIXED: u8 = 0x80;
 
 /// Durations are stored as nanoseconds; `NONE` marks an unset optional one.
 const NONE: u64 = u64::MAX;
@@ -15,6 +19,8 @@ pub(crate) struct Settings {
     write_timeout: AtomicU64,
     cron_period: AtomicU64,
     close_wait: AtomicU64,
+    /// A [`Compression`] code, with [`FIXED`] once the driver started.
+    compression: AtomicU8,
 }
 
 impl Default for Settings {
@@ -25,6 +31,7 @@ impl Default for Settings {
             write_timeout: AtomicU64::new(NONE),
             cron_period: AtomicU64::new(nanos(DEFAULT_CRON_PERIOD)),
             close_wait: AtomicU64::new(nanos(DEFAULT_CLOSE_WAIT)),
+            compression: AtomicU8::new(Compression::None.code()),
         }
     }
 }
@@ -98,5 +105,25 @@ impl Settings {
     pub(crate) fn set_close_wait(&self, d: Duration) -> Result<()> {
         self.close_wait.store(nanos(d), Ordering::Relaxed);
         Ok(())
+    }
+    pub(crate) fn compression(&self) -> Compression {
+        Compression::from_code(self.compression.load(Ordering::Acquire) & !FIXED)
+    }
+    pub(crate) fn set_compression(&self, compression: Compression) -> Result<()> {
+        self.compression
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |code| {
+                (code & FIXED == 0).then_some(compression.code())
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                Error::invalid(
+                    "compression is chosen in the new-session callback, before any I/O; \
+                     this session has started",
+                )
+            })
+    }
+    /// The setting the session runs with; later changes are refused.
+    pub(crate) fn fix_compression(&self) -> Compression {
+        Compression::from_code(self.compression.fetch_or(FIXED, Ordering::AcqRel) & !FIXED)
     }
 }
