@@ -27,7 +27,8 @@ const MAX_CHUNK: usize = 4 + 32 + MAX_BLOCK + MAX_BLOCK / 6;
 
 /// The compressing side.
 pub(super) struct Encoder {
-    raw: snap::raw::Encoder,
+    // Boxed: its hash table is inline (2 KiB).
+    raw: Box<snap::raw::Encoder>,
     /// Set once the stream identifier is written.
     started: bool,
     /// Input gathered from several buffers into one block.
@@ -37,7 +38,7 @@ pub(super) struct Encoder {
 impl Encoder {
     pub(super) fn new() -> Self {
         Encoder {
-            raw: snap::raw::Encoder::new(),
+            raw: Box::new(snap::raw::Encoder::new()),
             started: false,
             block: Vec::new(),
         }
