@@ -167,19 +167,12 @@ impl Decoder {
     }
 
     /// Decompresses from `input` into `output`: `(input bytes used, output bytes written)`.
-    /// `(0, 0)` means it needs more input.
+    /// `(0, 0)` means it needs more input. Output held back from an earlier call (for lack of
+    /// room) comes first, even when `input` is empty.
     fn decode(&mut self, input: &[u8], output: &mut [u8]) -> Result<(usize, usize), CorruptStream> {
         match self {
             Decoder::Deflate(d) => d.decode(input, output),
             Decoder::Snappy(d) => d.decode(input, output),
-        }
-    }
-
-    /// Whether decoded bytes are waiting that need no more input.
-    fn has_pending(&self) -> bool {
-        match self {
-            Decoder::Deflate(_) => false,
-            Decoder::Snappy(d) => d.has_pending(),
         }
     }
 

@@ -132,7 +132,7 @@ impl Decoder {
         }
     }
 
-    pub(super) fn has_pending(&self) -> bool {
+    fn has_pending(&self) -> bool {
         self.pending_pos < self.pending.len()
     }
 

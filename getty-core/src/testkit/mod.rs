@@ -7,6 +7,7 @@
 
 pub mod backpressure;
 pub mod certs;
+pub mod compress;
 pub mod extras;
 pub mod instrumented;
 pub mod rfc6455;
@@ -83,6 +84,12 @@ macro_rules! conformance_suite {
             extras::task_pool_slow_handler_stalls_only_its_session,
             extras::task_pool_ordered_keeps_order_under_load,
             extras::task_pool_unordered_panics_and_shutdown,
+            compress::compression_round_trips_at_every_level,
+            compress::compression_over_tls,
+            compress::compressed_stream_interoperates_with_plain_decoders,
+            compress::corrupt_compressed_stream_closes_only_its_session,
+            compress::decompression_is_bounded_by_max_msg_len,
+            compress::compression_setting_rules,
             tls::tls_echo,
             tls::tls_mutual_requires_client_certificate,
             tls::tls_untrusted_server_fails_handshake,
