@@ -9,6 +9,7 @@
 //! cargo run --example hello -- --transport tls       # over TLS (a CA made on the spot)
 //! cargo run --example hello -- --transport ws        # over WebSocket, ws://addr/hello
 //! cargo run --example hello -- --transport wss       # over WebSocket over TLS
+//! cargo run --example hello -- --compression snappy  # compressed TCP (or TLS) sessions
 //! cargo run --example hello -- server --addr 127.0.0.1:8090   # serve until Ctrl-C
 //! cargo run --example hello -- client --addr 127.0.0.1:8090   # echo against any server
 //!
@@ -41,8 +42,8 @@ use getty::runtime::timeout;
 use getty::testkit::certs::TestCa;
 use getty::tls::{TlsClientConfig, TlsServerConfig};
 use getty::{
-    async_trait, BoxError, EventListener, Runtime, Session, TcpClientBuilder, TcpServer,
-    TcpServerBuilder,
+    async_trait, BoxError, Compression, EventListener, Runtime, Session, TcpClientBuilder,
+    TcpServer, TcpServerBuilder,
 };
 
 #[derive(Parser, Debug)]
@@ -57,6 +58,9 @@ struct Args {
     /// write-demo-certs).
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp, global = true)]
     transport: TransportKind,
+    /// Compress the sessions' byte streams (tcp and tls only; server and client must agree).
+    #[arg(long, value_enum, default_value_t = CompressionKind::None, global = true)]
+    compression: CompressionKind,
     /// Client sessions (the pool size of the client).
     #[arg(long, default_value_t = 4, global = true)]
     sessions: usize,
@@ -113,6 +117,29 @@ enum Command {
 enum RuntimeKind {
     Tokio,
     Smol,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CompressionKind {
+    None,
+    Deflate,
+    DeflateBestSpeed,
+    DeflateBestCompression,
+    DeflateHuffmanOnly,
+    Snappy,
+}
+
+impl CompressionKind {
+    fn setting(self) -> Compression {
+        match self {
+            CompressionKind::None => Compression::None,
+            CompressionKind::Deflate => Compression::Deflate,
+            CompressionKind::DeflateBestSpeed => Compression::DeflateBestSpeed,
+            CompressionKind::DeflateBestCompression => Compression::DeflateBestCompression,
+            CompressionKind::DeflateHuffmanOnly => Compression::DeflateHuffmanOnly,
+            CompressionKind::Snappy => Compression::Snappy,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,6 +376,10 @@ fn main() -> ExitCode {
 }
 
 async fn run<R: Runtime>(rt: R, args: &Args) -> Result<(), BoxError> {
+    let compressible = matches!(args.transport, TransportKind::Tcp | TransportKind::Tls);
+    if args.compression != CompressionKind::None && !compressible {
+        return Err("--compression is for --transport tcp or tls".into());
+    }
     match &args.command {
         None => {
             // Both sides in one process: a CA made on the spot, trusted by the clients.
@@ -358,12 +389,14 @@ async fn run<R: Runtime>(rt: R, args: &Args) -> Result<(), BoxError> {
             } else {
                 (None, None)
             };
-            let server = serve(&rt, "127.0.0.1:0".parse()?, args.transport, server_tls).await?;
+            let server = serve(&rt, "127.0.0.1:0".parse()?, args, server_tls).await?;
             println!(
-                "hello: echo server on {} ({:?}, {:?}), {} client sessions x {} packages",
+                "hello: echo server on {} ({:?}, {:?}, compression {:?}), {} client sessions x {} \
+                 packages",
                 args.transport.endpoint(server.local_addr()),
                 args.transport,
                 args.runtime,
+                args.compression,
                 args.sessions,
                 args.packages
             );
@@ -373,7 +406,7 @@ async fn run<R: Runtime>(rt: R, args: &Args) -> Result<(), BoxError> {
         }
         Some(Command::Server { addr, cert, key }) => {
             let tls = server_tls(args.transport, cert.as_deref(), key.as_deref())?;
-            let server = serve(&rt, *addr, args.transport, tls).await?;
+            let server = serve(&rt, *addr, args, tls).await?;
             println!(
                 "hello: echo server on {} ({:?}, {:?}); Ctrl-C stops it",
                 args.transport.endpoint(server.local_addr()),
@@ -499,12 +532,14 @@ fn tcp_client(
 async fn serve<R: Runtime>(
     rt: &R,
     addr: SocketAddr,
-    transport: TransportKind,
+    args: &Args,
     tls: Option<TlsServerConfig>,
 ) -> Result<Server, BoxError> {
+    let (transport, compression) = (args.transport, args.compression.setting());
     let listener: Arc<dyn EventListener<Hello>> = Arc::new(EchoServer);
     let new_session = move |session: &Session<Hello>| {
         session.set_cron_period(Duration::from_secs(10))?;
+        session.set_compression(compression)?;
         Ok(listener.clone())
     };
     let server = match transport {
@@ -535,7 +570,11 @@ async fn exchange<R: Runtime>(
 ) -> Result<(), BoxError> {
     let checker = Arc::new(EchoChecker::default());
     let listener: Arc<dyn EventListener<Hello>> = checker.clone();
-    let new_session = move |_: &Session<Hello>| Ok(listener.clone());
+    let compression = args.compression.setting();
+    let new_session = move |session: &Session<Hello>| {
+        session.set_compression(compression)?;
+        Ok(listener.clone())
+    };
     let udp = args.transport == TransportKind::Udp;
     // The same pool type for every transport; only how a session connects differs.
     let client: Client<Hello> = if udp {

@@ -172,7 +172,8 @@ enum PlainPeer {
         ended: bool,
     },
     Snappy {
-        encoder: snap::write::FrameEncoder<Vec<u8>>,
+        // Boxed: its buffers are inline.
+        encoder: Box<snap::write::FrameEncoder<Vec<u8>>>,
         /// Everything received: `snap` decodes whole streams.
         received: Vec<u8>,
         /// How much of the decoded stream was handed out.
@@ -184,7 +185,7 @@ impl PlainPeer {
     fn new(compression: Compression) -> Self {
         match compression {
             Compression::Snappy => PlainPeer::Snappy {
-                encoder: snap::write::FrameEncoder::new(Vec::new()),
+                encoder: Box::new(snap::write::FrameEncoder::new(Vec::new())),
                 received: Vec::new(),
                 decoded: 0,
             },
