@@ -48,6 +48,10 @@ pub enum Error {
     /// Nothing arrived from the peer within the read timeout.
     #[error("no data from the peer within the read timeout of {0:?}")]
     ReadTimeout(Duration),
+    /// No package arrived from the peer within the idle timeout (bytes that complete no
+    /// package, such as a frame trickled a byte at a time, do not count).
+    #[error("no package from the peer within the idle timeout of {0:?}")]
+    IdleTimeout(Duration),
     /// Queued bytes did not reach the socket in time.
     #[error("write timed out after {timeout:?}: {sent} of {total} bytes sent")]
     WriteTimeout {

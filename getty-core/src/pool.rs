@@ -212,6 +212,16 @@ impl TaskPool {
         self.exited.notify(usize::MAX);
     }
 
+    /// Drops the jobs still queued on a session's own lane (ordered mode; a shared lane holds
+    /// other sessions' jobs too, and cancelled jobs there end as soon as a worker takes them).
+    pub(crate) fn drop_queued(&self, lane: &Lane) {
+        if self.ordered {
+            let jobs = std::mem::take(&mut lock(&lane.state).jobs);
+            lane.room.notify(usize::MAX);
+            drop(jobs);
+        }
+    }
+
     /// Tells the workers to end once nothing is ready; new jobs are refused.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
@@ -252,6 +262,10 @@ pub(crate) struct Jobs {
     running: AtomicUsize,
     done: Event,
     failure: Mutex<Option<Error>>,
+    /// Set when the session gave up waiting for its handlers: they end at their next poll,
+    /// and queued ones end before they start.
+    cancelled: AtomicBool,
+    cancel: Event,
 }
 
 impl Jobs {
@@ -265,6 +279,31 @@ impl Jobs {
         }
         self.running.fetch_sub(1, Ordering::AcqRel);
         self.done.notify(usize::MAX);
+    }
+
+    /// Handlers started and not yet ended.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Ends every handler of the session, running or queued (see [`cancelled`](Self::cancelled)).
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.cancel.notify(usize::MAX);
+    }
+
+    /// Completes once [`cancel`](Self::cancel) was called: jobs race their handler with it.
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            if self.cancelled.load(Ordering::Acquire) {
+                return;
+            }
+            let listener = self.cancel.listen();
+            if self.cancelled.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// The first handler panic, if any.

@@ -83,7 +83,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let for_peer = matches!(event, Event::Message(..));
-            let started = self.core.timers.handler_start(&self.core.rt);
+            let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message((pkg, from)) => {
                     self.core.session.touch(self.core.rt.now());
@@ -109,7 +109,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
                 Err(panic) => return Some(panic),
                 Ok(_) => {}
             }
-            self.core.timers.handler_done(&self.core.rt, started);
+            self.core.handler_done(started);
         }
     }
 
@@ -341,5 +341,9 @@ impl<U: UdpSocket> DriverIo for DatagramIo<U> {
     fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Nothing to tell the peer: UDP has no connection to end. The socket closes on drop.
         Poll::Ready(Ok(()))
+    }
+
+    fn unsent_packages(&self) -> usize {
+        self.out.ends.len()
     }
 }

@@ -108,7 +108,7 @@ where
     async fn event_loop(&mut self) -> Option<Error> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
-            let started = self.core.timers.handler_start(&self.core.rt);
+            let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message(pkg) => {
                     self.core.session.touch(self.core.rt.now());
@@ -130,7 +130,7 @@ where
             if let Err(panic) = outcome {
                 return Some(panic);
             }
-            self.core.timers.handler_done(&self.core.rt, started);
+            self.core.handler_done(started);
         }
     }
 
@@ -329,5 +329,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for MessageIo<T> {
         }
         // ...then the stream underneath: TLS's close_notify, TCP's FIN.
         Pin::new(self.ws.get_mut()).poll_close(cx)
+    }
+
+    fn unsent_packages(&self) -> usize {
+        self.out.ends.len()
     }
 }

@@ -80,6 +80,9 @@ pub(crate) trait DriverIo {
 
     /// Ends the transport once flushed (a stream's FIN; nothing for datagrams).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Packages taken from the queue whose last byte was not written.
+    fn unsent_packages(&self) -> usize;
 }
 
 /// What every driver holds, whatever its transport: the runtime, its side of the socket, the
@@ -128,8 +131,15 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
         };
         done.jobs.started();
         let session = self.session.clone();
+        let jobs = self.jobs.clone();
         let job: BoxFuture<()> = Box::pin(async move {
-            if let Err(err) = catch_handler(handler, future).await {
+            // Cancellation first: a job cancelled before it starts never runs its handler.
+            let cancelled = async {
+                jobs.cancelled().await;
+                None
+            };
+            let run = async { catch_handler(handler, future).await.err() };
+            if let Some(err) = futures_lite::future::or(cancelled, run).await {
                 log::error!("session {}: {err}", session.id());
                 done.failure = Some(err);
                 session.close();
@@ -186,7 +196,20 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
         if let Poll::Ready(err) = self.timers.poll_read_timeout(&self.rt, &self.session, cx) {
             return Poll::Ready(Some(Event::Failed(err)));
         }
+        if let Poll::Ready(err) = self.timers.poll_idle_timeout(&self.rt, &self.session, cx) {
+            return Poll::Ready(Some(Event::Failed(err)));
+        }
         Poll::Ready(None)
+    }
+
+    /// A handler starts: what to pass to [`handler_done`](Self::handler_done).
+    pub(crate) fn handler_start(&self) -> Option<Instant> {
+        self.timers.handler_start(&self.rt)
+    }
+
+    /// A handler that started at `started` returned (see [`Timers::handler_done`]).
+    pub(crate) fn handler_done(&mut self, started: Option<Instant>) {
+        self.timers.handler_done(&self.rt, &self.session, started);
     }
 }
 
@@ -246,11 +269,26 @@ pub(crate) async fn run_session<R, C, I, D>(
     });
     let mut reason = driver.serve().await;
     let core = driver.core();
-    // Handlers still running on the pool finish first (writes moving, within the close-wait
-    // once closing), so that `on_close` stays last; a panic among them is the reason.
+    // Handlers still running on the pool finish first (writes moving, within the close-wait),
+    // so that `on_close` stays last; a panic among them is the reason. Those still running
+    // after the close-wait are cancelled, as a handler on the session's task would be: a
+    // stuck handler must hold up neither the close nor its pool worker.
     let jobs = core.jobs.clone();
     let (rt, io, session) = (&core.rt, &mut core.io, &core.session);
-    let _ = pump_while(rt, io, session, "pool handlers", jobs.idle()).await;
+    let deadline = rt.now() + session.close_wait();
+    let idle = timeout_at(rt, deadline, jobs.idle());
+    let _ = pump_while(rt, io, session, "pool handlers", idle).await;
+    if jobs.running() > 0 {
+        log::warn!(
+            "session {}: pool handlers still running after the close-wait; cancelled",
+            session.id()
+        );
+        jobs.cancel();
+        if let (Some(pool), Some(lane)) = (&core.pool, &core.lane) {
+            pool.drop_queued(lane);
+        }
+        jobs.idle().await;
+    }
     if reason.is_none() {
         reason = jobs.take_failure();
     }
@@ -376,6 +414,12 @@ pub(crate) async fn close<R, C, I>(
         let _ = timeout_at(rt, deadline, poll_fn(|cx| io.poll_shutdown(cx))).await;
     }
     session.inner().queue.kill();
+    // Nothing is dropped silently: what never fully reached the socket is counted.
+    let unsent = io.unsent_packages() as u64 + session.inner().queue.discard();
+    if unsent > 0 {
+        session.inner().stats.add_pkgs_unsent(unsent);
+        log::warn!("session {}: {unsent} packages not sent", session.id());
+    }
 
     let handler_deadline = rt.now() + session.close_wait();
     if let Some(err) = &reason {
@@ -443,6 +487,11 @@ pub(crate) struct Timers<R: Runtime> {
     read_timer: Option<R::Timer>,
     /// Since when the session has been waiting for the peer (for the read timeout).
     waiting_since: Instant,
+    /// Present while an idle timeout is set.
+    idle_timer: Option<R::Timer>,
+    /// Since when the session has been waiting for a package, unless the session's last
+    /// package is later (for the idle timeout).
+    idle_since: Instant,
 }
 
 impl<R: Runtime> Timers<R> {
@@ -454,6 +503,8 @@ impl<R: Runtime> Timers<R> {
             cron_deadline,
             read_timer: None,
             waiting_since: now,
+            idle_timer: None,
+            idle_since: now,
         }
     }
 
@@ -481,18 +532,55 @@ impl<R: Runtime> Timers<R> {
     }
 
     /// When a handler starts: the time to pass to [`handler_done`](Self::handler_done), if a
-    /// read timeout is armed (no clock read otherwise).
+    /// read or idle timeout is armed (no clock read otherwise).
     pub(crate) fn handler_start(&self, rt: &R) -> Option<Instant> {
-        self.read_timer.as_ref().map(|_| rt.now())
+        let armed = self.read_timer.is_some() || self.idle_timer.is_some();
+        armed.then(|| rt.now())
     }
 
     /// A handler that started at `started` returned: the time it ran was not the peer's
-    /// silence, so the wait for the peer is extended by that long (not restarted: a cron
-    /// tick more frequent than the read timeout must not keep a silent peer alive).
-    pub(crate) fn handler_done(&mut self, rt: &R, started: Option<Instant>) {
+    /// silence, so the waits for the peer are extended by that long (not restarted: a cron
+    /// tick more frequent than a timeout must not keep a silent peer alive).
+    pub(crate) fn handler_done<C: Codec>(
+        &mut self,
+        rt: &R,
+        session: &Session<C>,
+        started: Option<Instant>,
+    ) {
         if let Some(started) = started {
             let now = rt.now();
-            self.waiting_since = (self.waiting_since + (now - started)).min(now);
+            let ran = now - started;
+            self.waiting_since = (self.waiting_since + ran).min(now);
+            self.idle_since = (self.idle_since.max(session.last_active()) + ran).min(now);
+        }
+    }
+
+    /// Ready with [`Error::IdleTimeout`] once no package has arrived for the idle timeout
+    /// (bytes that complete no package do not count).
+    pub(crate) fn poll_idle_timeout<C: Codec>(
+        &mut self,
+        rt: &R,
+        session: &Session<C>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Error> {
+        let Some(timeout) = session.idle_timeout() else {
+            self.idle_timer = None;
+            return Poll::Pending;
+        };
+        if self.idle_timer.is_none() {
+            // The wait starts when the timeout is set (or the session opens).
+            self.idle_since = rt.now();
+        }
+        loop {
+            let deadline = self.idle_since.max(session.last_active()) + timeout;
+            let timer = self.idle_timer.get_or_insert_with(|| rt.timer(deadline));
+            ready!(Pin::new(&mut *timer).poll(cx));
+            let deadline = self.idle_since.max(session.last_active()) + timeout;
+            if rt.now() >= deadline {
+                return Poll::Ready(Error::IdleTimeout(timeout));
+            }
+            // Packages arrived since the timer was armed: move it.
+            timer.reset(deadline);
         }
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +72,9 @@ impl TcpServerBuilder {
         self
     }
 
-    /// Refuses connections beyond `max` live sessions (they are accepted and closed at once).
+    /// Refuses connections beyond `max` sessions (they are accepted and closed at once).
+    /// Connections still in their TLS or WebSocket handshake count too, so slow handshakes
+    /// cannot pile up past the limit.
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = Some(max);
         self
@@ -183,6 +186,7 @@ impl TcpServerBuilder {
             pool: pool.clone(),
             local_addr,
             sessions: Arc::new(SessionSet::default()),
+            handshakes: AtomicUsize::new(0),
             stop: Signal::default(),
             accept_done: Signal::default(),
         });
@@ -222,6 +226,9 @@ struct Shared {
     pool: Option<Arc<TaskPool>>,
     local_addr: SocketAddr,
     sessions: Arc<Sessions>,
+    /// TLS and WebSocket handshakes under way: they count toward `max_sessions`, and `close`
+    /// waits for them (they stop at once when it is called).
+    handshakes: AtomicUsize,
     stop: Signal,
     accept_done: Signal,
 }
@@ -258,7 +265,11 @@ impl TcpServer {
         self.shared.stop.set();
         self.shared.accept_done.wait().await;
         self.shared.sessions.close_all();
-        self.shared.sessions.wait_until(|s| s.len() == 0).await;
+        let handshakes = &self.shared.handshakes;
+        self.shared
+            .sessions
+            .wait_until(|s| s.len() == 0 && handshakes.load(Ordering::Acquire) == 0)
+            .await;
         if let Some(pool) = &self.shared.pool {
             pool.shutdown().await;
         }
@@ -378,7 +389,8 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
 
     fn admit(&self, stream: R::Tcp, peer: SocketAddr) {
         if let Some(max) = self.max_sessions {
-            if self.shared.sessions.len() >= max {
+            let handshakes = self.shared.handshakes.load(Ordering::Acquire);
+            if self.shared.sessions.len() + handshakes >= max {
                 log::warn!("refusing {peer}: {}", Error::TooManySessions(max));
                 return;
             }
@@ -404,7 +416,8 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
         let (rt, starter) = (self.rt.clone(), self.starter.clone());
         let (tls, websocket) = (self.tls.clone(), self.websocket.clone());
         let deadline = self.rt.now() + self.handshake_timeout;
-        self.rt.spawn(async move {
+        let pending = PendingHandshake::new(self.shared.clone());
+        let handshake = async move {
             let Some(tls) = tls else {
                 return upgrade(
                     &rt, deadline, &starter, stream, websocket, local, peer, false,
@@ -421,7 +434,32 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 Ok(Err(err)) => log::info!("dropping {peer}: {}", Error::tls_handshake(peer, err)),
                 Err(_) => log::info!("dropping {peer}: the TLS handshake timed out"),
             }
+        };
+        self.rt.spawn(async move {
+            // Closing the server ends handshakes under way.
+            future::or(handshake, pending.shared.stop.wait()).await;
+            drop(pending);
         });
+    }
+}
+
+/// Counts one handshake under way in [`Shared::handshakes`] while it lives.
+struct PendingHandshake {
+    shared: Arc<Shared>,
+}
+
+impl PendingHandshake {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.handshakes.fetch_add(1, Ordering::AcqRel);
+        PendingHandshake { shared }
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.shared.handshakes.fetch_sub(1, Ordering::AcqRel);
+        // `close` waits on the session set's changes.
+        self.shared.sessions.notify();
     }
 }
 

@@ -279,6 +279,21 @@ impl<C: Codec> Session<C> {
         self.inner.settings.set_read_timeout(timeout)
     }
 
+    /// How long the session may go without receiving a whole package before it is closed with
+    /// [`Error::IdleTimeout`]; `None` (the default) waits forever. Unlike the read timeout,
+    /// bytes that complete no package do not count, so a peer trickling a frame a byte at a
+    /// time (slowloris) or one that vanished is closed either way. Time spent in handlers does
+    /// not count. On WebSocket sessions, pings and pongs count as activity.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.inner.settings.idle_timeout()
+    }
+
+    /// Sets [`idle_timeout`](Session::idle_timeout); `Some(0)` is an error. Takes effect from
+    /// now.
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.settings.set_idle_timeout(timeout)
+    }
+
     /// The timeout of the waiting writes when they are given none; `None` (the default) waits
     /// until the bytes are written or the session closes.
     pub fn write_timeout(&self) -> Option<Duration> {

@@ -16,6 +16,7 @@ const NONE: u64 = u64::MAX;
 pub(crate) struct Settings {
     max_msg_len: AtomicUsize,
     read_timeout: AtomicU64,
+    idle_timeout: AtomicU64,
     write_timeout: AtomicU64,
     cron_period: AtomicU64,
     close_wait: AtomicU64,
@@ -28,6 +29,7 @@ impl Default for Settings {
         Settings {
             max_msg_len: AtomicUsize::new(DEFAULT_MAX_MSG_LEN),
             read_timeout: AtomicU64::new(NONE),
+            idle_timeout: AtomicU64::new(NONE),
             write_timeout: AtomicU64::new(NONE),
             cron_period: AtomicU64::new(nanos(DEFAULT_CRON_PERIOD)),
             close_wait: AtomicU64::new(nanos(DEFAULT_CLOSE_WAIT)),
@@ -82,6 +84,12 @@ impl Settings {
     }
     pub(crate) fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
         store_opt(&self.read_timeout, "read_timeout", d)
+    }
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        load_opt(&self.idle_timeout)
+    }
+    pub(crate) fn set_idle_timeout(&self, d: Option<Duration>) -> Result<()> {
+        store_opt(&self.idle_timeout, "idle_timeout", d)
     }
     pub(crate) fn write_timeout(&self) -> Option<Duration> {
         load_opt(&self.write_timeout)

@@ -16,6 +16,10 @@ pub struct Stats {
     /// Inbound datagrams dropped, each with a logged warning: longer than the maximum message
     /// length, or refused by the codec (UDP only: a stream session closes instead).
     pub pkgs_dropped: u64,
+    /// Packages queued that never fully reached the socket: still queued when the session
+    /// closed (the close-wait passed, or the connection failed). Every package accepted by a
+    /// write is counted once in `pkgs_written`, `pkgs_unsent` or `send_failures`.
+    pub pkgs_unsent: u64,
     /// Outbound datagrams the socket refused (UDP endpoints log, count and skip them; the
     /// endpoint keeps serving).
     pub send_failures: u64,
@@ -28,6 +32,7 @@ pub(crate) struct StatCounters {
     pkgs_read: AtomicU64,
     pkgs_written: AtomicU64,
     pkgs_dropped: AtomicU64,
+    pkgs_unsent: AtomicU64,
     send_failures: AtomicU64,
 }
 
@@ -39,6 +44,7 @@ impl StatCounters {
             pkgs_read: self.pkgs_read.load(Ordering::Relaxed),
             pkgs_written: self.pkgs_written.load(Ordering::Relaxed),
             pkgs_dropped: self.pkgs_dropped.load(Ordering::Relaxed),
+            pkgs_unsent: self.pkgs_unsent.load(Ordering::Relaxed),
             send_failures: self.send_failures.load(Ordering::Relaxed),
         }
     }
@@ -59,6 +65,9 @@ impl StatCounters {
     }
     pub(crate) fn add_pkgs_dropped(&self, n: u64) {
         self.pkgs_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_pkgs_unsent(&self, n: u64) {
+        self.pkgs_unsent.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn add_send_failures(&self, n: u64) {
         self.send_failures.fetch_add(n, Ordering::Relaxed);

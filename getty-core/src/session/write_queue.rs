@@ -495,6 +495,17 @@ impl WriteQueue {
         self.written.load(Ordering::Acquire)
     }
 
+    /// Drops what is still queued (the session closed): the number of packages dropped.
+    pub(crate) fn discard(&self) -> u64 {
+        let mut state = lock(&self.state);
+        let pkgs = state.ends.len() as u64;
+        state.bufs.clear();
+        state.ends.clear();
+        state.dests.clear();
+        state.tail = BytesMut::new();
+        pkgs
+    }
+
     /// Declares that nothing more will be written and wakes every waiting writer.
     pub(crate) fn kill(&self) {
         self.dead.store(true, Ordering::Release);

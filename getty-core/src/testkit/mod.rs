@@ -9,7 +9,9 @@ pub mod backpressure;
 pub mod certs;
 pub mod compress;
 pub mod extras;
+pub mod hostile;
 pub mod instrumented;
+pub mod load;
 pub mod rfc6455;
 pub mod runtime;
 pub mod support;
@@ -76,6 +78,13 @@ macro_rules! conformance_suite {
             tcp::non_consuming_codec_is_an_error,
             tcp::failed_encode_leaves_the_stream_intact,
             tcp::send_payload_frames_shared_bytes,
+            hostile::idle_timeout_closes_trickling_and_vanished_peers,
+            hostile::codec_error_closes_only_its_session,
+            hostile::reset_mid_frame_closes_only_its_session,
+            hostile::blocked_handler_stalls_only_its_session,
+            hostile::ws_invalid_frame_closes_only_that_session,
+            hostile::pending_handshakes_count_toward_max_sessions,
+            hostile::close_under_heavy_writes_counts_every_package,
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
             extras::close_callbacks_order_replace_remove_panic,
@@ -113,6 +122,8 @@ macro_rules! conformance_suite {
             udp::udp_largest_datagrams_arrive_whole,
             udp::udp_cron_and_read_timeout,
             udp::udp_panicking_handler_keeps_the_endpoint,
+            load::endpoint_close_leaves_no_task,
+            load::endpoint_close_leaves_no_task_with_task_pool,
         );
     };
     (@tests $block_on:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -607,6 +607,7 @@ pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
     })
     .await;
     assert_eq!(session.stats().pkgs_written, N as u64);
+    assert_eq!(session.stats().pkgs_unsent, 0);
     let got = payloads(&rec.events());
     assert_eq!(got, (0..N).map(payload).collect::<Vec<_>>());
     within(&rt, "cli close", cli.close()).await;
