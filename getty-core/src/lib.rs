@@ -18,6 +18,9 @@ pub mod compress;
 mod driver;
 pub mod endpoint;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listener;
 pub mod pool;
 pub mod runtime;
