@@ -263,7 +263,8 @@ impl<C: Codec> Session<C> {
         self.inner.settings.max_msg_len()
     }
 
-    /// Sets [`max_msg_len`](Session::max_msg_len); zero is an error.
+    /// Sets [`max_msg_len`](Session::max_msg_len); zero is an error. Set it in the new-session
+    /// callback: a UDP receive already under way keeps the buffer sized for the old limit.
     pub fn set_max_msg_len(&self, len: usize) -> Result<()> {
         self.inner.settings.set_max_msg_len(len)
     }

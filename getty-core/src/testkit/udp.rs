@@ -349,8 +349,21 @@ pub async fn udp_unaddressable_writes_are_errors<R: Runtime>(rt: R) {
 /// With `max_msg_len` raised, datagrams up to the UDP maximum arrive whole.
 pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let ep = endpoint(&rt, TestListener::echo(&rec)).await;
-    ep.session().set_max_msg_len(64 * 1024).expect("max");
+    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(&rec));
+    // Set before the endpoint starts: a receive already under way on another thread when the
+    // limit grows still uses the buffer sized for the old one.
+    let ep = UdpEndpointBuilder::new()
+        .addr(localhost())
+        .bind(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                s.set_max_msg_len(64 * 1024)?;
+                Ok(listener.clone())
+            },
+        )
+        .await
+        .expect("endpoint binds");
     let peer = raw_peer(&rt);
     let body: Vec<u8> = (0..65_000u32).map(|i| (i % 251) as u8).collect();
     send(&rt, &peer, &hello_frame(&body), ep.local_addr()).await;
