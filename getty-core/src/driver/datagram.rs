@@ -282,10 +282,16 @@ impl<U: UdpSocket> DatagramIo<U> {
             let Some((datagram, envelope)) = self.out.front_package(inner.queue.written()) else {
                 return Poll::Ready(Ok(()));
             };
-            let Envelope::Datagram(to) = envelope else {
-                unreachable!("a datagram session queues datagrams only");
-            };
             let len = datagram.len();
+            let Envelope::Datagram(to) = envelope else {
+                // Not reachable: `Session::dest` gives a datagram session's writes an address.
+                // Still, a bug here costs one package, not a panic.
+                log::error!("session {}: a package without an address dropped", session.id());
+                inner.stats.add_send_failures(1);
+                self.out.pop_package(len);
+                inner.queue.advance(len);
+                continue;
+            };
             let sent = ready!(self.socket.poll_send_to(cx, &datagram, to));
             match sent {
                 Ok(_) => {
