@@ -441,7 +441,7 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
         rec,
         cli,
         client_rec,
-    } = setup(&rt, true, 2).await;
+    } = setup(&rt, true, 4).await;
     let addr = srv.local_addr();
     within(&rt, "srv close", srv.close()).await;
     eventually(&rt, "client sessions dropped", || cli.session_count() == 0).await;
@@ -454,13 +454,24 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
         )
         .await
         .expect("server restarts on the same port");
-    within(&rt, "reconnected", cli.wait_for_sessions(2))
+    within(&rt, "reconnected", cli.wait_for_sessions(4))
         .await
         .expect("pool back");
-    let session = cli.sessions()[0].clone();
+    // Every session of the pool is a working one.
     let before = count_msgs(&client_rec.events());
-    session.send_pkg(b"after restart").expect("send");
-    client_rec.wait_msgs(&rt, before + 1).await;
+    let sessions = cli.sessions();
+    assert_eq!(sessions.len(), 4);
+    for session in &sessions {
+        session.send_pkg(b"after restart").expect("send");
+    }
+    client_rec.wait_msgs(&rt, before + 4).await;
+    let events = client_rec.events();
+    for session in &sessions {
+        let echoed = events.iter().any(
+            |r| matches!(r, Rec::Msg(id, p) if *id == session.id() && &p[..] == b"after restart"),
+        );
+        assert!(echoed, "session {} echoes", session.id());
+    }
     within(&rt, "cli close", cli.close()).await;
     within(&rt, "srv close", srv.close()).await;
 }
