@@ -286,7 +286,10 @@ impl<U: UdpSocket> DatagramIo<U> {
             let Envelope::Datagram(to) = envelope else {
                 // Not reachable: `Session::dest` gives a datagram session's writes an address.
                 // Still, a bug here costs one package, not a panic.
-                log::error!("session {}: a package without an address dropped", session.id());
+                log::error!(
+                    "session {}: a package without an address dropped",
+                    session.id()
+                );
                 inner.stats.add_send_failures(1);
                 self.out.pop_package(len);
                 inner.queue.advance(len);
