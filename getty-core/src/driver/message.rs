@@ -31,6 +31,9 @@ use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Envelope, Outbox, Session};
 
+/// The read buffer a WebSocket session starts with (tungstenite's default is 128 KiB).
+const WS_READ_BUFFER: usize = 16 * 1024;
+
 /// Runs one WebSocket session to its end. `io` has completed the opening handshake as
 /// `role`; `leftover` holds bytes read after the handshake (the peer's first frames).
 // The upgraded stream comes with its role and leftover bytes: three of the eight.
@@ -54,7 +57,10 @@ pub(crate) async fn run<R, C, T>(
     let max = session.max_msg_len();
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max))
+        // tungstenite allocates its read buffer up front (128 KiB by default) and grows it
+        // for larger frames: a smaller start keeps idle WebSocket sessions cheap.
+        .read_buffer_size(WS_READ_BUFFER);
     let ws = WebSocketStream::from_partially_read(io, leftover, role, Some(config)).await;
     let io = MessageIo {
         ws,
