@@ -86,10 +86,9 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message((pkg, from)) => {
-                    self.core.session.touch(self.core.rt.now());
-                    self.core.session.inner().stats.add_pkgs_read(1);
+                    let now = self.core.rt.now();
                     self.core
-                        .dispatch("on_datagram", move |listener, session| {
+                        .deliver(now, "on_datagram", move |listener, session| {
                             listener.on_datagram(session, pkg, from)
                         })
                         .await

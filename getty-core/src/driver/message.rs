@@ -117,10 +117,9 @@ where
             let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message(pkg) => {
-                    self.core.session.touch(self.core.rt.now());
-                    self.core.session.inner().stats.add_pkgs_read(1);
+                    let now = self.core.rt.now();
                     self.core
-                        .dispatch("on_message", move |listener, session| {
+                        .deliver(now, "on_message", move |listener, session| {
                             listener.on_message(session, pkg)
                         })
                         .await

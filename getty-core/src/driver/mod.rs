@@ -159,6 +159,24 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
 }
 
 impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
+    /// Hands a package that arrived at `at` to `handler` (see [`dispatch`](Self::dispatch)):
+    /// the session's activity time and statistics count it first.
+    pub(crate) async fn deliver<F>(
+        &mut self,
+        at: Instant,
+        handler: &'static str,
+        call: F,
+    ) -> Result<Option<()>, Error>
+    where
+        F: for<'a> FnOnce(&'a dyn EventListener<C>, &'a Session<C>) -> HandlerFuture<'a>
+            + Send
+            + 'static,
+    {
+        self.session.touch(at);
+        self.session.inner().stats.add_pkgs_read(1);
+        self.dispatch(handler, call).await
+    }
+
     /// The start of every driver's poll: a write error seen while a handler ran, or a close
     /// request, ends the event loop.
     pub(crate) fn poll_start<P>(&mut self) -> Option<Event<P>> {

@@ -92,10 +92,8 @@ where
             let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message(pkg) => {
-                    self.core.session.touch(self.read_at);
-                    self.core.session.inner().stats.add_pkgs_read(1);
                     self.core
-                        .dispatch("on_message", move |listener, session| {
+                        .deliver(self.read_at, "on_message", move |listener, session| {
                             listener.on_message(session, pkg)
                         })
                         .await
@@ -104,11 +102,9 @@ where
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),
             };
-            match outcome {
-                Ok(Some(())) => {}
-                // Cancelled after the close-wait: the loop sees the close request next.
-                Ok(None) => {}
-                Err(panic) => return Some(panic),
+            // `Ok(None)`: cancelled after the close-wait; the loop sees the close request next.
+            if let Err(panic) = outcome {
+                return Some(panic);
             }
             // Time spent in a handler is not time spent waiting for the peer.
             self.core.handler_done(started);
