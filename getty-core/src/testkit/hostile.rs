@@ -265,15 +265,9 @@ pub async fn blocked_handler_stalls_only_its_session<R: Runtime>(rt: R) {
 pub async fn ws_invalid_frame_closes_only_that_session<R: Runtime>(rt: R) {
     const PATH: &str = "/hostile";
     let rec = Recorder::new();
-    let probe: Arc<dyn EventListener<RawBytes>> = Arc::new(Probe {
-        rec: rec.clone(),
-        echo: true,
-    });
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
-            Ok(probe.clone())
-        })
+        .serve(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let upgraded = || async {

@@ -236,6 +236,28 @@ pub struct Probe {
     pub echo: bool,
 }
 
+impl Probe {
+    /// A probe recording into `rec`, echoing when `echo` is set.
+    pub fn new(rec: &Arc<Recorder>, echo: bool) -> Self {
+        Probe {
+            rec: rec.clone(),
+            echo,
+        }
+    }
+
+    /// As a new-session callback for sessions of codec `C`.
+    pub fn factory<C>(
+        self,
+    ) -> impl Fn(&Session<C>) -> Result<Arc<dyn EventListener<C>>, BoxError> + Send + Sync
+    where
+        C: crate::Codec,
+        C::Inbound: AsRef<C::Outbound> + Into<Bytes>,
+    {
+        let listener: Arc<dyn EventListener<C>> = Arc::new(self);
+        move |_| Ok(listener.clone())
+    }
+}
+
 #[async_trait]
 impl<C> EventListener<C> for Probe
 where

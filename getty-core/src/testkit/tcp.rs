@@ -1136,14 +1136,8 @@ pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
 /// line without a newline is delivered at the end of the stream.
 pub async fn lines_codec_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Lines>> = Arc::new(Probe {
-        rec: rec.clone(),
-        echo: true,
-    });
     let srv = TcpServer::builder()
-        .serve(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
-            Ok(listener.clone())
-        })
+        .serve(rt.clone(), Lines::new(), Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -1226,14 +1220,8 @@ impl crate::codec::Codec for Stubborn {
 /// instead of spinning.
 pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Stubborn>> = Arc::new(Probe {
-        rec: rec.clone(),
-        echo: false,
-    });
     let srv = TcpServer::builder()
-        .serve(rt.clone(), Stubborn, move |_: &Session<Stubborn>| {
-            Ok(listener.clone())
-        })
+        .serve(rt.clone(), Stubborn, Probe::new(&rec, false).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");

@@ -243,15 +243,9 @@ pub async fn ws_refusals_get_http_statuses<R: Runtime>(rt: R) {
 /// session ends without `on_error`.
 pub async fn ws_independent_client_byte_by_byte<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let probe: Arc<dyn EventListener<RawBytes>> = Arc::new(Probe {
-        rec: rec.clone(),
-        echo: true,
-    });
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
-            Ok(probe.clone())
-        })
+        .serve(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -442,27 +436,19 @@ pub async fn ws_oversize_message_closes_only_that_session<R: Runtime>(rt: R) {
 /// receives as its bytes; other transports refuse `send_text`.
 pub async fn ws_text_messages<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let probe: Arc<dyn EventListener<RawBytes>> = Arc::new(Probe {
-        rec: rec.clone(),
-        echo: false,
-    });
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
-            Ok(probe.clone())
-        })
+        .serve(rt.clone(), RawBytes, Probe::new(&rec, false).factory())
         .await
         .expect("server");
     let client_rec = Recorder::new();
-    let client_probe: Arc<dyn EventListener<RawBytes>> = Arc::new(Probe {
-        rec: client_rec.clone(),
-        echo: false,
-    });
     let cli = TcpClientBuilder::new(srv.local_addr())
         .websocket(PATH)
-        .start(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
-            Ok(client_probe.clone())
-        })
+        .start(
+            rt.clone(),
+            RawBytes,
+            Probe::new(&client_rec, false).factory(),
+        )
         .expect("client");
     within(&rt, "session", cli.wait_for_sessions(1))
         .await
