@@ -39,12 +39,12 @@ use getty::bytes::Bytes;
 use getty::codec::LengthDelimited;
 use getty::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder};
 use getty::runtime::timeout;
-use getty::testkit::certs::TestCa;
 use getty::tls::{TlsClientConfig, TlsServerConfig};
 use getty::{
-    async_trait, BoxError, Compression, EventListener, Runtime, Session, TcpClientBuilder,
-    TcpServer, TcpServerBuilder,
+    BoxError, Compression, EventListener, Runtime, Session, TcpClientBuilder, TcpServer,
+    TcpServerBuilder,
 };
+use getty_testkit::certs::TestCa;
 
 #[derive(Parser, Debug)]
 #[command(about = "getty hello: echo server and clients over the hello framing")]
@@ -197,16 +197,14 @@ impl EchoServer {
         // read its echoes slows down its own session, nothing else (a UDP endpoint has one
         // session, and so one queue, for all its peers).
         let echoed = match to {
-            None => session.feed_pkg(&pkg).await,
-            Some(peer) => session.feed_pkg_to(&pkg, peer).await,
+            None => session.send(&pkg).await,
+            Some(peer) => session.to(peer).send(&pkg).await,
         };
         if let Err(err) = echoed {
             log::warn!("echo on session {} failed: {err}", session.id());
         }
     }
 }
-
-#[async_trait]
 impl EventListener<Hello> for EchoServer {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         self.echo(session, pkg, None).await;
@@ -310,8 +308,6 @@ impl EchoChecker {
         }
     }
 }
-
-#[async_trait]
 impl EventListener<Hello> for EchoChecker {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         let mut progress = self.progress();
@@ -359,12 +355,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tokio.block_on(run(
-                getty::tokio::TokioRuntime::new(tokio.handle().clone()),
-                &args,
-            ))
+            tokio.block_on(run(getty::TokioRuntime::new(tokio.handle().clone()), &args))
         }
-        RuntimeKind::Smol => smol::block_on(run(getty::smol::SmolRuntime::global(), &args)),
+        RuntimeKind::Smol => smol::block_on(run(getty::SmolRuntime::global(), &args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -536,7 +529,7 @@ async fn serve<R: Runtime>(
     tls: Option<TlsServerConfig>,
 ) -> Result<Server, BoxError> {
     let (transport, compression) = (args.transport, args.compression.setting());
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(EchoServer);
+    let listener = Arc::new(EchoServer);
     let new_session = move |session: &Session<Hello>| {
         session.set_cron_period(Duration::from_secs(10))?;
         session.set_compression(compression)?;
@@ -546,13 +539,13 @@ async fn serve<R: Runtime>(
         TransportKind::Udp => Server::Udp(
             UdpEndpointBuilder::new()
                 .addr(addr)
-                .bind(rt.clone(), LengthDelimited::hello(), new_session)
+                .bind_with(rt.clone(), LengthDelimited::hello(), new_session)
                 .await?,
         ),
         TransportKind::Tcp | TransportKind::Tls | TransportKind::Ws | TransportKind::Wss => {
             Server::Tcp(
                 tcp_server(addr, transport, tls)
-                    .serve(rt.clone(), LengthDelimited::hello(), new_session)
+                    .serve_with(rt.clone(), LengthDelimited::hello(), new_session)
                     .await?,
             )
         }
@@ -569,7 +562,7 @@ async fn exchange<R: Runtime>(
     tls: Option<TlsClientConfig>,
 ) -> Result<(), BoxError> {
     let checker = Arc::new(EchoChecker::default());
-    let listener: Arc<dyn EventListener<Hello>> = checker.clone();
+    let listener = checker.clone();
     let compression = args.compression.setting();
     let new_session = move |session: &Session<Hello>| {
         session.set_compression(compression)?;
@@ -582,12 +575,12 @@ async fn exchange<R: Runtime>(
             .pool_size(args.sessions)
             .max_reconnect_attempts(Some(5))
             .connect_ping_wait(UDP_CONNECT_PING_WAIT)
-            .start(rt.clone(), LengthDelimited::hello(), new_session)?
+            .start_with(rt.clone(), LengthDelimited::hello(), new_session)?
     } else {
         tcp_client(addr, args.transport, tls)
             .pool_size(args.sessions)
             .max_reconnect_attempts(Some(5))
-            .start(rt.clone(), LengthDelimited::hello(), new_session)?
+            .start_with(rt.clone(), LengthDelimited::hello(), new_session)?
     };
     timeout(
         rt,
@@ -613,7 +606,7 @@ async fn exchange<R: Runtime>(
                 {
                     break 'sending;
                 }
-                session.send_pkg(&package(session.id(), seq))?;
+                session.try_send(&package(session.id(), seq))?;
                 sent += 1;
             }
         }
@@ -621,7 +614,7 @@ async fn exchange<R: Runtime>(
     } else {
         for session in &sessions {
             for seq in 0..args.packages {
-                session.send_pkg(&package(session.id(), seq))?;
+                session.try_send(&package(session.id(), seq))?;
             }
         }
         timeout(

@@ -6,7 +6,7 @@ use std::future::Future;
 
 mod tokio {
     use super::Future;
-    use getty::tokio::TokioRuntime;
+    use getty::TokioRuntime;
 
     /// A current-thread tokio runtime per test (the most demanding for deadlocks: one thread
     /// runs the server, the clients and the scenario).
@@ -19,12 +19,12 @@ mod tokio {
         rt.block_on(async { scenario(TokioRuntime::current()).await })
     }
 
-    getty::conformance_suite!(block_on);
+    getty_testkit::conformance_suite!(block_on);
 }
 
 mod smol {
     use super::Future;
-    use getty::smol::SmolRuntime;
+    use getty::SmolRuntime;
     use std::sync::Arc;
 
     /// A user-supplied single-threaded executor per test, driven by `block_on`.
@@ -35,14 +35,14 @@ mod smol {
         ::smol::block_on(ex.run(scenario(rt)))
     }
 
-    getty::conformance_suite!(block_on);
+    getty_testkit::conformance_suite!(block_on);
 }
 
 /// The same suite with tasks spread over two tokio worker threads, where handlers, writers
 /// and drivers really run in parallel.
 mod tokio_multi_thread {
     use super::Future;
-    use getty::tokio::TokioRuntime;
+    use getty::TokioRuntime;
 
     fn block_on<F: Future>(scenario: impl FnOnce(TokioRuntime) -> F) -> F::Output {
         let _ = env_logger::builder().is_test(true).try_init();
@@ -54,19 +54,19 @@ mod tokio_multi_thread {
         rt.block_on(async { scenario(TokioRuntime::current()).await })
     }
 
-    getty::conformance_suite!(block_on);
+    getty_testkit::conformance_suite!(block_on);
 }
 
 /// The same suite on smol's global executor (its own threads), the scenario driven by
 /// `block_on` on the test thread.
 mod smol_global {
     use super::Future;
-    use getty::smol::SmolRuntime;
+    use getty::SmolRuntime;
 
     fn block_on<F: Future>(scenario: impl FnOnce(SmolRuntime) -> F) -> F::Output {
         let _ = env_logger::builder().is_test(true).try_init();
         ::smol::block_on(scenario(SmolRuntime::global()))
     }
 
-    getty::conformance_suite!(block_on);
+    getty_testkit::conformance_suite!(block_on);
 }

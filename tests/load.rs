@@ -1,4 +1,4 @@
-//! Process-wide load and resource scenarios (`getty::testkit::load`) on every runtime getty
+//! Process-wide load and resource scenarios (`getty_testkit::load`) on every runtime getty
 //! ships an adapter for: a burst of 2,000 connects, 1,000 idle sessions per side, connect/close
 //! churn, a real EMFILE.
 //!
@@ -18,9 +18,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use getty::smol::SmolRuntime;
-use getty::testkit::load::{self, Os, Report};
-use getty::tokio::TokioRuntime;
+use getty::SmolRuntime;
+use getty::TokioRuntime;
+use getty_testkit::load::{self, Os, Report};
 
 /// Connections of the burst.
 const BURST: usize = 2_000;

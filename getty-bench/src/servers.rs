@@ -5,6 +5,7 @@
 //! child process (`getty-bench serve --impl <name> --threads <n>`): the child binds
 //! 127.0.0.1:0, prints `LISTENING <addr>` on stdout, and serves until its stdin reaches EOF.
 
+use getty::Frame;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use clap::ValueEnum;
 use futures_util::{SinkExt, StreamExt};
 use getty::codec::LengthDelimited;
-use getty::{async_trait, BoxError, EventListener, Runtime, Session, TcpServer};
+use getty::{BoxError, EventListener, Runtime, Session, TcpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -90,7 +91,7 @@ pub fn serve(imp: ServerImpl, threads: usize) -> Result<(), BoxError> {
     let threads = threads.max(1);
     match imp {
         ServerImpl::GettyTokio => tokio_runtime(threads)?.block_on(async {
-            let server = getty_echo(getty::tokio::TokioRuntime::current()).await?;
+            let server = getty_echo(getty::TokioRuntime::current()).await?;
             announce(server.local_addr())?;
             std::future::pending::<Result<(), BoxError>>().await
         }),
@@ -102,7 +103,7 @@ pub fn serve(imp: ServerImpl, threads: usize) -> Result<(), BoxError> {
                     async_io::block_on(executor.run(std::future::pending::<()>()));
                 });
             }
-            let rt = getty::smol::SmolRuntime::with_executor(executor.clone());
+            let rt = getty::SmolRuntime::with_executor(executor.clone());
             async_io::block_on(executor.run(async {
                 let server = getty_echo(rt).await?;
                 announce(server.local_addr())?;
@@ -152,11 +153,9 @@ fn tokio_runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
 /// getty's echo listener: queue every package back on its session. `send_payload` hands the
 /// received `Bytes` to the write queue without copying it (the codec adds only the header).
 struct GettyEcho;
-
-#[async_trait]
 impl EventListener<LengthDelimited> for GettyEcho {
     async fn on_message(&self, session: &Session<LengthDelimited>, pkg: Bytes) {
-        if let Err(err) = session.send_payload(pkg) {
+        if let Err(err) = session.try_send_frame(Frame::payload(pkg)) {
             eprintln!("getty echo on session {} failed: {err}", session.id());
             session.close();
         }
@@ -165,11 +164,11 @@ impl EventListener<LengthDelimited> for GettyEcho {
 
 /// Starts getty's echo server on `rt` at a random port of 127.0.0.1.
 async fn getty_echo<R: Runtime>(rt: R) -> Result<TcpServer, BoxError> {
-    let listener: Arc<dyn EventListener<LengthDelimited>> = Arc::new(GettyEcho);
+    let listener = Arc::new(GettyEcho);
     let codec = LengthDelimited::hello().with_max_frame_len(MAX_PAYLOAD);
     let server = TcpServer::builder()
         .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .serve(rt, codec, move |session: &Session<LengthDelimited>| {
+        .serve_with(rt, codec, move |session: &Session<LengthDelimited>| {
             // The limit counts the whole frame: the 1 MiB payload plus its 4-byte header.
             session.set_max_msg_len(MAX_PAYLOAD + 4)?;
             Ok(listener.clone())

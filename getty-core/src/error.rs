@@ -105,25 +105,15 @@ pub enum Error {
     /// A TCP connection ended up connected to itself (simultaneous open on the local port).
     #[error("connection to {0} is connected to itself")]
     SelfConnect(SocketAddr),
-    /// A write without a destination on a UDP endpoint, which has no single peer: use the
-    /// `*_to` forms (such as `Session::send_pkg_to`) with the peer's address.
-    #[error("session {id} is a UDP endpoint with no peer: write with a destination address")]
-    NoPeerAddress {
+    /// The write does not fit this session's transport: a write to an address on a TCP, TLS
+    /// or WebSocket session, a write without an address on a UDP endpoint (it has no single
+    /// peer), or a text message on a session that is not WebSocket.
+    #[error("session {id}: {what}")]
+    Unsupported {
         /// The session's id.
         id: u64,
-    },
-    /// A write with a destination address on a session whose peer is fixed (TCP, TLS,
-    /// WebSocket).
-    #[error("session {id} has one peer: write without a destination address")]
-    NotDatagram {
-        /// The session's id.
-        id: u64,
-    },
-    /// A WebSocket-only write (a text message) on another transport.
-    #[error("session {id} is not a WebSocket session: it has no text messages")]
-    NotWebSocket {
-        /// The session's id.
-        id: u64,
+        /// What does not fit, and what would.
+        what: &'static str,
     },
     /// An outbound package does not fit in one UDP datagram.
     #[error("package of {len} bytes does not fit in one UDP datagram (at most {max} bytes)")]

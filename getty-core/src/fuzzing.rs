@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -424,7 +423,6 @@ struct Observed {
 #[derive(Debug)]
 struct Recorder(Arc<Mutex<Observed>>);
 
-#[async_trait]
 impl EventListener<LengthDelimited> for Recorder {
     async fn on_open(&self, _session: &Session<LengthDelimited>) -> Result<(), crate::BoxError> {
         lock(&self.0).report.events.push(SessionEvent::Open);
@@ -440,7 +438,7 @@ impl EventListener<LengthDelimited> for Recorder {
         };
         if echo {
             // A full queue refuses it: that is fine, the read side is what is fuzzed.
-            let _ = session.send_pkg(&pkg);
+            let _ = session.try_send(&pkg);
         }
     }
 
@@ -556,7 +554,7 @@ pub fn run_stream_session(case: &StreamCase<'_>) -> StreamReport {
     session
         .set_compression(case.compression)
         .expect("a stream session takes any compression");
-    let listener: Arc<dyn EventListener<LengthDelimited>> = Arc::new(Recorder(seen.clone()));
+    let listener = Recorder(seen.clone());
     // What `start_session` does.
     let compression = session.inner().settings.fix_compression();
     let io = ChunkStream::new(case.chunks, case.write_step);
@@ -577,7 +575,7 @@ fn run_on<T: AsyncRead + AsyncWrite + Unpin + Send>(
     rt: FuzzRuntime,
     io: T,
     session: Session<LengthDelimited>,
-    listener: Arc<dyn EventListener<LengthDelimited>>,
+    listener: Recorder,
     seen: &Arc<Mutex<Observed>>,
     max_polls: usize,
 ) -> usize {

@@ -23,21 +23,22 @@ mod error;
 pub mod fuzzing;
 pub mod listener;
 pub mod pool;
+pub mod prelude;
 pub mod runtime;
 pub mod session;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod tls;
 pub(crate) mod ws;
 
 pub use codec::{Codec, CodecError, Decoded};
 pub use compress::Compression;
+pub use endpoint::{
+    Client, TcpClientBuilder, TcpServer, TcpServerBuilder, UdpClientBuilder, UdpEndpoint,
+    UdpEndpointBuilder,
+};
 pub use error::{BoxError, Error, Result};
 pub use listener::{EventListener, NewSession};
 pub use runtime::Runtime;
-pub use session::{Session, Stats};
+pub use session::{Frame, Session, Stats};
 
-/// Re-exported so user listeners can write `#[getty_core::async_trait]`.
-pub use async_trait::async_trait;
 /// The byte buffer types used by codecs.
 pub use bytes;

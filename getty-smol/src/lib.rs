@@ -20,7 +20,14 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use getty_core::runtime::socket::{self, SockRef};
 use getty_core::runtime::{Timer, UdpSocket};
 
-pub use getty_core::runtime::Runtime;
+/// Everything getty-core offers, so that this crate alone is enough to depend on.
+pub use getty_core::*;
+
+/// The names most programs need: getty-core's prelude and [`SmolRuntime`].
+pub mod prelude {
+    pub use crate::SmolRuntime;
+    pub use getty_core::prelude::*;
+}
 
 /// A [`Runtime`] that spawns on smol's global executor or on an executor of the caller's.
 ///

@@ -22,7 +22,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::time::Sleep;
 
-pub use getty_core::runtime::Runtime;
+/// Everything getty-core offers, so that this crate alone is enough to depend on.
+pub use getty_core::*;
+
+/// The names most programs need: getty-core's prelude and [`TokioRuntime`].
+pub mod prelude {
+    pub use crate::TokioRuntime;
+    pub use getty_core::prelude::*;
+}
 
 /// A [`Runtime`] that spawns on, and registers sockets and timers with, one tokio runtime.
 ///

@@ -54,11 +54,11 @@ pub trait Codec: Send + Sync + 'static {
 
     /// For formats whose frame is a header followed by the payload bytes as they are: appends
     /// the header of a frame carrying `payload_len` bytes and returns `Some(Ok(()))`. Sessions
-    /// then send a shared payload without copying it ([`Session::send_payload`]). `None`, the
+    /// then send a shared payload without copying it ([`Frame::payload`]). `None`, the
     /// default, says the format does not work that way (the payload is then encoded with
     /// [`encode`](Codec::encode)).
     ///
-    /// [`Session::send_payload`]: crate::Session::send_payload
+    /// [`Frame::payload`]: crate::session::Frame::payload
     fn encode_header(
         &self,
         payload_len: usize,
@@ -90,6 +90,10 @@ pub enum CodecError {
     /// The input is not valid for this format.
     #[error("invalid frame: {0}")]
     Invalid(String),
+    /// The codec cannot do what was asked of it (such as framing a shared payload without
+    /// encoding it, see [`Codec::encode_header`]).
+    #[error("the codec does not support {0}")]
+    Unsupported(&'static str),
     /// Any other error, from a user codec.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

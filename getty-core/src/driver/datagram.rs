@@ -19,7 +19,7 @@ use futures_lite::future::poll_fn;
 use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
-use crate::listener::EventListener;
+use crate::listener::{Call, EventListener};
 use crate::pool::TaskPool;
 use crate::runtime::{Runtime, UdpSocket};
 use crate::session::{Envelope, Outbox, Session};
@@ -33,17 +33,18 @@ const MAX_RECV: usize = 64 * 1024;
 
 /// Runs one UDP session to its end. `first` is a datagram that arrived before the session
 /// started (the answer to a client's connect-ping), handled as if it had just arrived.
-pub(crate) async fn run<R, C>(
+pub(crate) async fn run<R, C, L>(
     rt: R,
     socket: R::Udp,
     session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
+    listener: L,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     first: Option<(Bytes, SocketAddr)>,
 ) where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
 {
     let io = DatagramIo::new(socket, session.peer_addr().is_some());
     run_session(rt, io, session, listener, pool, on_established, |core| {
@@ -60,15 +61,17 @@ pub(crate) async fn run<R, C>(
     .await;
 }
 
-struct Driver<R: Runtime, C: Codec> {
-    core: Core<R, C, DatagramIo<R::Udp>>,
+struct Driver<R: Runtime, C: Codec, L> {
+    core: Core<R, C, L, DatagramIo<R::Udp>>,
     /// Packages decoded from the datagrams read, not yet handed out.
     pending: VecDeque<(C::Inbound, SocketAddr)>,
     budget: u32,
 }
 
-impl<R: Runtime, C: Codec> Serve<R, C, DatagramIo<R::Udp>> for Driver<R, C> {
-    fn core(&mut self) -> &mut Core<R, C, DatagramIo<R::Udp>> {
+impl<R: Runtime, C: Codec, L: EventListener<C>> Serve<R, C, L, DatagramIo<R::Udp>>
+    for Driver<R, C, L>
+{
+    fn core(&mut self) -> &mut Core<R, C, L, DatagramIo<R::Udp>> {
         &mut self.core
     }
 
@@ -77,7 +80,7 @@ impl<R: Runtime, C: Codec> Serve<R, C, DatagramIo<R::Udp>> for Driver<R, C> {
     }
 }
 
-impl<R: Runtime, C: Codec> Driver<R, C> {
+impl<R: Runtime, C: Codec, L: EventListener<C>> Driver<R, C, L> {
     /// The event loop. Returns why it stopped: `None` for `close()`.
     async fn event_loop(&mut self) -> Option<Error> {
         loop {
@@ -87,11 +90,7 @@ impl<R: Runtime, C: Codec> Driver<R, C> {
             let outcome = match event {
                 Event::Message((pkg, from)) => {
                     let now = self.core.rt.now();
-                    self.core
-                        .deliver(now, "on_datagram", move |listener, session| {
-                            listener.on_datagram(session, pkg, from)
-                        })
-                        .await
+                    self.core.deliver(now, Call::Datagram(pkg, from)).await
                 }
                 Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,

@@ -26,7 +26,7 @@ use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::Codec;
 use crate::driver::datagram::decode_all;
 use crate::error::Error;
-use crate::listener::EventListener;
+use crate::listener::{Call, EventListener};
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Envelope, Outbox, Session};
@@ -38,18 +38,19 @@ const WS_READ_BUFFER: usize = 16 * 1024;
 /// `role`; `leftover` holds bytes read after the handshake (the peer's first frames).
 // The upgraded stream comes with its role and leftover bytes: three of the eight.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn run<R, C, T>(
+pub(crate) async fn run<R, C, L, T>(
     rt: R,
     io: T,
     role: Role,
     leftover: Vec<u8>,
     session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
+    listener: L,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
 ) where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Built after the new-session callback configured the session: tungstenite refuses a
@@ -82,20 +83,21 @@ pub(crate) async fn run<R, C, T>(
     .await;
 }
 
-struct Driver<R: Runtime, C: Codec, T> {
-    core: Core<R, C, MessageIo<T>>,
+struct Driver<R: Runtime, C: Codec, L, T> {
+    core: Core<R, C, L, MessageIo<T>>,
     /// Packages decoded from the messages read, not yet handed out.
     pending: VecDeque<C::Inbound>,
     budget: u32,
 }
 
-impl<R, C, T> Serve<R, C, MessageIo<T>> for Driver<R, C, T>
+impl<R, C, L, T> Serve<R, C, L, MessageIo<T>> for Driver<R, C, L, T>
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn core(&mut self) -> &mut Core<R, C, MessageIo<T>> {
+    fn core(&mut self) -> &mut Core<R, C, L, MessageIo<T>> {
         &mut self.core
     }
 
@@ -104,10 +106,11 @@ where
     }
 }
 
-impl<R, C, T> Driver<R, C, T>
+impl<R, C, L, T> Driver<R, C, L, T>
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     /// The event loop. Returns why it stopped: `None` for a clean end (close frame, `close()`).
@@ -118,11 +121,7 @@ where
             let outcome = match event {
                 Event::Message(pkg) => {
                     let now = self.core.rt.now();
-                    self.core
-                        .deliver(now, "on_message", move |listener, session| {
-                            listener.on_message(session, pkg)
-                        })
-                        .await
+                    self.core.deliver(now, Call::Message(pkg)).await
                 }
                 Event::Cron => {
                     // The heartbeat: a ping leaves with the next drain.

@@ -29,7 +29,7 @@ use futures_lite::FutureExt;
 
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::listener::EventListener;
+use crate::listener::{invoke, Call, EventListener};
 use crate::pool::{Jobs, Lane, TaskPool};
 use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
 use crate::session::Session;
@@ -87,11 +87,11 @@ pub(crate) trait DriverIo {
 
 /// What every driver holds, whatever its transport: the runtime, its side of the socket, the
 /// session, its listener and its timers.
-pub(crate) struct Core<R: Runtime, C: Codec, I> {
+pub(crate) struct Core<R: Runtime, C: Codec, L, I> {
     pub(crate) rt: R,
     pub(crate) io: I,
     pub(crate) session: Session<C>,
-    pub(crate) listener: Arc<dyn EventListener<C>>,
+    pub(crate) listener: Arc<L>,
     pub(crate) timers: Timers<R>,
     /// Where handlers run when not on this task.
     pool: Option<Arc<TaskPool>>,
@@ -101,30 +101,21 @@ pub(crate) struct Core<R: Runtime, C: Codec, I> {
     lane: Option<Arc<Lane>>,
 }
 
-impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
-    /// Runs the handler `call` makes: on the task pool when there is one (waiting, with
+impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
+    /// Runs the handler `call` names: on the task pool when there is one (waiting, with
     /// writes moving, while the session's queue there is full), otherwise here, before the
-    /// next event. `call` gets the listener and the session by reference, so running here
-    /// clones neither.
-    pub(crate) async fn dispatch<F>(
-        &mut self,
-        handler: &'static str,
-        call: F,
-    ) -> Result<Option<()>, Error>
-    where
-        F: for<'a> FnOnce(&'a dyn EventListener<C>, &'a Session<C>) -> HandlerFuture<'a>
-            + Send
-            + 'static,
-    {
+    /// next event (statically dispatched, neither the listener nor the session cloned).
+    pub(crate) async fn dispatch(&mut self, call: Call<C::Inbound>) -> Result<Option<()>, Error> {
+        let handler = call.name();
         let Some(pool) = self.pool.clone() else {
             // The driver drains the queue right after the handler: replies it queues need no
             // wake-up (which would cost a spurious poll and read).
             self.session.inner().queue.unregister_driver();
-            let future = call(self.listener.as_ref(), &self.session);
+            let future = invoke(self.listener.as_ref(), &self.session, call);
             return pump_while(&self.rt, &mut self.io, &self.session, handler, future).await;
         };
         let (listener, owner) = (self.listener.clone(), self.session.clone());
-        let future = async move { call(listener.as_ref(), &owner).await };
+        let future = async move { invoke(listener.as_ref(), &owner, call).await };
         let mut done = JobDone {
             jobs: self.jobs.clone(),
             failure: None,
@@ -158,23 +149,17 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
     }
 }
 
-impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
-    /// Hands a package that arrived at `at` to `handler` (see [`dispatch`](Self::dispatch)):
+impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
+    /// Hands a package that arrived at `at` to its handler (see [`dispatch`](Self::dispatch)):
     /// the session's activity time and statistics count it first.
-    pub(crate) async fn deliver<F>(
+    pub(crate) async fn deliver(
         &mut self,
         at: Instant,
-        handler: &'static str,
-        call: F,
-    ) -> Result<Option<()>, Error>
-    where
-        F: for<'a> FnOnce(&'a dyn EventListener<C>, &'a Session<C>) -> HandlerFuture<'a>
-            + Send
-            + 'static,
-    {
+        call: Call<C::Inbound>,
+    ) -> Result<Option<()>, Error> {
         self.session.touch(at);
         self.session.inner().stats.add_pkgs_read(1);
-        self.dispatch(handler, call).await
+        self.dispatch(call).await
     }
 
     /// The start of every driver's poll: a write error seen while a handler ran, or a close
@@ -231,9 +216,6 @@ impl<R: Runtime, C: Codec, I: DriverIo> Core<R, C, I> {
     }
 }
 
-/// What a listener's handler returns (async-trait's boxed future).
-pub(crate) type HandlerFuture<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
 /// Counts a pool job as finished when it ends or is dropped unrun (a cancelled submit).
 struct JobDone {
     jobs: Arc<Jobs>,
@@ -247,29 +229,31 @@ impl Drop for JobDone {
 }
 
 /// A transport's event loop, run by [`run_session`].
-pub(crate) trait Serve<R: Runtime, C: Codec, I> {
+pub(crate) trait Serve<R: Runtime, C: Codec, L, I> {
     /// The shared parts.
-    fn core(&mut self) -> &mut Core<R, C, I>;
+    fn core(&mut self) -> &mut Core<R, C, L, I>;
     /// Handles events until the session ends; returns why (`None`: a clean end).
     fn serve(&mut self) -> impl Future<Output = Option<Error>> + Send;
 }
 
 /// One session's whole life, the same for every transport: `on_open` (a refusal ends it
 /// there), the event loop of the driver `make` builds, then the close sequence.
-pub(crate) async fn run_session<R, C, I, D>(
+pub(crate) async fn run_session<R, C, L, I, D>(
     rt: R,
     mut io: I,
     session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
+    listener: L,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
-    make: impl FnOnce(Core<R, C, I>) -> D,
+    make: impl FnOnce(Core<R, C, L, I>) -> D,
 ) where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     I: DriverIo,
-    D: Serve<R, C, I>,
+    D: Serve<R, C, L, I>,
 {
+    let listener = Arc::new(listener);
     if !open(&rt, &mut io, &session, &listener).await {
         return;
     }
@@ -314,7 +298,7 @@ pub(crate) async fn run_session<R, C, I, D>(
         &core.rt,
         &mut core.io,
         &core.session,
-        &core.listener,
+        core.listener.as_ref(),
         reason,
     )
     .await;
@@ -322,15 +306,11 @@ pub(crate) async fn run_session<R, C, I, D>(
 
 /// Runs `on_open`. True if the session was accepted (it is then marked established); otherwise
 /// the session is shut down and closed without `on_error` or `on_close`.
-pub(crate) async fn open<R, C, I>(
-    rt: &R,
-    io: &mut I,
-    session: &Session<C>,
-    listener: &Arc<dyn EventListener<C>>,
-) -> bool
+pub(crate) async fn open<R, C, L, I>(rt: &R, io: &mut I, session: &Session<C>, listener: &L) -> bool
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     I: DriverIo,
 {
     let opened = pump_while(rt, io, session, "on_open", listener.on_open(session)).await;
@@ -400,15 +380,16 @@ where
 
 /// The close sequence: stop reading, flush within the close-wait, shut down, then `on_error`
 /// (if `reason`) and `on_close`, each bounded by the close-wait too.
-pub(crate) async fn close<R, C, I>(
+pub(crate) async fn close<R, C, L, I>(
     rt: &R,
     io: &mut I,
     session: &Session<C>,
-    listener: &Arc<dyn EventListener<C>>,
+    listener: &L,
     reason: Option<Error>,
 ) where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     I: DriverIo,
 {
     session.begin_closing();
@@ -483,15 +464,14 @@ pub(crate) enum Event<P> {
 }
 
 /// Runs `on_cron` (see [`Core::dispatch`]) and schedules the next tick.
-pub(crate) async fn cron<R, C, I>(core: &mut Core<R, C, I>) -> Result<Option<()>, Error>
+pub(crate) async fn cron<R, C, L, I>(core: &mut Core<R, C, L, I>) -> Result<Option<()>, Error>
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     I: DriverIo,
 {
-    let outcome = core
-        .dispatch("on_cron", |listener, session| listener.on_cron(session))
-        .await;
+    let outcome = core.dispatch(Call::Cron).await;
     core.timers.rearm_cron(&core.rt, &core.session);
     outcome
 }

@@ -18,7 +18,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
-use crate::listener::EventListener;
+use crate::listener::{Call, EventListener};
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Outbox, Session};
@@ -33,16 +33,17 @@ const MAX_READ: usize = 64 * 1024;
 const MAX_IOV: usize = 64;
 
 /// Runs one stream session to its end (see [`run_session`]).
-pub(crate) async fn run<R, C, T>(
+pub(crate) async fn run<R, C, L, T>(
     rt: R,
     io: T,
     session: Session<C>,
-    listener: Arc<dyn EventListener<C>>,
+    listener: L,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
 ) where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let io = StreamIo::new(io);
@@ -56,21 +57,22 @@ pub(crate) async fn run<R, C, T>(
     .await;
 }
 
-struct Driver<R: Runtime, C: Codec, T> {
-    core: Core<R, C, StreamIo<T>>,
+struct Driver<R: Runtime, C: Codec, L, T> {
+    core: Core<R, C, L, StreamIo<T>>,
     /// When the bytes being decoded were read: the arrival time of their packages.
     read_at: Instant,
     /// Reads and packages left before the next voluntary yield.
     budget: u32,
 }
 
-impl<R, C, T> Serve<R, C, StreamIo<T>> for Driver<R, C, T>
+impl<R, C, L, T> Serve<R, C, L, StreamIo<T>> for Driver<R, C, L, T>
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn core(&mut self) -> &mut Core<R, C, StreamIo<T>> {
+    fn core(&mut self) -> &mut Core<R, C, L, StreamIo<T>> {
         &mut self.core
     }
 
@@ -79,10 +81,11 @@ where
     }
 }
 
-impl<R, C, T> Driver<R, C, T>
+impl<R, C, L, T> Driver<R, C, L, T>
 where
     R: Runtime,
     C: Codec,
+    L: EventListener<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     /// The event loop. Returns why it stopped: `None` for a clean end (EOF, `close()`).
@@ -91,13 +94,7 @@ where
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let started = self.core.handler_start();
             let outcome = match event {
-                Event::Message(pkg) => {
-                    self.core
-                        .deliver(self.read_at, "on_message", move |listener, session| {
-                            listener.on_message(session, pkg)
-                        })
-                        .await
-                }
+                Event::Message(pkg) => self.core.deliver(self.read_at, Call::Message(pkg)).await,
                 Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,
                 Event::Failed(err) => return Some(err),

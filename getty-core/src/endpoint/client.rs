@@ -16,8 +16,9 @@ use bytes::Bytes;
 use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
 use crate::driver::datagram::CONNECT_PING;
+use crate::error::BoxError;
 use crate::error::{Error, Result};
-use crate::listener::NewSession;
+use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
@@ -280,9 +281,32 @@ impl<K: ClientKind> ClientBuilder<K> {
         self
     }
 
-    /// Starts the client on `rt`: one background worker connects the pool and refills it.
-    /// Returns at once; [`Client::wait_for_sessions`] waits for connections.
-    pub fn start<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<Client<C>>
+    /// Starts the client on `rt`, every session sharing `listener`: one background worker
+    /// connects the pool and refills it. Returns at once; [`Client::wait_for_sessions`] waits
+    /// for connections.
+    pub fn start<R, C, L>(self, rt: R, codec: C, listener: L) -> Result<Client<C>>
+    where
+        R: Runtime,
+        C: Codec,
+        L: EventListener<C>,
+    {
+        self.start_new_session(rt, codec, SharedListener(Arc::new(listener)))
+    }
+
+    /// Starts the client on `rt` as [`start`](Self::start) does, each session getting the
+    /// listener `new_session` returns for it. `new_session` may also configure the session,
+    /// or refuse it with an `Err` (the connection is dropped and retried with backoff).
+    pub fn start_with<R, C, F, L>(self, rt: R, codec: C, new_session: F) -> Result<Client<C>>
+    where
+        R: Runtime,
+        C: Codec,
+        F: Fn(&Session<C>) -> Result<L, BoxError> + Send + Sync + 'static,
+        L: EventListener<C>,
+    {
+        self.start_new_session(rt, codec, new_session)
+    }
+
+    fn start_new_session<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<Client<C>>
     where
         R: Runtime,
         C: Codec,
@@ -329,7 +353,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             dyn_rt: Arc::new(rt.clone()),
             rt: rt.clone(),
             codec: Arc::new(codec),
-            new_session: Box::new(new_session),
+            new_session,
             kind: self.kind.kind(),
             options: ClientBuilder {
                 kind: (),
@@ -378,6 +402,11 @@ impl<C: Codec> Client<C> {
     /// The live sessions, oldest first.
     pub fn sessions(&self) -> Vec<Session<C>> {
         self.shared.sessions.live()
+    }
+
+    /// The oldest live session, if any: the one to write to when any will do.
+    pub fn session(&self) -> Option<Session<C>> {
+        self.shared.sessions.oldest_live()
     }
 
     /// The number of live sessions.
@@ -456,17 +485,17 @@ impl<C: Codec> fmt::Debug for Client<C> {
 
 /// The one reconnect worker of a client: however many sessions drop at once, connects are
 /// made one at a time, so a restarting server sees no storm.
-struct Worker<R: Runtime, C: Codec> {
+struct Worker<R: Runtime, C: Codec, N> {
     rt: R,
     dyn_rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
-    new_session: Box<dyn NewSession<C>>,
+    new_session: N,
     kind: Kind,
     options: ClientBuilder<()>,
     shared: Arc<Shared<C>>,
 }
 
-impl<R: Runtime, C: Codec> Worker<R, C> {
+impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
     async fn run(self) {
         let mut failures: u32 = 0;
         let sessions = &self.shared.sessions;
@@ -683,7 +712,7 @@ impl<R: Runtime, C: Codec> Worker<R, C> {
             Some(peer),
             kind,
             &self.codec,
-            self.new_session.as_ref(),
+            &self.new_session,
             &self.shared.sessions,
             self.shared.pool.as_ref(),
             Session::clone,

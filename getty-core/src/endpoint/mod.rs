@@ -132,6 +132,16 @@ impl<S: SessionControl + Clone> SessionSet<S> {
         sessions
     }
 
+    /// The live session with the lowest id (the oldest).
+    pub(crate) fn oldest_live(&self) -> Option<S> {
+        lock(&self.inner)
+            .map
+            .values()
+            .filter(|s| s.is_live())
+            .min_by_key(|s| s.id())
+            .cloned()
+    }
+
     /// Wakes everything waiting on the set (a session's state changed).
     pub(crate) fn notify(&self) {
         self.changed.notify(usize::MAX);
@@ -190,7 +200,7 @@ pub(crate) enum Transport<R: Runtime, T> {
 /// callback (a refusal or a panic there drops the socket), registers it in `set`, and spawns
 /// its driver. The driver task deregisters the session when it ends, even by a panic.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn start_session<R, C, T, S>(
+pub(crate) fn start_session<R, C, N, T, S>(
     rt: &R,
     dyn_rt: &Arc<dyn DynRuntime>,
     transport: Transport<R, T>,
@@ -198,7 +208,7 @@ pub(crate) fn start_session<R, C, T, S>(
     peer: Option<SocketAddr>,
     kind: &str,
     codec: &Arc<C>,
-    new_session: &dyn NewSession<C>,
+    new_session: &N,
     set: &Arc<SessionSet<S>>,
     pool: Option<&Arc<TaskPool>>,
     wrap: impl FnOnce(&Session<C>) -> S,
@@ -206,6 +216,7 @@ pub(crate) fn start_session<R, C, T, S>(
 where
     R: Runtime,
     C: Codec,
+    N: NewSession<C>,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: SessionControl + Clone + 'static,
 {

@@ -13,11 +13,13 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::Codec;
+use crate::error::BoxError;
 use crate::error::{Error, Result};
-use crate::listener::NewSession;
+use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{timeout_at, DynRuntime, Runtime};
+use crate::session::Session;
 use crate::session::SessionControl;
 use crate::tls::TlsServerConfig;
 use crate::ws::handshake::{self, HandshakeOptions};
@@ -138,8 +140,31 @@ impl TcpServerBuilder {
     }
 
     /// Binds the listener and starts accepting on `rt`. Every accepted connection becomes a
-    /// session with its own handle on `codec`, configured (or refused) by `new_session`.
-    pub async fn serve<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer>
+    /// session on `codec` whose events go to `listener`, shared by all sessions.
+    pub async fn serve<R, C, L>(self, rt: R, codec: C, listener: L) -> Result<TcpServer>
+    where
+        R: Runtime,
+        C: Codec,
+        L: EventListener<C>,
+    {
+        self.serve_new_session(rt, codec, SharedListener(Arc::new(listener)))
+            .await
+    }
+
+    /// Binds the listener and starts accepting on `rt`, as [`serve`](Self::serve) does, each
+    /// session getting the listener `new_session` returns for it (per-connection state).
+    /// `new_session` may also configure the session, or refuse it with an `Err`.
+    pub async fn serve_with<R, C, F, L>(self, rt: R, codec: C, new_session: F) -> Result<TcpServer>
+    where
+        R: Runtime,
+        C: Codec,
+        F: Fn(&Session<C>) -> Result<L, BoxError> + Send + Sync + 'static,
+        L: EventListener<C>,
+    {
+        self.serve_new_session(rt, codec, new_session).await
+    }
+
+    async fn serve_new_session<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer>
     where
         R: Runtime,
         C: Codec,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::{start_session, SessionSet, Transport};
 use crate::codec::Codec;
+use crate::error::BoxError;
 use crate::error::{Error, Result};
-use crate::listener::NewSession;
+use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::runtime::{DynRuntime, Runtime, UdpSocket};
 use crate::session::Session;
 
@@ -40,10 +41,42 @@ impl UdpEndpointBuilder {
         self
     }
 
-    /// Binds the socket and starts its session on `rt`, configured by `new_session`. Returns
-    /// once `on_open` accepted the session; a refusal (by the callback or `on_open`) is
+    /// Binds the socket and starts its session on `rt`, its events going to `listener`. Returns
+    /// once `on_open` accepted the session; a refusal (by `on_open`) is
     /// [`Error::Refused`] and releases the socket.
-    pub async fn bind<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<UdpEndpoint<C>>
+    pub async fn bind<R, C, L>(self, rt: R, codec: C, listener: L) -> Result<UdpEndpoint<C>>
+    where
+        R: Runtime,
+        C: Codec,
+        L: EventListener<C>,
+    {
+        self.bind_new_session(rt, codec, SharedListener(Arc::new(listener)))
+            .await
+    }
+
+    /// Binds the socket as [`bind`](Self::bind) does, its session getting the listener
+    /// `new_session` returns (which may also configure the session, or refuse it).
+    pub async fn bind_with<R, C, F, L>(
+        self,
+        rt: R,
+        codec: C,
+        new_session: F,
+    ) -> Result<UdpEndpoint<C>>
+    where
+        R: Runtime,
+        C: Codec,
+        F: Fn(&Session<C>) -> Result<L, BoxError> + Send + Sync + 'static,
+        L: EventListener<C>,
+    {
+        self.bind_new_session(rt, codec, new_session).await
+    }
+
+    async fn bind_new_session<R, C, N>(
+        self,
+        rt: R,
+        codec: C,
+        new_session: N,
+    ) -> Result<UdpEndpoint<C>>
     where
         R: Runtime,
         C: Codec,
@@ -53,7 +86,7 @@ impl UdpEndpointBuilder {
         let local_addr = socket.local_addr().map_err(|e| Error::io("bind", e))?;
         let sessions = Arc::new(SessionSet::default());
         let dyn_rt: Arc<dyn DynRuntime> = Arc::new(rt.clone());
-        let session = start_session::<R, C, R::Tcp, _>(
+        let session = start_session::<R, C, N, R::Tcp, _>(
             &rt,
             &dyn_rt,
             Transport::Datagram {

@@ -3,14 +3,39 @@
 //! A [`Session`] is cheap to clone (an `Arc` inside) and does not name the runtime, so listener
 //! code is runtime-free. The session's driver task owns the socket; the
 //! handle talks to it through the write queue and a few atomics.
+//!
+//! # Writing
+//!
+//! Three ways to wait, for packages and for [`Frame`]s, to the session's peer or (UDP) to an
+//! address:
+//!
+//! | | never waits | waits for room in the queue | waits until written |
+//! |---|---|---|---|
+//! | a package (through the codec) | [`try_send`](Session::try_send) | [`send`](Session::send) | [`send_and_flush`](Session::send_and_flush) |
+//! | raw bytes, a shared payload, WebSocket text | [`try_send_frame`](Session::try_send_frame) | [`send_frame`](Session::send_frame) | [`send_frame_and_flush`](Session::send_frame_and_flush) |
+//!
+//! [`Session::to`] gives the same six methods for one datagram to an address (UDP).
+//!
+//! Everything goes through one queue, in order. Queued bytes are written by the session's
+//! task, every queued buffer in one vectored write per wake-up, so back-to-back sends cost one
+//! system call. The queue is bounded in bytes (see
+//! [`write_water_marks`](Session::write_water_marks)): `try_*` is refused with
+//! [`Error::WouldBlock`] when it is full, `send*` waits for room (backpressure).
+//!
+//! Coming from Go getty: `WritePkg(pkg, timeout)` is `send_and_flush(&pkg).timeout(t)` (and,
+//! with a zero timeout, `try_send(&pkg)`); `WriteBytes(b)` is
+//! `send_frame_and_flush(Frame::bytes(b))`; `WriteBytesArray(bufs...)` is
+//! `send_frame_and_flush(Frame::vectored(bufs))`.
 
 mod attributes;
 mod close_callbacks;
 mod settings;
 mod stats;
+mod write;
 mod write_queue;
 
 pub use stats::Stats;
+pub use write::{Flush, Frame, SendTo};
 
 use std::any::Any;
 use std::fmt;
@@ -20,7 +45,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 
 use crate::codec::Codec;
@@ -31,7 +55,7 @@ use attributes::Attributes;
 use close_callbacks::CloseCallbacks;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
-pub(crate) use write_queue::{Dest, Envelope, Outbox, WriteQueue};
+pub(crate) use write_queue::{Envelope, Outbox, WriteQueue};
 pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// The default maximum message length (frame length, header included), as getty's: 4 KiB.
@@ -63,12 +87,11 @@ const CLOSED: u8 = 2;
 
 /// One connection: its identity, statistics, settings, attributes and write side.
 ///
-/// Writing comes in two forms. The queued forms ([`send_pkg`](Session::send_pkg),
-/// [`send_bytes`](Session::send_bytes)) return as soon as the bytes are in the session's write
-/// queue: back-to-back sends are coalesced by the driver into one vectored write. The waiting
-/// forms ([`write_pkg`](Session::write_pkg), [`write_bytes`](Session::write_bytes),
-/// [`write_bytes_vectored`](Session::write_bytes_vectored)) return once the bytes have reached
-/// the socket, or when their timeout passes.
+/// Writes: [`try_send`](Session::try_send) never waits, [`send`](Session::send) waits for room
+/// in the write queue, [`send_and_flush`](Session::send_and_flush) waits until the bytes
+/// reached the socket; the same three for a [`Frame`] (raw bytes, a shared payload, WebSocket
+/// text), and [`to`](Session::to) for a datagram to an address. See the
+/// table in the [module docs](crate::session#writing).
 pub struct Session<C: Codec> {
     inner: Arc<Inner<C>>,
 }
@@ -174,14 +197,14 @@ impl<C: Codec> Session<C> {
         self.inner.peer_addr
     }
 
-    /// Whether this is a UDP session: every package is one datagram, and the `*_to` writes
-    /// (such as [`send_pkg_to`](Session::send_pkg_to)) choose its destination.
+    /// Whether this is a UDP session: every package is one datagram, and
+    /// [`to`](Session::to) chooses its destination.
     pub fn is_datagram(&self) -> bool {
         self.inner.transport == TransportKind::Datagram
     }
 
     /// Whether this is a WebSocket session: every package is one message (binary unless sent
-    /// with [`send_text`](Session::send_text)).
+    /// as [`Frame::text`]).
     pub fn is_websocket(&self) -> bool {
         self.inner.transport == TransportKind::WebSocket
     }
@@ -347,213 +370,7 @@ impl<C: Codec> Session<C> {
         self.inner.settings.set_compression(compression)
     }
 
-    // ----- writing ----------------------------------------------------------------------------
-    //
-    // Three forms, all in order on one queue:
-    // - `send_*`: queue now or fail with `WouldBlock` when the queue is full;
-    // - `feed_pkg`: wait for room, then queue (the form for handlers: backpressure, batching);
-    // - `write_*`: wait for room, queue, then wait until the bytes reached the socket.
-
-    /// Encodes `pkg` and queues it, returning its encoded length once it is queued (not yet
-    /// written). Consecutive sends are written together in one vectored write.
-    ///
-    /// Never waits: when the write queue is full (see
-    /// [`set_write_water_marks`](Session::set_write_water_marks)) the package is refused with
-    /// [`Error::WouldBlock`].
-    pub fn send_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        let (start, end) = self.push_pkg(pkg, false, self.dest(None)?)?;
-        Ok(len_of(start, end))
-    }
-
-    /// Encodes `pkg` and queues it, first waiting while the write queue is full. Returns the
-    /// encoded length once queued (not yet written).
-    ///
-    /// This is the write to use in handlers: it batches like [`send_pkg`](Session::send_pkg)
-    /// and, when the peer reads slower than the session writes, it holds the handler (and so
-    /// the session's reading) instead of growing the queue.
-    pub async fn feed_pkg(&self, pkg: &C::Outbound) -> Result<usize> {
-        self.feed_pkg_dest(pkg, None).await
-    }
-
-    /// Encodes `pkg`, queues it (waiting for room while the queue is full), and waits until
-    /// its bytes reached the socket.
-    ///
-    /// Returns `(total_len, sent_len)`, equal on success. `timeout` (or, when `None`, the
-    /// session's [`write_timeout`](Session::write_timeout)) bounds the whole wait: when it
-    /// passes, the result is [`Error::WriteTimeout`] with the bytes sent so far. The rest of the
-    /// package stays queued and is still sent in order, so the stream's framing stays intact.
-    pub async fn write_pkg(
-        &self,
-        pkg: &C::Outbound,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        self.write_pkg_dest(pkg, None, timeout).await
-    }
-
-    /// Queues raw bytes (bypassing the codec), returning their length once queued. Never
-    /// waits: a full queue refuses them with [`Error::WouldBlock`].
-    pub fn send_bytes(&self, bytes: impl Into<Bytes>) -> Result<usize> {
-        self.send_bytes_dest(bytes.into(), None)
-    }
-
-    /// Writes raw bytes (bypassing the codec) and waits as [`write_pkg`](Session::write_pkg)
-    /// does.
-    pub async fn write_bytes(
-        &self,
-        bytes: impl Into<Bytes>,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        self.write_shared([bytes.into()], None, timeout, None).await
-    }
-
-    /// Writes several buffers as one package, in one vectored write (no copy into one buffer),
-    /// and waits as [`write_pkg`](Session::write_pkg) does.
-    pub async fn write_bytes_vectored<I>(
-        &self,
-        bufs: I,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)>
-    where
-        I: IntoIterator<Item = Bytes>,
-    {
-        let bufs: Vec<Bytes> = bufs.into_iter().collect();
-        self.write_shared(bufs, None, timeout, None).await
-    }
-
-    // ----- writing to an address (UDP) --------------------------------------------------------
-    //
-    // A UDP endpoint has no single peer: each datagram names its destination. On a connected
-    // UDP session the forms above write to its peer; on a stream these are an error.
-
-    /// As [`send_pkg`](Session::send_pkg), as one datagram to `to`. A package larger than a
-    /// datagram can carry is refused with [`Error::DatagramTooLarge`].
-    pub fn send_pkg_to(&self, pkg: &C::Outbound, to: SocketAddr) -> Result<usize> {
-        let (start, end) = self.push_pkg(pkg, false, self.dest(Some(to))?)?;
-        Ok(len_of(start, end))
-    }
-
-    /// As [`feed_pkg`](Session::feed_pkg), as one datagram to `to`.
-    pub async fn feed_pkg_to(&self, pkg: &C::Outbound, to: SocketAddr) -> Result<usize> {
-        self.feed_pkg_dest(pkg, Some(to)).await
-    }
-
-    /// As [`write_pkg`](Session::write_pkg), as one datagram to `to`.
-    pub async fn write_pkg_to(
-        &self,
-        pkg: &C::Outbound,
-        to: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        self.write_pkg_dest(pkg, Some(to), timeout).await
-    }
-
-    /// As [`send_bytes`](Session::send_bytes), as one datagram to `to`.
-    pub fn send_bytes_to(&self, bytes: impl Into<Bytes>, to: SocketAddr) -> Result<usize> {
-        self.send_bytes_dest(bytes.into(), Some(to))
-    }
-
-    /// As [`write_bytes`](Session::write_bytes), as one datagram to `to`.
-    pub async fn write_bytes_to(
-        &self,
-        bytes: impl Into<Bytes>,
-        to: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        self.write_shared([bytes.into()], Some(to), timeout, None)
-            .await
-    }
-
-    /// Where a package goes: a stream writes to its peer (an address is an error); a datagram
-    /// session to `to`, else to its peer (an endpoint has none: an error).
-    fn dest(&self, to: Option<SocketAddr>) -> Result<Dest> {
-        match (self.inner.transport, to) {
-            (TransportKind::Stream, None) => Ok(None),
-            (TransportKind::WebSocket, None) => Ok(Some(Envelope::Binary)),
-            (TransportKind::Stream | TransportKind::WebSocket, Some(_)) => {
-                Err(Error::NotDatagram { id: self.id() })
-            }
-            (TransportKind::Datagram, to) => match to.or(self.inner.peer_addr) {
-                Some(to) => Ok(Some(Envelope::Datagram(to))),
-                None => Err(Error::NoPeerAddress { id: self.id() }),
-            },
-        }
-    }
-
-    /// Sends `text` as one WebSocket text message, bypassing the codec; queued like
-    /// [`send_bytes`](Session::send_bytes) (never waits: `WouldBlock` when the queue is full).
-    /// On other transports: [`Error::NotWebSocket`].
-    pub fn send_text(&self, text: impl Into<String>) -> Result<usize> {
-        let dest = self.text_dest()?;
-        let bytes = Bytes::from(text.into());
-        let (start, end) = self
-            .inner
-            .queue
-            .push_shared(self.id(), false, dest, [bytes])?;
-        Ok(len_of(start, end))
-    }
-
-    /// Sends `text` as one WebSocket text message and waits as
-    /// [`write_pkg`](Session::write_pkg) does.
-    pub async fn write_text(
-        &self,
-        text: impl Into<String>,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        self.text_dest()?;
-        self.write_shared(
-            [Bytes::from(text.into())],
-            None,
-            timeout,
-            Some(Envelope::Text),
-        )
-        .await
-    }
-
-    fn text_dest(&self) -> Result<Dest> {
-        match self.inner.transport {
-            TransportKind::WebSocket => Ok(Some(Envelope::Text)),
-            _ => Err(Error::NotWebSocket { id: self.id() }),
-        }
-    }
-
-    async fn feed_pkg_dest(&self, pkg: &C::Outbound, to: Option<SocketAddr>) -> Result<usize> {
-        let dest = self.dest(to)?;
-        self.wait_room(None, || 0).await?;
-        let (start, end) = self.push_pkg(pkg, true, dest)?;
-        Ok(len_of(start, end))
-    }
-
-    async fn write_pkg_dest(
-        &self,
-        pkg: &C::Outbound,
-        to: Option<SocketAddr>,
-        timeout: Option<Duration>,
-    ) -> Result<(usize, usize)> {
-        let dest = self.dest(to)?;
-        let timeout = self.deadline(timeout);
-        self.wait_room(timeout, || self.encoded_len(pkg)).await?;
-        let queued = self.push_pkg(pkg, true, dest)?;
-        self.wait_written(queued, timeout).await
-    }
-
-    fn send_bytes_dest(&self, bytes: Bytes, to: Option<SocketAddr>) -> Result<usize> {
-        let dest = self.dest(to)?;
-        let (start, end) = self
-            .inner
-            .queue
-            .push_shared(self.id(), false, dest, [bytes])?;
-        Ok(len_of(start, end))
-    }
-
-    /// Whether the write queue has room: a non-waiting send would be accepted now.
-    pub fn is_writable(&self) -> bool {
-        self.inner.queue.has_room()
-    }
-
-    /// Bytes queued and not yet written to the socket.
-    pub fn queued_bytes(&self) -> usize {
-        self.inner.queue.queued()
-    }
+    // ----- the write queue ------------------------------------------------------------------
 
     /// The write queue's (low, high) water marks in bytes (default 512 KiB, 1 MiB).
     pub fn write_water_marks(&self) -> (usize, usize) {
@@ -567,118 +384,9 @@ impl<C: Codec> Session<C> {
         self.inner.queue.set_water_marks(low, high)
     }
 
-    /// Encodes `pkg` into the write queue (see `WriteQueue::push_encoded`).
-    fn push_pkg(&self, pkg: &C::Outbound, force: bool, dest: Dest) -> Result<(u64, u64)> {
-        let codec = &self.inner.codec;
-        self.inner
-            .queue
-            .push_encoded(self.id(), force, dest, |dst| codec.encode(pkg, dst))
-    }
-
-    /// The encoded length of `pkg`, for errors raised before it was queued.
-    fn encoded_len(&self, pkg: &C::Outbound) -> usize {
-        let mut scratch = BytesMut::new();
-        match self.inner.codec.encode(pkg, &mut scratch) {
-            Ok(()) => scratch.len(),
-            Err(_) => 0,
-        }
-    }
-
     /// Drops the write queue's encode buffer if nothing is queued (an idle session keeps none).
     pub(crate) fn release_write_buffer(&self) {
         self.inner.queue.release_idle();
-    }
-
-    /// Runs `future` until `deadline` (if any); `None` when the deadline passed first. The
-    /// timer is only created when the future does not complete at once.
-    async fn until<F: Future>(&self, deadline: Option<Instant>, future: F) -> Option<F::Output> {
-        let mut future = std::pin::pin!(future);
-        if let Some(out) = futures_lite::future::poll_once(future.as_mut()).await {
-            return Some(out);
-        }
-        let Some(deadline) = deadline else {
-            return Some(future.await);
-        };
-        let timer = self.inner.rt.sleep_until(deadline);
-        futures_lite::future::or(async { Some(future.await) }, async {
-            timer.await;
-            None
-        })
-        .await
-    }
-
-    /// The timeout of a waiting write (the given one or the session's), with its deadline.
-    fn deadline(&self, timeout: Option<Duration>) -> Option<(Duration, Instant)> {
-        timeout
-            .or_else(|| self.write_timeout())
-            .map(|t| (t, self.inner.rt.now() + t))
-    }
-
-    /// Waits while the queue is full. Past the deadline, the result is a `WriteTimeout` for a
-    /// write of `total()` bytes of which nothing was sent.
-    async fn wait_room(
-        &self,
-        timeout: Option<(Duration, Instant)>,
-        total: impl FnOnce() -> usize,
-    ) -> Result<()> {
-        match self
-            .until(timeout.map(|t| t.1), self.inner.queue.wait_room())
-            .await
-        {
-            Some(Ok(())) => Ok(()),
-            Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
-            None => Err(Error::WriteTimeout {
-                timeout: timeout.map(|t| t.0).unwrap_or_default(),
-                total: total(),
-                sent: 0,
-            }),
-        }
-    }
-
-    /// Waits (until the deadline) for the bytes `[start, end)` to reach the socket.
-    async fn wait_written(
-        &self,
-        (start, end): (u64, u64),
-        timeout: Option<(Duration, Instant)>,
-    ) -> Result<(usize, usize)> {
-        let total = len_of(start, end);
-        match self
-            .until(timeout.map(|t| t.1), self.inner.queue.wait_written(end))
-            .await
-        {
-            Some(Ok(())) => Ok((total, total)),
-            Some(Err(())) => Err(Error::SessionClosed { id: self.id() }),
-            None => {
-                let written = self.inner.queue.written();
-                Err(Error::WriteTimeout {
-                    timeout: timeout.map(|t| t.0).unwrap_or_default(),
-                    total,
-                    sent: len_of(start, written.clamp(start, end)),
-                })
-            }
-        }
-    }
-
-    /// Queues shared buffers as one package (waiting for room) and waits for the socket.
-    async fn write_shared<B>(
-        &self,
-        bufs: B,
-        to: Option<SocketAddr>,
-        timeout: Option<Duration>,
-        envelope: Option<Envelope>,
-    ) -> Result<(usize, usize)>
-    where
-        B: AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
-    {
-        let dest = match envelope {
-            Some(envelope) => Some(envelope),
-            None => self.dest(to)?,
-        };
-        let total: usize = bufs.as_ref().iter().map(Bytes::len).sum();
-        let timeout = self.deadline(timeout);
-        self.wait_room(timeout, || total).await?;
-        let queued = self.inner.queue.push_shared(self.id(), true, dest, bufs)?;
-        self.wait_written(queued, timeout).await
     }
 
     // ----- closing ----------------------------------------------------------------------------
@@ -779,51 +487,6 @@ impl<C: Codec> Session<C> {
     }
 }
 
-/// Payloads shorter than this are copied into the write queue even by `send_payload`: an
-/// extra iovec costs more than copying a few hundred bytes.
-const SHARE_PAYLOAD_FROM: usize = 1024;
-
-/// Sending byte payloads without copying them, for codecs whose packages are byte slices.
-impl<C: Codec<Outbound = [u8]>> Session<C> {
-    /// Sends `payload` as one package like [`send_pkg`](Session::send_pkg) (queued, never
-    /// waits, `WouldBlock` when the queue is full), but without copying a large payload when
-    /// the codec frames payloads as a header plus the bytes as they are
-    /// ([`Codec::encode_header`]): the queue keeps a reference to `payload` until it is
-    /// written. An echo of a received `Bytes` package is then zero-copy.
-    pub fn send_payload(&self, payload: Bytes) -> Result<usize> {
-        let (start, end) = self.push_payload(payload, false, self.dest(None)?)?;
-        Ok(len_of(start, end))
-    }
-
-    /// As [`send_payload`](Session::send_payload), but waits for room while the write queue is
-    /// full, as [`feed_pkg`](Session::feed_pkg) does.
-    pub async fn feed_payload(&self, payload: Bytes) -> Result<usize> {
-        let dest = self.dest(None)?;
-        self.wait_room(None, || 0).await?;
-        let (start, end) = self.push_payload(payload, true, dest)?;
-        Ok(len_of(start, end))
-    }
-
-    fn push_payload(&self, payload: Bytes, force: bool, dest: Dest) -> Result<(u64, u64)> {
-        if payload.len() < SHARE_PAYLOAD_FROM {
-            return self.push_pkg(&payload, force, dest);
-        }
-        let codec = &self.inner.codec;
-        let len = payload.len();
-        let framed = self
-            .inner
-            .queue
-            .push_framed(self.id(), force, dest, payload, |dst| {
-                codec.encode_header(len, dst)
-            });
-        match framed {
-            Ok(queued) => queued,
-            // The codec cannot frame a shared payload: encode (copy) it instead.
-            Err(payload) => self.push_pkg(&payload, force, dest),
-        }
-    }
-}
-
 impl<C: Codec> fmt::Debug for Session<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
@@ -872,11 +535,6 @@ impl<T: SessionControl + ?Sized> SessionControl for Arc<T> {
     fn id(&self) -> u64 {
         (**self).id()
     }
-}
-
-/// The length of the byte range `[start, end)`.
-fn len_of(start: u64, end: u64) -> usize {
-    usize::try_from(end - start).unwrap_or(usize::MAX)
 }
 
 /// Locks `m`, ignoring poisoning: every critical section here leaves the data consistent.

@@ -1,9 +1,11 @@
 //! The conformance suite: every behaviour of getty as a scenario generic over the runtime.
 //!
-//! Each scenario is an `async fn(R)` for any [`Runtime`](crate::Runtime); the
+//! Each scenario is an `async fn(R)` for any [`Runtime`](getty_core::Runtime); the
 //! [`conformance_suite!`](crate::conformance_suite) macro instantiates all of them as `#[test]`s
 //! for one runtime, so getty's own adapters, and any third-party one, run the same suite.
 //! Scenarios use real sockets on 127.0.0.1 and wait on events with a deadline, never on sleeps.
+
+#![deny(missing_docs)]
 
 pub mod backpressure;
 pub mod certs;
@@ -28,7 +30,7 @@ pub mod ws;
 /// ```ignore
 /// mod tokio {
 ///     fn block_on<F: std::future::Future>(f: impl FnOnce(TokioRuntime) -> F) -> F::Output { ... }
-///     getty_core::conformance_suite!(block_on);
+///     getty_testkit::conformance_suite!(block_on);
 /// }
 /// ```
 #[macro_export]
@@ -130,7 +132,7 @@ macro_rules! conformance_suite {
         $(
             #[test]
             fn $name() {
-                $block_on(|rt| $crate::testkit::$module::$name(rt))
+                $block_on(|rt| $crate::$module::$name(rt))
             }
         )*
     };

@@ -7,11 +7,11 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::certs::TestCa;
 use super::support::*;
-use crate::codec::LengthDelimited;
-use crate::endpoint::{Client, TcpClientBuilder, TcpServer};
-use crate::runtime::Runtime;
-use crate::tls::{TlsClientConfig, TlsServerConfig};
-use crate::Error;
+use getty_core::codec::LengthDelimited;
+use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer};
+use getty_core::runtime::Runtime;
+use getty_core::tls::{TlsClientConfig, TlsServerConfig};
+use getty_core::Error;
 
 async fn tls_server<R: Runtime>(
     rt: &R,
@@ -20,7 +20,7 @@ async fn tls_server<R: Runtime>(
 ) -> TcpServer {
     TcpServer::builder()
         .tls(config)
-        .serve(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .serve_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .await
         .expect("server starts")
 }
@@ -37,7 +37,7 @@ fn tls_client<R: Runtime>(
         .tls(config)
         .reconnect_interval(Duration::from_millis(10))
         .max_reconnect_attempts(Some(attempts))
-        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .start_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .expect("client starts")
 }
 
@@ -58,7 +58,7 @@ async fn connected_tls_client<R: Runtime>(
 /// Sends one package from the client's session and waits for the server's echo.
 async fn echo_once<R: Runtime>(rt: &R, cli: &Client<Hello>, rec: &Recorder, body: &[u8]) {
     let before = count_msgs(&rec.events());
-    cli.sessions()[0].send_pkg(body).expect("send");
+    cli.sessions()[0].try_send(body).expect("send");
     rec.wait(rt, "the echo", |e| count_msgs(e) > before).await;
     assert_eq!(payloads(&rec.events()).last().map(|b| &b[..]), Some(body));
 }
@@ -254,7 +254,7 @@ pub async fn tls_config_errors_are_clear<R: Runtime>(_rt: R) {
     let ca = TestCa::new("config CA");
     let leaf = ca.leaf(&["localhost"]);
     let other = ca.leaf(&["localhost"]);
-    let expect_err = |result: crate::Result<TlsServerConfig>, needle: &str| match result {
+    let expect_err = |result: getty_core::Result<TlsServerConfig>, needle: &str| match result {
         Err(Error::TlsConfig(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
         other => panic!("expected a TlsConfig error, got {other:?}"),
     };
@@ -306,7 +306,7 @@ pub async fn tls_config_errors_are_clear<R: Runtime>(_rt: R) {
     from_files.expect("server config from files");
     client_from_file.expect("client config from a file");
 
-    let client_err = |result: crate::Result<TlsClientConfig>, needle: &str| match result {
+    let client_err = |result: getty_core::Result<TlsClientConfig>, needle: &str| match result {
         Err(Error::TlsConfig(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
         other => panic!("expected a TlsConfig error, got {other:?}"),
     };

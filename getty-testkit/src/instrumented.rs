@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::runtime::socket::SockRef;
-use crate::runtime::Runtime;
+use getty_core::runtime::socket::SockRef;
+use getty_core::runtime::Runtime;
 
 /// What an [`Instrumented`] runtime counted, and the faults still to inject.
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ impl Counters {
     fn keep_copy(&self, list: &Mutex<Vec<socket2::Socket>>, socket: SockRef<'_>) -> io::Result<()> {
         if !self.skip_copies.load(Ordering::SeqCst) {
             let dup = socket.try_clone()?;
-            crate::session::lock(list).push(dup);
+            crate::support::lock(list).push(dup);
         }
         Ok(())
     }

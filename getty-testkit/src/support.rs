@@ -1,7 +1,7 @@
 //! Helpers for the conformance scenarios: an event recorder, a configurable test listener,
 //! deadlines, and a raw peer speaking the hello framing.
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,12 +10,12 @@ use bytes::Bytes;
 use event_listener::Event;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::codec::LengthDelimited;
-use crate::error::BoxError;
-use crate::listener::EventListener;
-use crate::runtime::{timeout, Runtime};
-use crate::session::{lock, Session};
-use crate::{async_trait, Error};
+use getty_core::codec::LengthDelimited;
+use getty_core::listener::EventListener;
+use getty_core::runtime::{timeout, Runtime};
+use getty_core::session::Session;
+use getty_core::BoxError;
+use getty_core::Error;
 
 /// How long any single wait in a scenario may take before the scenario fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -24,8 +24,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub type Hello = LengthDelimited;
 
 /// Awaits `future`, failing the scenario (panicking) if it takes longer than [`DEADLINE`].
-pub async fn within<R: Runtime, F: Future>(rt: &R, what: &str, future: F) -> F::Output {
-    match timeout(rt, DEADLINE, future).await {
+pub async fn within<R: Runtime, F: IntoFuture>(rt: &R, what: &str, future: F) -> F::Output {
+    match timeout(rt, DEADLINE, future.into_future()).await {
         Ok(out) => out,
         Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
     }
@@ -174,14 +174,11 @@ impl TestListener {
     /// As a new-session callback.
     pub fn factory(
         self,
-    ) -> impl Fn(&Session<Hello>) -> Result<Arc<dyn EventListener<Hello>>, BoxError> + Send + Sync
-    {
-        let listener: Arc<dyn EventListener<Hello>> = Arc::new(self);
+    ) -> impl Fn(&Session<Hello>) -> Result<Arc<Self>, BoxError> + Send + Sync + 'static {
+        let listener = Arc::new(self);
         move |_| Ok(listener.clone())
     }
 }
-
-#[async_trait]
 impl EventListener<Hello> for TestListener {
     async fn on_open(&self, session: &Session<Hello>) -> Result<(), BoxError> {
         if self.refuse {
@@ -198,7 +195,7 @@ impl EventListener<Hello> for TestListener {
         }
         if self.echo {
             // The session may be closing; a refused echo is part of some scenarios.
-            let _ = session.send_pkg(&pkg);
+            let _ = session.try_send(&pkg);
         }
         self.rec.push(Rec::Msg(session.id(), pkg));
     }
@@ -208,7 +205,7 @@ impl EventListener<Hello> for TestListener {
             panic!("test listener asked to panic");
         }
         if self.echo {
-            let _ = session.send_pkg_to(&pkg, peer);
+            let _ = session.to(peer).try_send(&pkg);
         }
         self.rec.push(Rec::Msg(session.id(), pkg));
     }
@@ -248,20 +245,18 @@ impl Probe {
     /// As a new-session callback for sessions of codec `C`.
     pub fn factory<C>(
         self,
-    ) -> impl Fn(&Session<C>) -> Result<Arc<dyn EventListener<C>>, BoxError> + Send + Sync
+    ) -> impl Fn(&Session<C>) -> Result<Arc<Self>, BoxError> + Send + Sync + 'static
     where
-        C: crate::Codec,
+        C: getty_core::Codec,
         C::Inbound: AsRef<C::Outbound> + Into<Bytes>,
     {
-        let listener: Arc<dyn EventListener<C>> = Arc::new(self);
+        let listener = Arc::new(self);
         move |_| Ok(listener.clone())
     }
 }
-
-#[async_trait]
 impl<C> EventListener<C> for Probe
 where
-    C: crate::Codec,
+    C: getty_core::Codec,
     C::Inbound: AsRef<C::Outbound> + Into<Bytes>,
 {
     async fn on_open(&self, session: &Session<C>) -> Result<(), BoxError> {
@@ -271,14 +266,14 @@ where
 
     async fn on_message(&self, session: &Session<C>, pkg: C::Inbound) {
         if self.echo {
-            let _ = session.send_pkg(pkg.as_ref());
+            let _ = session.try_send(pkg.as_ref());
         }
         self.rec.push(Rec::Msg(session.id(), pkg.into()));
     }
 
     async fn on_datagram(&self, session: &Session<C>, pkg: C::Inbound, peer: SocketAddr) {
         if self.echo {
-            let _ = session.send_pkg_to(pkg.as_ref(), peer);
+            let _ = session.to(peer).try_send(pkg.as_ref());
         }
         self.rec.push(Rec::Msg(session.id(), pkg.into()));
     }
@@ -312,21 +307,22 @@ pub async fn free_addr<R: Runtime>(rt: &R) -> std::net::SocketAddr {
 
 /// A client session (of a one-session pool) connected to a raw peer socket that the scenario
 /// drives by hand: `(client, its session, the peer's stream)`.
-pub async fn client_with_raw_peer<R, C, N>(
+pub async fn client_with_raw_peer<R, C, N, L>(
     rt: &R,
     codec: C,
     new_session: N,
-) -> (crate::endpoint::TcpClient<C>, Session<C>, R::Tcp)
+) -> (getty_core::endpoint::TcpClient<C>, Session<C>, R::Tcp)
 where
     R: Runtime,
-    C: crate::Codec,
-    N: crate::NewSession<C>,
+    C: getty_core::Codec,
+    N: Fn(&Session<C>) -> Result<L, BoxError> + Send + Sync + 'static,
+    L: EventListener<C>,
 {
     let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
     let listener = rt.listen(any).await.expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
-    let cli = crate::endpoint::TcpClientBuilder::new(addr)
-        .start(rt.clone(), codec, new_session)
+    let cli = getty_core::endpoint::TcpClientBuilder::new(addr)
+        .start_with(rt.clone(), codec, new_session)
         .expect("client");
     let (peer, _) = within(rt, "accept", rt.accept(&listener))
         .await
@@ -374,4 +370,10 @@ pub async fn write_all<S: futures_lite::io::AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await
+}
+
+/// Locks `m`, ignoring poisoning: every critical section in the suite leaves its data
+/// consistent, and a scenario that panicked has already failed.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use event_listener::Event;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,10 +12,10 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::certs::TestCa;
 use super::rfc6455;
 use super::support::*;
-use crate::codec::{LengthDelimited, Lines, RawBytes};
-use crate::endpoint::{TcpClientBuilder, TcpServer};
-use crate::runtime::Runtime;
-use crate::{BoxError, EventListener, Session};
+use getty_core::codec::{LengthDelimited, Lines, RawBytes};
+use getty_core::endpoint::{TcpClientBuilder, TcpServer};
+use getty_core::runtime::Runtime;
+use getty_core::{BoxError, EventListener, Session};
 
 /// The error events of `events`, as recorded (`Debug` of the error).
 fn errors(events: &[Rec]) -> Vec<String> {
@@ -41,12 +40,12 @@ async fn echo_server<R: Runtime>(
     rt: &R,
     rec: &Arc<Recorder>,
     offenders: usize,
-    configure: impl Fn(&Session<Hello>) -> crate::Result<()> + Send + Sync + 'static,
+    configure: impl Fn(&Session<Hello>) -> getty_core::Result<()> + Send + Sync + 'static,
 ) -> TcpServer {
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(rec));
+    let listener = Arc::new(TestListener::echo(rec));
     let seen = AtomicUsize::new(0);
     TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |session: &Session<Hello>| -> Result<_, BoxError> {
@@ -115,12 +114,12 @@ pub async fn idle_timeout_closes_trickling_and_vanished_peers<R: Runtime>(rt: R)
 /// the next session is served.
 pub async fn codec_error_closes_only_its_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Lines>> = Arc::new(Probe {
+    let listener = Arc::new(Probe {
         rec: rec.clone(),
         echo: true,
     });
     let srv = TcpServer::builder()
-        .serve(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
+        .serve_with(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
             Ok(listener.clone())
         })
         .await
@@ -186,8 +185,6 @@ struct Blocking {
     released: AtomicBool,
     release: Event,
 }
-
-#[async_trait]
 impl EventListener<Hello> for Blocking {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         self.rec.push(Rec::Msg(session.id(), pkg.clone()));
@@ -200,7 +197,7 @@ impl EventListener<Hello> for Blocking {
                 listener.await;
             }
         }
-        let _ = session.send_pkg(&pkg);
+        let _ = session.try_send(&pkg);
     }
 }
 
@@ -214,9 +211,9 @@ pub async fn blocked_handler_stalls_only_its_session<R: Runtime>(rt: R) {
         released: AtomicBool::new(false),
         release: Event::new(),
     });
-    let listener: Arc<dyn EventListener<Hello>> = blocking.clone();
+    let listener = blocking.clone();
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
@@ -267,7 +264,7 @@ pub async fn ws_invalid_frame_closes_only_that_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
+        .serve_with(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let upgraded = || async {
@@ -326,7 +323,7 @@ pub async fn pending_handshakes_count_toward_max_sessions<R: Runtime>(rt: R) {
         .tls(ca.server_config(None))
         .max_sessions(2)
         .handshake_timeout(Duration::from_secs(600))
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -346,7 +343,7 @@ pub async fn pending_handshakes_count_toward_max_sessions<R: Runtime>(rt: R) {
     let cli = TcpClientBuilder::new(srv.local_addr())
         .tls(ca.client_config(None))
         .reconnect_interval(Duration::from_millis(10))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::silent(&client_rec).factory(),
@@ -355,7 +352,7 @@ pub async fn pending_handshakes_count_toward_max_sessions<R: Runtime>(rt: R) {
     within(&rt, "the real client's session", cli.wait_for_sessions(1))
         .await
         .expect("connects");
-    cli.sessions()[0].send_pkg(b"in").expect("send");
+    cli.sessions()[0].try_send(b"in").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
     cli.close().await;
     // The second connection's handshake would last 600 s: close does not wait for it.
@@ -384,7 +381,7 @@ pub async fn close_under_heavy_writes_counts_every_package<R: Runtime>(rt: R) {
         .expect("close-wait");
     let body = vec![5u8; LEN];
     for _ in 0..PKGS {
-        session.send_pkg(&body).expect("queued");
+        session.try_send(&body).expect("queued");
     }
     session.close();
     within(&rt, "the close", session.closed()).await;

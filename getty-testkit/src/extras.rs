@@ -5,15 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use super::support::*;
 use super::tcp::client;
-use crate::codec::LengthDelimited;
-use crate::runtime::Runtime;
-use crate::session::lock;
-use crate::{async_trait, Error, EventListener, Session};
+use crate::support::lock;
+use getty_core::codec::LengthDelimited;
+use getty_core::runtime::Runtime;
+use getty_core::{Error, EventListener, Session};
 
 /// Logs `on_close` into a shared log, to order it against close callbacks.
 struct LogClose(Arc<Mutex<Vec<String>>>);
-
-#[async_trait]
 impl EventListener<Hello> for LogClose {
     async fn on_message(&self, _: &Session<Hello>, _: bytes::Bytes) {}
     async fn on_close(&self, _: &Session<Hello>) {
@@ -26,7 +24,7 @@ impl EventListener<Hello> for LogClose {
 /// the rest still run; once they ran, registering is refused.
 pub async fn close_callbacks_order_replace_remove_panic<R: Runtime>(rt: R) {
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(LogClose(log.clone()));
+    let listener = Arc::new(LogClose(log.clone()));
     let (cli, session, _peer) =
         client_with_raw_peer(&rt, LengthDelimited::hello(), move |_: &Session<Hello>| {
             Ok(listener.clone())
@@ -73,9 +71,9 @@ pub async fn close_callbacks_order_replace_remove_panic<R: Runtime>(rt: R) {
 pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
     use std::time::Duration;
 
-    use crate::endpoint::{TcpClientBuilder, TcpServer};
-    use crate::runtime::socket::TcpOptions;
-    use crate::testkit::instrumented::Instrumented;
+    use crate::instrumented::Instrumented;
+    use getty_core::endpoint::{TcpClientBuilder, TcpServer};
+    use getty_core::runtime::socket::TcpOptions;
 
     let rt = Instrumented::new(rt);
     let server_options = TcpOptions::default()
@@ -86,7 +84,7 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .tcp_options(server_options)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -95,7 +93,7 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
         .expect("server");
     let client_rec = Recorder::new();
     let cli = TcpClientBuilder::new(srv.local_addr())
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::silent(&client_rec).factory(),
@@ -105,7 +103,7 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
         .await
         .expect("connects");
     // Once a package went both ways, both ends are configured.
-    cli.sessions()[0].send_pkg(b"configured").expect("send");
+    cli.sessions()[0].try_send(b"configured").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
 
     {
@@ -138,12 +136,12 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
 /// With SO_REUSEPORT two servers listen on the same port and both serve; without it the
 /// second cannot bind. Where the OS has no SO_REUSEPORT, asking for it is a clear error.
 pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
-    use crate::endpoint::TcpServer;
+    use getty_core::endpoint::TcpServer;
 
     let rec = Recorder::new();
     let first = TcpServer::builder()
         .reuse_port(true)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -164,7 +162,7 @@ pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
     let second = TcpServer::builder()
         .addr(addr)
         .reuse_port(true)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -173,7 +171,7 @@ pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
         .expect("a second server on the same port");
     let refused = TcpServer::builder()
         .addr(addr)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -231,8 +229,6 @@ impl Gated {
         }
     }
 }
-
-#[async_trait]
 impl EventListener<Hello> for Gated {
     async fn on_message(&self, session: &Session<Hello>, pkg: bytes::Bytes) {
         match &pkg[..] {
@@ -240,7 +236,7 @@ impl EventListener<Hello> for Gated {
             b"panic" => panic!("pool handler panics"),
             _ => futures_lite::future::yield_now().await,
         }
-        let _ = session.send_pkg(&pkg);
+        let _ = session.try_send(&pkg);
         self.rec.push(Rec::Msg(session.id(), pkg));
     }
     async fn on_error(&self, session: &Session<Hello>, err: &Error) {
@@ -251,13 +247,13 @@ impl EventListener<Hello> for Gated {
 /// A server whose handlers run on a task pool of `config`, echoing through [`Gated`].
 async fn pooled_server<R: Runtime>(
     rt: &R,
-    config: crate::pool::TaskPoolConfig,
+    config: getty_core::pool::TaskPoolConfig,
     gated: &Arc<Gated>,
-) -> crate::endpoint::TcpServer {
-    let listener: Arc<dyn EventListener<Hello>> = gated.clone();
-    crate::endpoint::TcpServer::builder()
+) -> getty_core::endpoint::TcpServer {
+    let listener = gated.clone();
+    getty_core::endpoint::TcpServer::builder()
         .task_pool(config)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
@@ -280,16 +276,16 @@ fn echoes_of(rec: &Recorder, id: u64) -> Vec<bytes::Bytes> {
 /// Ordered pool (the default): a handler that blocks holds up only its own session, whose
 /// later packages wait their turn; other sessions' traffic flows meanwhile.
 pub async fn task_pool_slow_handler_stalls_only_its_session<R: Runtime>(rt: R) {
-    use crate::pool::TaskPoolConfig;
+    use getty_core::pool::TaskPoolConfig;
     let gated = Gated::new(&Recorder::new());
     let srv = pooled_server(&rt, TaskPoolConfig::default().workers(2), &gated).await;
     let client_rec = Recorder::new();
     let cli = client(&rt, srv.local_addr(), 2, TestListener::silent(&client_rec)).await;
     let (stuck, free) = (cli.sessions()[0].clone(), cli.sessions()[1].clone());
-    stuck.send_pkg(b"slow").expect("send");
-    stuck.send_pkg(b"after slow").expect("send");
+    stuck.try_send(b"slow").expect("send");
+    stuck.try_send(b"after slow").expect("send");
     for i in 0..50 {
-        free.send_pkg(&payload(i)).expect("send");
+        free.try_send(&payload(i)).expect("send");
     }
     client_rec
         .wait(&rt, "the free session's 50 echoes", |e| {
@@ -324,7 +320,7 @@ pub async fn task_pool_slow_handler_stalls_only_its_session<R: Runtime>(rt: R) {
 /// Ordered pool under load: several sessions, many packages each, few workers; every session
 /// gets its echoes back in order.
 pub async fn task_pool_ordered_keeps_order_under_load<R: Runtime>(rt: R) {
-    use crate::pool::TaskPoolConfig;
+    use getty_core::pool::TaskPoolConfig;
     const N: usize = 500;
     let gated = Gated::new(&Recorder::new());
     let srv = pooled_server(
@@ -337,7 +333,7 @@ pub async fn task_pool_ordered_keeps_order_under_load<R: Runtime>(rt: R) {
     let cli = client(&rt, srv.local_addr(), 4, TestListener::silent(&client_rec)).await;
     for (k, session) in cli.sessions().iter().enumerate() {
         for i in 0..N {
-            session.send_pkg(&payload(k * N + i)).expect("send");
+            session.try_send(&payload(k * N + i)).expect("send");
         }
     }
     client_rec.wait_msgs(&rt, 4 * N).await;
@@ -356,7 +352,7 @@ pub async fn task_pool_ordered_keeps_order_under_load<R: Runtime>(rt: R) {
 /// panicking handler closes its session with `HandlerPanic`; closing the server stops every
 /// worker, and a client's pool stops with the client.
 pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
-    use crate::pool::TaskPoolConfig;
+    use getty_core::pool::TaskPoolConfig;
     let server_rec = Recorder::new();
     let gated = Gated::new(&server_rec);
     let srv = pooled_server(
@@ -367,9 +363,9 @@ pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
     .await;
     assert_eq!(srv.task_pool_workers(), 3);
     let client_rec = Recorder::new();
-    let cli = crate::endpoint::TcpClientBuilder::new(srv.local_addr())
+    let cli = getty_core::endpoint::TcpClientBuilder::new(srv.local_addr())
         .task_pool(TaskPoolConfig::default().workers(2))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::silent(&client_rec).factory(),
@@ -380,8 +376,8 @@ pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
         .expect("connects");
     assert_eq!(cli.task_pool_workers(), 2);
     let session = cli.sessions()[0].clone();
-    session.send_pkg(b"slow").expect("send");
-    session.send_pkg(b"fast").expect("send");
+    session.try_send(b"slow").expect("send");
+    session.try_send(b"fast").expect("send");
     client_rec
         .wait(&rt, "the fast echo", |e| count_msgs(e) == 1)
         .await;
@@ -392,7 +388,7 @@ pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
     gated.release();
     client_rec.wait_msgs(&rt, 2).await;
 
-    session.send_pkg(b"panic").expect("send");
+    session.try_send(b"panic").expect("send");
     server_rec
         .wait(&rt, "the panic reported", |e| {
             e.iter().any(|r| matches!(r, Rec::Error(_, m) if m.contains("HandlerPanic") && m.contains("pool handler panics")))

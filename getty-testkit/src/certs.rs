@@ -6,7 +6,7 @@ use rcgen::{
     KeyPair,
 };
 
-use crate::tls::{TlsClientConfig, TlsServerConfig};
+use getty_core::tls::{TlsClientConfig, TlsServerConfig};
 
 /// A certificate authority for one scenario.
 pub struct TestCa {

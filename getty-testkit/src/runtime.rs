@@ -11,7 +11,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::support::{free_addr, within};
-use crate::runtime::{self, Runtime, Timer, UdpSocket};
+use getty_core::runtime::{self, Runtime, Timer, UdpSocket};
 
 fn localhost() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::support::*;
-use crate::codec::LengthDelimited;
-use crate::endpoint::TcpServer;
-use crate::listener::EventListener;
-use crate::runtime::Runtime;
-use crate::session::Session;
-use crate::{async_trait, Error};
+use getty_core::codec::LengthDelimited;
+use getty_core::endpoint::TcpServer;
+use getty_core::listener::EventListener;
+use getty_core::runtime::Runtime;
+use getty_core::session::Session;
+use getty_core::Error;
 
 const LOW: usize = 16 * 1024;
 const HIGH: usize = 64 * 1024;
@@ -24,18 +24,16 @@ struct FeedEcho {
     /// Largest queue seen right after a feed.
     max_queued: AtomicUsize,
 }
-
-#[async_trait]
 impl EventListener<Hello> for FeedEcho {
-    async fn on_open(&self, session: &Session<Hello>) -> Result<(), crate::BoxError> {
+    async fn on_open(&self, session: &Session<Hello>) -> Result<(), getty_core::BoxError> {
         session.set_write_water_marks(LOW, HIGH)?;
         session.set_max_msg_len(64 * 1024)?;
-        crate::session::lock(&self.sessions).push(session.clone());
+        crate::support::lock(&self.sessions).push(session.clone());
         Ok(())
     }
 
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
-        session.feed_pkg(&pkg).await.expect("feed");
+        session.send(&pkg).await.expect("feed");
         self.max_queued
             .fetch_max(session.queued_bytes(), Ordering::SeqCst);
     }
@@ -52,9 +50,9 @@ fn frame_payload(i: usize) -> Vec<u8> {
 pub async fn slow_reader_bounds_the_write_queue<R: Runtime>(rt: R) {
     const FRAMES: usize = 16_000; // 16 MB: more than the socket buffers and the queue hold
     let echo = Arc::new(FeedEcho::default());
-    let listener: Arc<dyn EventListener<Hello>> = echo.clone();
+    let listener = echo.clone();
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
@@ -83,12 +81,12 @@ pub async fn slow_reader_bounds_the_write_queue<R: Runtime>(rt: R) {
     // bytes the driver drains the queue between two reads; once they are full, the state
     // holds for good.
     eventually(&rt, "the server session's queue to fill", || {
-        crate::session::lock(&echo.sessions)
+        crate::support::lock(&echo.sessions)
             .first()
             .is_some_and(|s| !s.is_writable() && s.queued_bytes() > LOW)
     })
     .await;
-    let session = crate::session::lock(&echo.sessions)[0].clone();
+    let session = crate::support::lock(&echo.sessions)[0].clone();
     // The handler now waits for room, so the session has stopped reading: it has consumed
     // only what its queue and the socket buffers on the way back hold, not the whole stream.
     let total = (FRAMES * 1004) as u64;
@@ -125,7 +123,7 @@ pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R
     let mut accepted = 0usize;
     let refused = within(&rt, "a refused send", async {
         loop {
-            match session.send_pkg(&pkg) {
+            match session.try_send(&pkg) {
                 Ok(_) => accepted += 1,
                 // A refusal comes with `is_writable() == false`, checked right after it. On a
                 // multi-threaded executor the driver may move part of the queue into the
@@ -157,7 +155,7 @@ pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R
     let fed_flag = fed.clone();
     let last = vec![0x43u8; 1020];
     rt.spawn(async move {
-        feeder.feed_pkg(&last).await.expect("feed");
+        feeder.send(&last).await.expect("feed");
         fed_flag.store(1, Ordering::SeqCst);
     });
     within(&rt, "every accepted package, then the fed one", async {
@@ -171,7 +169,7 @@ pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R
     .await;
     eventually(&rt, "feed returned", || fed.load(Ordering::SeqCst) == 1).await;
     eventually(&rt, "writable again", || session.is_writable()).await;
-    assert!(session.send_pkg(b"room again").is_ok());
+    assert!(session.try_send(b"room again").is_ok());
     let mut tail = [0u8; 14];
     within(&rt, "last", peer.read_exact(&mut tail))
         .await

@@ -10,10 +10,10 @@ use bytes::Bytes;
 
 use super::instrumented::Instrumented;
 use super::support::*;
-use crate::codec::{LengthDelimited, RawBytes};
-use crate::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder};
-use crate::runtime::{recv_from, send_to, Runtime, UdpSocket};
-use crate::{Error, EventListener, Session};
+use getty_core::codec::{LengthDelimited, RawBytes};
+use getty_core::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder};
+use getty_core::runtime::{recv_from, send_to, Runtime, UdpSocket};
+use getty_core::{Error, Session};
 
 /// A hello-framing UDP endpoint on a free port.
 async fn endpoint<R: Runtime>(rt: &R, listener: TestListener) -> UdpEndpoint<Hello> {
@@ -27,7 +27,7 @@ async fn endpoint_at<R: Runtime>(
 ) -> UdpEndpoint<Hello> {
     UdpEndpointBuilder::new()
         .addr(addr)
-        .bind(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .bind_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .await
         .expect("endpoint binds")
 }
@@ -44,7 +44,7 @@ fn udp_client<R: Runtime>(
         .connect_ping_wait(Duration::from_millis(50))
         .reconnect_interval(Duration::from_millis(20))
         .max_reconnect_attempts(None)
-        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .start_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .expect("client starts")
 }
 
@@ -126,7 +126,7 @@ pub async fn udp_connect_ping_is_not_delivered<R: Runtime>(rt: R) {
         .await
         .expect("client connects");
     let session = cli.sessions()[0].clone();
-    session.send_pkg(b"from the client").expect("send");
+    session.try_send(b"from the client").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
 
     assert_eq!(
@@ -154,12 +154,12 @@ pub async fn udp_connect_ping_is_not_delivered<R: Runtime>(rt: R) {
 /// endpoint keeps serving and reports no error.
 pub async fn udp_oversize_datagram_dropped<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<RawBytes>> = Arc::new(Probe {
+    let listener = Arc::new(Probe {
         rec: rec.clone(),
         echo: true,
     });
     let ep = UdpEndpointBuilder::new()
-        .bind(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
+        .bind_with(rt.clone(), RawBytes, move |_: &Session<RawBytes>| {
             Ok(listener.clone())
         })
         .await
@@ -239,7 +239,7 @@ pub async fn udp_client_retries_until_server_starts<R: Runtime>(rt: R) {
         .expect("client connects");
     let session = cli.sessions()[0].clone();
     assert_eq!(session.peer_addr(), Some(addr));
-    session.send_pkg(b"finally").expect("send");
+    session.try_send(b"finally").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
     assert_eq!(
         payloads(&client_rec.events()),
@@ -264,9 +264,9 @@ pub async fn udp_statistics_match<R: Runtime>(rt: R) {
     let mut bytes = 0;
     for i in 0..N {
         let pkg = payload(i);
-        let (total, sent) = session.write_pkg(&pkg, None).await.expect("write");
-        assert_eq!(total, sent);
-        bytes += total as u64;
+        let written = session.send_and_flush(&pkg).await.expect("write");
+        assert_eq!(written, 4 + pkg.len());
+        bytes += written as u64;
     }
     client_rec.wait_msgs(&rt, N).await;
     // The endpoint counts a send right after the system call that delivered it.
@@ -316,21 +316,21 @@ pub async fn udp_unaddressable_writes_are_errors<R: Runtime>(rt: R) {
     let ep = endpoint(&rt, TestListener::silent(&rec)).await;
     let session = ep.session();
     assert!(matches!(
-        session.send_pkg(b"where to?"),
-        Err(Error::NoPeerAddress { .. })
+        session.try_send(b"where to?"),
+        Err(Error::Unsupported { .. })
     ));
     let peer = raw_peer(&rt);
     let to = peer.local_addr().expect("addr");
     let huge = vec![0; 70_000];
     assert!(matches!(
-        session.send_pkg_to(&huge, to),
+        session.to(to).try_send(&huge),
         Err(Error::DatagramTooLarge {
             len: 70_004,
             max: 65_507
         })
     ));
     // The refused package left nothing behind: the next one arrives alone and whole.
-    session.send_pkg_to(b"fits", to).expect("send");
+    session.to(to).try_send(b"fits").expect("send");
     assert_eq!(recv(&rt, &peer).await.0, hello_frame(b"fits"));
 
     let (_cli, tcp, _raw) = client_with_raw_peer(
@@ -340,8 +340,8 @@ pub async fn udp_unaddressable_writes_are_errors<R: Runtime>(rt: R) {
     )
     .await;
     assert!(matches!(
-        tcp.send_pkg_to(b"x", to),
-        Err(Error::NotDatagram { .. })
+        tcp.to(to).try_send(b"x"),
+        Err(Error::Unsupported { .. })
     ));
     ep.close().await;
 }
@@ -349,12 +349,12 @@ pub async fn udp_unaddressable_writes_are_errors<R: Runtime>(rt: R) {
 /// With `max_msg_len` raised, datagrams up to the UDP maximum arrive whole.
 pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(&rec));
+    let listener = Arc::new(TestListener::echo(&rec));
     // Set before the endpoint starts: a receive already under way on another thread when the
     // limit grows still uses the buffer sized for the old one.
     let ep = UdpEndpointBuilder::new()
         .addr(localhost())
-        .bind(
+        .bind_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -379,9 +379,9 @@ pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
 /// `on_close`), releasing the socket.
 pub async fn udp_cron_and_read_timeout<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::silent(&rec));
+    let listener = Arc::new(TestListener::silent(&rec));
     let ep = UdpEndpointBuilder::new()
-        .bind(
+        .bind_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -437,13 +437,14 @@ pub async fn udp_panicking_handler_keeps_the_endpoint<R: Runtime>(rt: R) {
         .expect("client connects");
     let first = cli.sessions()[0].clone();
     // The endpoint panics on the request (nothing comes back); send a reply-worthy one.
-    first.send_pkg(b"boom").expect("send");
-    first.send_pkg(b"echoed").expect("send");
+    first.try_send(b"boom").expect("send");
+    first.try_send(b"echoed").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
     // The endpoint echoes "boom" from a peer whose handler does not panic on it... the client
     // does: its session closes with HandlerPanic and the pool replaces it.
     ep.session()
-        .send_pkg_to(b"boom", first.local_addr())
+        .to(first.local_addr())
+        .try_send(b"boom")
         .expect("send to the client");
     client_rec.wait_closed(&rt, first.id()).await;
     assert!(client_rec

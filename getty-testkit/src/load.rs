@@ -17,14 +17,14 @@ use bytes::Bytes;
 
 use super::instrumented::Instrumented;
 use super::support::*;
-use crate::codec::LengthDelimited;
-use crate::endpoint::{TcpClientBuilder, TcpServer};
-use crate::error::BoxError;
-use crate::listener::EventListener;
-use crate::pool::TaskPoolConfig;
-use crate::runtime::Runtime;
-use crate::session::Session;
-use crate::{async_trait, Error};
+use getty_core::codec::LengthDelimited;
+use getty_core::endpoint::{TcpClientBuilder, TcpServer};
+use getty_core::listener::EventListener;
+use getty_core::pool::TaskPoolConfig;
+use getty_core::runtime::Runtime;
+use getty_core::session::Session;
+use getty_core::BoxError;
+use getty_core::Error;
 
 /// The package that makes a [`Hang`] handler wait forever.
 const HANG: &[u8] = b"hang";
@@ -35,8 +35,6 @@ struct Hang {
     rec: Arc<Recorder>,
     echo: bool,
 }
-
-#[async_trait]
 impl EventListener<Hello> for Hang {
     async fn on_open(&self, session: &Session<Hello>) -> Result<(), BoxError> {
         self.rec.push(Rec::Open(session.id()));
@@ -45,7 +43,7 @@ impl EventListener<Hello> for Hang {
 
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         if self.echo {
-            let _ = session.send_pkg(&pkg);
+            let _ = session.try_send(&pkg);
         }
         self.rec.push(Rec::Msg(session.id(), pkg.clone()));
         if pkg == HANG {
@@ -94,7 +92,7 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
     let counters = rt.counters.clone();
     let baseline = counters.live_tasks();
     let hang = |rec: &Arc<Recorder>, echo: bool| {
-        let listener: Arc<dyn EventListener<Hello>> = Arc::new(Hang {
+        let listener = Arc::new(Hang {
             rec: rec.clone(),
             echo,
         });
@@ -109,7 +107,7 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
         server = server.task_pool(config);
     }
     let srv = server
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             hang(&server_rec, true),
@@ -124,7 +122,7 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
         client = client.task_pool(config);
     }
     let cli = client
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             hang(&client_rec, false),
@@ -137,7 +135,7 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
     // the client's handler of the echo); odd ones echo a package and go on.
     for (k, session) in cli.sessions().iter().enumerate() {
         let pkg: &[u8] = if k % 2 == 0 { HANG } else { b"ping" };
-        session.send_pkg(pkg).expect("send");
+        session.try_send(pkg).expect("send");
     }
     server_rec.wait_msgs(&rt, SESSIONS).await;
     client_rec.wait_msgs(&rt, SESSIONS).await;
@@ -187,13 +185,13 @@ mod linux {
 
     use super::super::instrumented::Instrumented;
     use super::super::support::*;
-    use crate::codec::LengthDelimited;
-    use crate::endpoint::{TcpClientBuilder, TcpServer};
-    use crate::error::BoxError;
-    use crate::listener::EventListener;
-    use crate::runtime::Runtime;
-    use crate::session::Session;
-    use crate::{async_trait, Error};
+    use getty_core::codec::LengthDelimited;
+    use getty_core::endpoint::{TcpClientBuilder, TcpServer};
+    use getty_core::listener::EventListener;
+    use getty_core::runtime::Runtime;
+    use getty_core::session::Session;
+    use getty_core::BoxError;
+    use getty_core::Error;
 
     /// What the caller provides of the operating system: the calls std has no safe form for.
     #[derive(Debug, Clone, Copy)]
@@ -297,14 +295,12 @@ mod linux {
 
         fn factory(
             self: &Arc<Self>,
-        ) -> impl Fn(&Session<Hello>) -> Result<Arc<dyn EventListener<Hello>>, BoxError> + Send + Sync
+        ) -> impl Fn(&Session<Hello>) -> Result<Arc<Self>, BoxError> + Send + Sync + 'static
         {
-            let listener: Arc<dyn EventListener<Hello>> = self.clone();
+            let listener = self.clone();
             move |_| Ok(listener.clone())
         }
     }
-
-    #[async_trait]
     impl EventListener<Hello> for Tally {
         async fn on_open(&self, _: &Session<Hello>) -> Result<(), BoxError> {
             self.count(&self.opens);
@@ -313,7 +309,7 @@ mod linux {
 
         async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
             if self.echo {
-                let _ = session.send_pkg(&pkg);
+                let _ = session.try_send(&pkg);
             }
             self.count(&self.msgs);
         }
@@ -414,7 +410,7 @@ mod linux {
         };
         let tally = Tally::new(true);
         let srv = TcpServer::builder()
-            .serve(rt.clone(), LengthDelimited::hello(), tally.factory())
+            .serve_with(rt.clone(), LengthDelimited::hello(), tally.factory())
             .await
             .expect("server starts");
         let addr = srv.local_addr();
@@ -470,14 +466,14 @@ mod linux {
         };
         let server_tally = Tally::new(false);
         let srv = TcpServer::builder()
-            .serve(rt.clone(), LengthDelimited::hello(), server_tally.factory())
+            .serve_with(rt.clone(), LengthDelimited::hello(), server_tally.factory())
             .await
             .expect("server starts");
         let client_tally = Tally::new(false);
         let started = Instant::now();
         let cli = TcpClientBuilder::new(srv.local_addr())
             .pool_size(n)
-            .start(rt.clone(), LengthDelimited::hello(), client_tally.factory())
+            .start_with(rt.clone(), LengthDelimited::hello(), client_tally.factory())
             .expect("client starts");
         within(&rt, "client pool", cli.wait_for_sessions(n))
             .await
@@ -526,7 +522,7 @@ mod linux {
         let counters = rt.counters.clone();
         let server_tally = Tally::new(true);
         let srv = TcpServer::builder()
-            .serve(rt.clone(), LengthDelimited::hello(), server_tally.factory())
+            .serve_with(rt.clone(), LengthDelimited::hello(), server_tally.factory())
             .await
             .expect("server starts");
         let addr = srv.local_addr();
@@ -535,12 +531,12 @@ mod linux {
             async move {
                 let tally = Tally::new(false);
                 let cli = TcpClientBuilder::new(addr)
-                    .start(rt.clone(), LengthDelimited::hello(), tally.factory())
+                    .start_with(rt.clone(), LengthDelimited::hello(), tally.factory())
                     .expect("client starts");
                 within(&rt, "client session", cli.wait_for_sessions(1))
                     .await
                     .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
-                cli.sessions()[0].send_pkg(&payload(i)).expect("send");
+                cli.sessions()[0].try_send(&payload(i)).expect("send");
                 tally
                     .wait(&rt, "the echo", |t| Tally::get(&t.msgs) == 1)
                     .await;
@@ -633,7 +629,7 @@ mod linux {
         let counters = rt.counters.clone();
         let tally = Tally::new(true);
         let srv = TcpServer::builder()
-            .serve(rt.clone(), LengthDelimited::hello(), tally.factory())
+            .serve_with(rt.clone(), LengthDelimited::hello(), tally.factory())
             .await
             .expect("server starts");
         let addr = srv.local_addr();

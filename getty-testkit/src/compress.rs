@@ -2,31 +2,36 @@
 //! getty on both ends and against the plain `flate2` and `snap` decoders on the raw socket
 //! bytes.
 
+use getty_core::Frame;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::certs::TestCa;
 use super::support::*;
-use crate::codec::{LengthDelimited, Lines};
-use crate::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder, UdpEndpointBuilder};
-use crate::runtime::Runtime;
-use crate::session::lock;
-use crate::{BoxError, Compression, Error, EventListener, NewSession, Session};
+use crate::support::lock;
+use getty_core::codec::{LengthDelimited, Lines};
+use getty_core::endpoint::{
+    Client, TcpClientBuilder, TcpServer, TcpServerBuilder, UdpEndpointBuilder,
+};
+use getty_core::runtime::Runtime;
+use getty_core::{BoxError, Compression, Error, EventListener, Session};
 
 /// Packages up to this long in these scenarios.
 const MAX_MSG_LEN: usize = 1 << 20;
 
 /// A new-session callback that compresses every session with `compression` and lets it take
 /// packages up to [`MAX_MSG_LEN`].
-fn compressed(listener: TestListener, compression: Compression) -> impl NewSession<Hello> {
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(listener);
-    move |session: &Session<Hello>| -> Result<Arc<dyn EventListener<Hello>>, BoxError> {
+fn compressed(
+    listener: TestListener,
+    compression: Compression,
+) -> impl Fn(&Session<Hello>) -> Result<Arc<TestListener>, BoxError> + Send + Sync + 'static {
+    let listener = Arc::new(listener);
+    move |session: &Session<Hello>| {
         session.set_compression(compression)?;
         session.set_max_msg_len(MAX_MSG_LEN)?;
         Ok(listener.clone())
@@ -40,7 +45,7 @@ async fn echo_server<R: Runtime>(
     rec: &Arc<Recorder>,
 ) -> TcpServer {
     builder
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             compressed(TestListener::echo(rec), compression),
@@ -57,7 +62,7 @@ async fn connected_client<R: Runtime>(
 ) -> Client<Hello> {
     let cli = builder
         .reconnect_interval(Duration::from_millis(10))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             compressed(TestListener::silent(rec), compression),
@@ -98,7 +103,7 @@ async fn echo_round_trips<R: Runtime>(rt: &R, cli: &Client<Hello>, rec: &Recorde
     let mut ping_pong = |body: Bytes| {
         sent.push(body.clone());
         let n = sent.len();
-        session.send_pkg(&body).expect("send");
+        session.try_send(&body).expect("send");
         async move { rec.wait(rt, what, |e| count_msgs(e) == n).await }
     };
     for i in 0..20 {
@@ -109,7 +114,7 @@ async fn echo_round_trips<R: Runtime>(rt: &R, cli: &Client<Hello>, rec: &Recorde
     }
     for i in 0..500 {
         sent.push(payload(i));
-        session.feed_pkg(&payload(i)).await.expect("feed");
+        session.send(&payload(i)).await.expect("feed");
     }
     rec.wait(rt, what, |e| count_msgs(e) == sent.len()).await;
     let got = payloads(&rec.events());
@@ -265,15 +270,13 @@ impl PlainPeer {
 
 /// Replies to every package with a vectored write of its hello frame in three buffers.
 struct VectoredEcho;
-
-#[async_trait]
 impl EventListener<Hello> for VectoredEcho {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         let header = Bytes::copy_from_slice(&(pkg.len() as u32).to_le_bytes());
         let mid = pkg.len() / 2;
         let bufs = [header, pkg.slice(..mid), pkg.slice(mid..)];
         // The session may be closing at the end of the scenario.
-        let _ = session.write_bytes_vectored(bufs, None).await;
+        let _ = session.send_frame_and_flush(Frame::vectored(bufs)).await;
     }
 }
 
@@ -283,9 +286,9 @@ impl EventListener<Hello> for VectoredEcho {
 /// compressor). A deflate stream ends with its final block when the session closes.
 pub async fn compressed_stream_interoperates_with_plain_decoders<R: Runtime>(rt: R) {
     for compression in Compression::ALL.into_iter().skip(1) {
-        let listener: Arc<dyn EventListener<Hello>> = Arc::new(VectoredEcho);
+        let listener = Arc::new(VectoredEcho);
         let srv = TcpServer::builder()
-            .serve(
+            .serve_with(
                 rt.clone(),
                 LengthDelimited::hello(),
                 move |session: &Session<Hello>| -> Result<_, BoxError> {
@@ -378,7 +381,7 @@ pub async fn corrupt_compressed_stream_closes_only_its_session<R: Runtime>(rt: R
         let client_rec = Recorder::new();
         let builder = TcpClientBuilder::new(srv.local_addr());
         let cli = connected_client(&rt, builder, compression, &client_rec).await;
-        cli.sessions()[0].send_pkg(b"still serving").expect("send");
+        cli.sessions()[0].try_send(b"still serving").expect("send");
         client_rec.wait_msgs(&rt, 1).await;
         cli.close().await;
         srv.close().await;
@@ -391,13 +394,13 @@ pub async fn corrupt_compressed_stream_closes_only_its_session<R: Runtime>(rt: R
 pub async fn decompression_is_bounded_by_max_msg_len<R: Runtime>(rt: R) {
     const MAX: usize = 16 * 1024;
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Lines>> = Arc::new(Probe {
+    let listener = Arc::new(Probe {
         rec: rec.clone(),
         echo: true,
     });
     let srv = TcpServer::builder()
         // The codec's own line limit is far above: the session's limit is what stops it.
-        .serve(
+        .serve_with(
             rt.clone(),
             Lines::new().with_max_line_len(64 << 20),
             move |session: &Session<Lines>| {
@@ -460,8 +463,8 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     let refusals: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = |refusals: &Arc<Mutex<Vec<String>>>| {
         let refusals = refusals.clone();
-        let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(&rec));
-        move |session: &Session<Hello>| -> Result<Arc<dyn EventListener<Hello>>, BoxError> {
+        let listener = Arc::new(TestListener::echo(&rec));
+        move |session: &Session<Hello>| {
             let refused = match session.set_compression(Compression::Deflate) {
                 Err(err) => err.to_string(),
                 Ok(()) => "accepted".to_string(),
@@ -473,13 +476,13 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     };
     let ws = TcpServer::builder()
         .websocket("/ws")
-        .serve(rt.clone(), LengthDelimited::hello(), record(&refusals))
+        .serve_with(rt.clone(), LengthDelimited::hello(), record(&refusals))
         .await
         .expect("WebSocket server");
     let url = format!("ws://{}/ws", ws.local_addr());
     let ws_cli = TcpClientBuilder::websocket_url(&url)
         .expect("url")
-        .start(rt.clone(), LengthDelimited::hello(), record(&refusals))
+        .start_with(rt.clone(), LengthDelimited::hello(), record(&refusals))
         .expect("WebSocket client");
     within(&rt, "a WebSocket session", ws_cli.wait_for_sessions(1))
         .await
@@ -487,7 +490,7 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     let any: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     let udp = UdpEndpointBuilder::new()
         .addr(any)
-        .bind(rt.clone(), LengthDelimited::hello(), record(&refusals))
+        .bind_with(rt.clone(), LengthDelimited::hello(), record(&refusals))
         .await
         .expect("UDP endpoint");
     eventually(&rt, "three new-session callbacks", || {
@@ -500,7 +503,7 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     }
     assert!(refusals[0].contains("permessage-deflate"), "{refusals:?}");
     // The refusal left the session as it was: it runs, uncompressed.
-    ws_cli.sessions()[0].send_pkg(b"plain").expect("send");
+    ws_cli.sessions()[0].try_send(b"plain").expect("send");
     rec.wait(&rt, "the WebSocket echo", |e| count_msgs(e) >= 2)
         .await;
     udp.close().await;

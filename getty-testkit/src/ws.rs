@@ -1,6 +1,7 @@
 //! WebSocket scenarios: `ws://` and `wss://` sessions between our server and client, and the
 //! server driven byte by byte by an independent RFC 6455 client (`rfc6455`).
 
+use getty_core::Frame as Outgoing;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +12,10 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::certs::TestCa;
 use super::rfc6455::{self, Frame};
 use super::support::*;
-use crate::codec::{LengthDelimited, RawBytes};
-use crate::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
-use crate::runtime::Runtime;
-use crate::{Error, EventListener, Session};
+use getty_core::codec::{LengthDelimited, RawBytes};
+use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
+use getty_core::runtime::Runtime;
+use getty_core::{Error, Session};
 
 const PATH: &str = "/getty";
 
@@ -23,12 +24,12 @@ async fn ws_server<R: Runtime>(
     rt: &R,
     builder: TcpServerBuilder,
     listener: TestListener,
-    configure: impl Fn(&Session<Hello>) -> crate::Result<()> + Send + Sync + 'static,
+    configure: impl Fn(&Session<Hello>) -> getty_core::Result<()> + Send + Sync + 'static,
 ) -> TcpServer {
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(listener);
+    let listener = Arc::new(listener);
     builder
         .websocket(PATH)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -51,7 +52,7 @@ async fn ws_client<R: Runtime>(
         .websocket(PATH)
         .pool_size(n)
         .reconnect_interval(Duration::from_millis(10))
-        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .start_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .expect("client starts");
     within(rt, "WebSocket sessions", cli.wait_for_sessions(n))
         .await
@@ -59,7 +60,7 @@ async fn ws_client<R: Runtime>(
     cli
 }
 
-fn no_config(_: &Session<Hello>) -> crate::Result<()> {
+fn no_config(_: &Session<Hello>) -> getty_core::Result<()> {
     Ok(())
 }
 
@@ -85,7 +86,7 @@ pub async fn ws_echo<R: Runtime>(rt: R) {
         assert!(session.is_websocket());
         assert!(session.name().starts_with("ws-client"));
         for j in 0..50 {
-            session.send_pkg(&payload(i * 100 + j)).expect("send");
+            session.try_send(&payload(i * 100 + j)).expect("send");
         }
     }
     client_rec.wait_msgs(&rt, 100).await;
@@ -129,7 +130,7 @@ pub async fn wss_echo<R: Runtime>(rt: R) {
     let cli = TcpClientBuilder::websocket_url(&url)
         .expect("url")
         .tls(ca.client_config(None))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::silent(&client_rec).factory(),
@@ -140,8 +141,8 @@ pub async fn wss_echo<R: Runtime>(rt: R) {
         .expect("connects");
     let session = cli.sessions()[0].clone();
     assert!(session.name().starts_with("wss-client"));
-    session.send_pkg(b"secure and framed").expect("send");
-    session.send_pkg(&[9; 3000]).expect("send");
+    session.try_send(b"secure and framed").expect("send");
+    session.try_send(&[9; 3000]).expect("send");
     client_rec.wait_msgs(&rt, 2).await;
     assert_eq!(
         payloads(&client_rec.events()),
@@ -151,11 +152,13 @@ pub async fn wss_echo<R: Runtime>(rt: R) {
         ]
     );
     // A wss:// client without a TLS configuration is refused when started.
-    let no_tls = TcpClientBuilder::websocket_url(&url).expect("url").start(
-        rt.clone(),
-        LengthDelimited::hello(),
-        TestListener::silent(&client_rec).factory(),
-    );
+    let no_tls = TcpClientBuilder::websocket_url(&url)
+        .expect("url")
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        );
     assert!(matches!(no_tls, Err(Error::InvalidConfig(_))));
     cli.close().await;
     srv.close().await;
@@ -245,7 +248,7 @@ pub async fn ws_independent_client_byte_by_byte<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
+        .serve_with(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -371,9 +374,8 @@ pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
     let client_rec = Recorder::new();
     let cli = TcpClientBuilder::new(srv.local_addr())
         .websocket(PATH)
-        .start(rt.clone(), LengthDelimited::hello(), {
-            let listener: Arc<dyn EventListener<Hello>> =
-                Arc::new(TestListener::silent(&client_rec));
+        .start_with(rt.clone(), LengthDelimited::hello(), {
+            let listener = Arc::new(TestListener::silent(&client_rec));
             move |s: &Session<Hello>| {
                 s.set_cron_period(Duration::from_millis(20))?;
                 Ok(listener.clone())
@@ -414,14 +416,14 @@ pub async fn ws_oversize_message_closes_only_that_session<R: Runtime>(rt: R) {
     )
     .await;
     let (big, small) = (cli.sessions()[0].clone(), cli.sessions()[1].clone());
-    big.send_pkg(&[1; 200]).expect("send");
+    big.try_send(&[1; 200]).expect("send");
     rec.wait(&rt, "the oversize session closes", |e| {
         e.iter()
             .any(|r| matches!(r, Rec::Error(_, m) if m.contains("FrameTooLarge")))
             && e.iter().any(|r| matches!(r, Rec::Close(_)))
     })
     .await;
-    small.send_pkg(b"fine").expect("send");
+    small.try_send(b"fine").expect("send");
     client_rec
         .wait(&rt, "the echo", |e| {
             e.iter()
@@ -438,13 +440,13 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .websocket(PATH)
-        .serve(rt.clone(), RawBytes, Probe::new(&rec, false).factory())
+        .serve_with(rt.clone(), RawBytes, Probe::new(&rec, false).factory())
         .await
         .expect("server");
     let client_rec = Recorder::new();
     let cli = TcpClientBuilder::new(srv.local_addr())
         .websocket(PATH)
-        .start(
+        .start_with(
             rt.clone(),
             RawBytes,
             Probe::new(&client_rec, false).factory(),
@@ -454,9 +456,14 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
         .await
         .expect("connects");
     let session = cli.sessions()[0].clone();
-    session.send_text("héllo, text").expect("text");
-    let (total, sent) = session.write_text("second", None).await.expect("text");
-    assert_eq!(total, sent);
+    session
+        .try_send_frame(Outgoing::text("héllo, text"))
+        .expect("text");
+    let written = session
+        .send_frame_and_flush(Outgoing::text("second"))
+        .await
+        .expect("text");
+    assert_eq!(written, "second".len());
     rec.wait_msgs(&rt, 2).await;
     assert_eq!(
         payloads(&rec.events()),
@@ -473,7 +480,7 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
     )
     .await;
     assert!(matches!(
-        tcp.send_text("no"),
-        Err(Error::NotWebSocket { .. })
+        tcp.try_send_frame(Outgoing::text("no")),
+        Err(Error::Unsupported { .. })
     ));
 }

@@ -1,5 +1,6 @@
 //! TCP scenarios: sessions, servers and clients over real sockets on 127.0.0.1.
 
+use getty_core::Frame;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::instrumented::Instrumented;
 use super::support::*;
-use crate::codec::{LengthDelimited, Lines};
-use crate::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
-use crate::error::BoxError;
-use crate::listener::EventListener;
-use crate::runtime::{self, Runtime};
-use crate::session::Session;
-use crate::{async_trait, Error};
+use getty_core::codec::{LengthDelimited, Lines};
+use getty_core::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
+use getty_core::listener::EventListener;
+use getty_core::runtime::{self, Runtime};
+use getty_core::session::Session;
+use getty_core::BoxError;
+use getty_core::Error;
 
 fn localhost() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
@@ -25,7 +26,7 @@ fn localhost() -> SocketAddr {
 /// A server on a random port whose sessions run `listener`.
 async fn server<R: Runtime>(rt: &R, listener: TestListener) -> TcpServer {
     TcpServer::builder()
-        .serve(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .serve_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .await
         .expect("server starts")
 }
@@ -81,7 +82,7 @@ pub(crate) async fn client<R: Runtime>(
     let client = TcpClientBuilder::new(addr)
         .pool_size(n)
         .reconnect_interval(Duration::from_millis(20))
-        .start(rt.clone(), LengthDelimited::hello(), listener.factory())
+        .start_with(rt.clone(), LengthDelimited::hello(), listener.factory())
         .expect("client starts");
     within(rt, "client pool", client.wait_for_sessions(n))
         .await
@@ -100,7 +101,7 @@ pub async fn echo_10000_packages<R: Runtime>(rt: R) {
     let sessions = cli.sessions();
     assert_eq!(sessions.len(), 4);
     for i in 0..TOTAL {
-        sessions[i % 4].send_pkg(&payload(i)).expect("send");
+        sessions[i % 4].try_send(&payload(i)).expect("send");
     }
     client_rec.wait_msgs(&rt, TOTAL).await;
     for (k, session) in sessions.iter().enumerate() {
@@ -288,12 +289,12 @@ pub async fn new_session_callback_refuses_session<R: Runtime>(rt: R) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |_: &Session<Hello>| {
                 counted.fetch_add(1, Ordering::SeqCst);
-                Err::<Arc<dyn EventListener<Hello>>, BoxError>("not today".into())
+                Err::<TestListener, BoxError>("not today".into())
             },
         )
         .await
@@ -348,7 +349,7 @@ pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
         cli,
         client_rec,
     } = setup(&rt, true, 1).await;
-    cli.sessions()[0].send_pkg(b"bye").expect("send");
+    cli.sessions()[0].try_send(b"bye").expect("send");
     client_rec.wait_msgs(&rt, 1).await;
     within(&rt, "cli close", cli.close()).await;
     rec.wait(&rt, "server close", |e| {
@@ -369,9 +370,9 @@ pub async fn clean_eof_gives_no_error<R: Runtime>(rt: R) {
 pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
     const PERIOD: Duration = Duration::from_millis(30);
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::silent(&rec));
+    let listener = Arc::new(TestListener::silent(&rec));
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -447,7 +448,7 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
     eventually(&rt, "client sessions dropped", || cli.session_count() == 0).await;
     let srv = TcpServer::builder()
         .addr(addr)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -462,7 +463,7 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
     let sessions = cli.sessions();
     assert_eq!(sessions.len(), 4);
     for session in &sessions {
-        session.send_pkg(b"after restart").expect("send");
+        session.try_send(b"after restart").expect("send");
     }
     client_rec.wait_msgs(&rt, before + 4).await;
     let events = client_rec.events();
@@ -486,7 +487,7 @@ pub async fn client_refuses_self_connect<R: Runtime>(rt: R) {
         .local_addr(addr)
         .reconnect_interval(Duration::from_millis(5))
         .max_reconnect_attempts(Some(3))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -512,7 +513,7 @@ pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
     let cli = TcpClientBuilder::new(addr)
         .reconnect_interval(Duration::from_millis(5))
         .max_reconnect_attempts(Some(4))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&Recorder::new()).factory(),
@@ -543,16 +544,18 @@ pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
     }
     let id = session.id();
     let closed = |r: Result<usize, Error>| is_closed(r, id);
-    let closed_wait = |r: Result<(usize, usize), Error>| is_closed(r, id);
-    assert!(closed(session.send_pkg(b"x")));
-    assert!(closed(session.send_bytes(&b"x"[..])));
+    let closed_wait = |r: Result<usize, Error>| is_closed(r, id);
+    assert!(closed(session.try_send(b"x")));
+    assert!(closed(session.try_send_frame(Frame::bytes(&b"x"[..]))));
     within(&rt, "closed", session.closed()).await;
-    assert!(closed(session.send_pkg(b"x")));
-    assert!(closed_wait(session.write_pkg(b"x", None).await));
-    assert!(closed_wait(session.write_bytes(&b"x"[..], None).await));
+    assert!(closed(session.try_send(b"x")));
+    assert!(closed_wait(session.send_and_flush(b"x").await));
+    assert!(closed_wait(
+        session.send_frame_and_flush(Frame::bytes(&b"x"[..])).await
+    ));
     assert!(closed_wait(
         session
-            .write_bytes_vectored([Bytes::from_static(b"x")], None)
+            .send_frame_and_flush(Frame::vectored([Bytes::from_static(b"x")]))
             .await
     ));
     within(&rt, "cli close", cli.close()).await;
@@ -573,7 +576,9 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
     let outcome = within(
         &rt,
         "write_pkg",
-        session.write_pkg(&big, Some(Duration::from_millis(300))),
+        session
+            .send_and_flush(&big)
+            .timeout(Duration::from_millis(300)),
     )
     .await;
     match outcome {
@@ -588,7 +593,7 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
     session
         .set_write_timeout(Some(Duration::from_millis(50)))
         .expect("write timeout");
-    match within(&rt, "write_pkg", session.write_pkg(b"small", None)).await {
+    match within(&rt, "write_pkg", session.send_and_flush(b"small")).await {
         Err(Error::WriteTimeout {
             timeout,
             total,
@@ -609,7 +614,7 @@ pub async fn close_flushes_every_queued_write<R: Runtime>(rt: R) {
     let Setup { srv, rec, cli, .. } = setup(&rt, false, 1).await;
     let session = cli.sessions()[0].clone();
     for i in 0..N {
-        session.send_pkg(&payload(i)).expect("queued");
+        session.try_send(&payload(i)).expect("queued");
     }
     session.close();
     within(&rt, "client session closed", session.closed()).await;
@@ -663,17 +668,12 @@ pub async fn panicking_handler_closes_only_its_session<R: Runtime>(rt: R) {
 /// A listener that answers every package with a 1 MiB package and awaits its delivery.
 #[derive(Debug)]
 struct BigReply;
-
-#[async_trait]
 impl EventListener<Hello> for BigReply {
     async fn on_message(&self, session: &Session<Hello>, _pkg: Bytes) {
         let reply = vec![0xab; 1 << 20];
-        let outcome = session.write_pkg(&reply, None).await;
-        assert_eq!(
-            outcome.expect("write_pkg"),
-            (reply.len() + 4, reply.len() + 4)
-        );
-        session.send_pkg(b"done").expect("send");
+        let outcome = session.send_and_flush(&reply).await;
+        assert_eq!(outcome.expect("send_and_flush"), reply.len() + 4);
+        session.try_send(b"done").expect("send");
     }
 }
 
@@ -681,10 +681,10 @@ impl EventListener<Hello> for BigReply {
 /// slowly reading peer completes: the session keeps writing while the handler waits.
 pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
-            |_: &Session<Hello>| Ok(Arc::new(BigReply) as Arc<dyn EventListener<Hello>>),
+            |_: &Session<Hello>| Ok(BigReply),
         )
         .await
         .expect("server");
@@ -730,10 +730,14 @@ pub async fn vectored_write_arrives_whole<R: Runtime>(rt: R) {
         Bytes::from_static(&payload[..8]),
         Bytes::from_static(&payload[8..]),
     ];
-    let (total, sent) = within(&rt, "vectored", session.write_bytes_vectored(parts, None))
-        .await
-        .expect("write");
-    assert_eq!((total, sent), (4 + payload.len(), 4 + payload.len()));
+    let written = within(
+        &rt,
+        "vectored",
+        session.send_frame_and_flush(Frame::vectored(parts)),
+    )
+    .await
+    .expect("write");
+    assert_eq!(written, 4 + payload.len());
     rec.wait_msgs(&rt, 1).await;
     assert!(matches!(&rec.events()[1], Rec::Msg(_, p) if p.as_ref() == payload));
     assert_eq!(session.stats().pkgs_written, 1);
@@ -773,7 +777,7 @@ pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
     for i in 0..N {
         let p = payload(i);
         bytes += 4 + p.len() as u64;
-        session.send_pkg(&p).expect("send");
+        session.try_send(&p).expect("send");
     }
     client_rec.wait_msgs(&rt, N).await;
     let c = session.stats();
@@ -803,7 +807,7 @@ pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
 pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
     let Setup { srv, cli, .. } = setup(&rt, true, 1).await;
     let s = cli.sessions()[0].clone();
-    let invalid = |r: crate::Result<()>| matches!(r, Err(Error::InvalidConfig(_)));
+    let invalid = |r: getty_core::Result<()>| matches!(r, Err(Error::InvalidConfig(_)));
     assert!(invalid(s.set_max_msg_len(0)));
     assert!(invalid(s.set_cron_period(Duration::ZERO)));
     assert!(invalid(s.set_read_timeout(Some(Duration::ZERO))));
@@ -813,24 +817,26 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
     assert_eq!(
         s.write_water_marks(),
         (
-            crate::session::DEFAULT_LOW_WATER,
-            crate::session::DEFAULT_HIGH_WATER
+            getty_core::session::DEFAULT_LOW_WATER,
+            getty_core::session::DEFAULT_HIGH_WATER
         )
     );
-    assert_eq!(s.max_msg_len(), crate::session::DEFAULT_MAX_MSG_LEN);
-    assert_eq!(s.cron_period(), crate::session::DEFAULT_CRON_PERIOD);
+    assert_eq!(s.max_msg_len(), getty_core::session::DEFAULT_MAX_MSG_LEN);
+    assert_eq!(s.cron_period(), getty_core::session::DEFAULT_CRON_PERIOD);
     s.set_max_msg_len(1 << 20).expect("valid");
     s.set_read_timeout(None).expect("valid");
     assert_eq!(s.max_msg_len(), 1 << 20);
-    let no_pool = TcpClientBuilder::new(srv.local_addr()).pool_size(0).start(
-        rt.clone(),
-        LengthDelimited::hello(),
-        TestListener::echo(&Recorder::new()).factory(),
-    );
+    let no_pool = TcpClientBuilder::new(srv.local_addr())
+        .pool_size(0)
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        );
     assert!(matches!(no_pool, Err(Error::InvalidConfig(_))));
     let no_sessions = TcpServer::builder()
         .max_sessions(0)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&Recorder::new()).factory(),
@@ -846,7 +852,7 @@ pub async fn max_sessions_limit<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .max_sessions(2)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -899,7 +905,7 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
     }
     let again = TcpServer::builder()
         .addr(addr)
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
@@ -949,7 +955,7 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
         .pool_size(8)
         .reconnect_interval(INTERVAL)
         .max_reconnect_attempts(None)
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&Recorder::new()).factory(),
@@ -1019,7 +1025,7 @@ pub async fn client_connect_timeout<R: Runtime>(rt: R) {
         .connect_timeout(Duration::from_millis(100))
         .reconnect_interval(Duration::from_millis(5))
         .max_reconnect_attempts(Some(2))
-        .start(
+        .start_with(
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::echo(&Recorder::new()).factory(),
@@ -1039,9 +1045,9 @@ pub async fn client_connect_timeout<R: Runtime>(rt: R) {
 /// A peer that sends nothing for longer than the read timeout is closed with `ReadTimeout`.
 pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let listener: Arc<dyn EventListener<Hello>> = Arc::new(TestListener::echo(&rec));
+    let listener = Arc::new(TestListener::echo(&rec));
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -1089,8 +1095,6 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
 /// A handler that never returns.
 #[derive(Debug)]
 struct Stuck(Arc<Recorder>);
-
-#[async_trait]
 impl EventListener<Hello> for Stuck {
     async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
         self.0.push(Rec::Msg(session.id(), pkg));
@@ -1106,9 +1110,9 @@ impl EventListener<Hello> for Stuck {
 /// `close()` returns and the session still gets `on_close`.
 pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let stuck: Arc<dyn EventListener<Hello>> = Arc::new(Stuck(rec.clone()));
+    let stuck = Arc::new(Stuck(rec.clone()));
     let srv = TcpServer::builder()
-        .serve(
+        .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
@@ -1137,7 +1141,7 @@ pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
 pub async fn lines_codec_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
-        .serve(rt.clone(), Lines::new(), Probe::new(&rec, true).factory())
+        .serve_with(rt.clone(), Lines::new(), Probe::new(&rec, true).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -1199,18 +1203,18 @@ pub async fn dropping_endpoints_closes_sessions<R: Runtime>(rt: R) {
 #[derive(Debug)]
 struct Stubborn;
 
-impl crate::codec::Codec for Stubborn {
+impl getty_core::codec::Codec for Stubborn {
     type Inbound = Bytes;
     type Outbound = [u8];
 
     fn decode(
         &self,
         _buf: &mut bytes::BytesMut,
-    ) -> Result<crate::codec::Decoded<Bytes>, crate::CodecError> {
-        Ok(crate::codec::Decoded::Frame(Bytes::new()))
+    ) -> Result<getty_core::codec::Decoded<Bytes>, getty_core::CodecError> {
+        Ok(getty_core::codec::Decoded::Frame(Bytes::new()))
     }
 
-    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), crate::CodecError> {
+    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), getty_core::CodecError> {
         dst.extend_from_slice(pkg);
         Ok(())
     }
@@ -1221,7 +1225,7 @@ impl crate::codec::Codec for Stubborn {
 pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
-        .serve(rt.clone(), Stubborn, Probe::new(&rec, false).factory())
+        .serve_with(rt.clone(), Stubborn, Probe::new(&rec, false).factory())
         .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -1245,25 +1249,25 @@ pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
 #[derive(Debug)]
 struct PanicOnBoom(LengthDelimited);
 
-impl crate::codec::Codec for PanicOnBoom {
+impl getty_core::codec::Codec for PanicOnBoom {
     type Inbound = Bytes;
     type Outbound = [u8];
 
     fn decode(
         &self,
         buf: &mut bytes::BytesMut,
-    ) -> Result<crate::codec::Decoded<Bytes>, crate::CodecError> {
+    ) -> Result<getty_core::codec::Decoded<Bytes>, getty_core::CodecError> {
         self.0.decode(buf)
     }
 
-    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), crate::CodecError> {
+    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), getty_core::CodecError> {
         if pkg == b"boom" {
             dst.extend_from_slice(&[0xff, 0xff]);
             panic!("encoder panics half-way");
         }
         if pkg == b"fail" {
             dst.extend_from_slice(&[0xee]);
-            return Err(crate::CodecError::invalid("refused"));
+            return Err(getty_core::CodecError::invalid("refused"));
         }
         self.0.encode(pkg, dst)
     }
@@ -1273,7 +1277,7 @@ impl crate::codec::Codec for PanicOnBoom {
 /// write queue: the packages around it reach the peer intact.
 pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
     let rec = Recorder::new();
-    let probe: Arc<dyn EventListener<PanicOnBoom>> = Arc::new(Probe {
+    let probe = Arc::new(Probe {
         rec: rec.clone(),
         echo: false,
     });
@@ -1283,13 +1287,13 @@ pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
         move |_: &Session<PanicOnBoom>| Ok(probe.clone()),
     )
     .await;
-    session.send_pkg(b"before").expect("send");
+    session.try_send(b"before").expect("send");
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = session.send_pkg(b"boom");
+        let _ = session.try_send(b"boom");
     }));
     assert!(panicked.is_err());
-    assert!(matches!(session.send_pkg(b"fail"), Err(Error::Codec(_))));
-    session.send_pkg(b"after").expect("send after a panic");
+    assert!(matches!(session.try_send(b"fail"), Err(Error::Codec(_))));
+    session.try_send(b"after").expect("send after a panic");
     for want in [&b"before"[..], b"after"] {
         let got = within(&rt, "frame", read_hello_frame(&mut peer))
             .await
@@ -1315,18 +1319,28 @@ pub async fn send_payload_frames_shared_bytes<R: Runtime>(rt: R) {
     .await;
     let big = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
     let small = Bytes::from_static(b"small payload, copied");
-    assert_eq!(session.send_pkg(b"first").expect("send"), 9);
-    assert_eq!(session.send_payload(big.clone()).expect("big"), 200_004);
+    assert_eq!(session.try_send(b"first").expect("send"), 9);
     assert_eq!(
-        session.send_payload(small.clone()).expect("small"),
+        session
+            .try_send_frame(Frame::payload(big.clone()))
+            .expect("big"),
+        200_004
+    );
+    assert_eq!(
+        session
+            .try_send_frame(Frame::payload(small.clone()))
+            .expect("small"),
         4 + small.len()
     );
     let too_big = Bytes::from(vec![0u8; 300 * 1024]);
     assert!(matches!(
-        session.send_payload(too_big),
-        Err(Error::Codec(crate::CodecError::FrameTooLarge { .. }))
+        session.try_send_frame(Frame::payload(too_big)),
+        Err(Error::Codec(getty_core::CodecError::FrameTooLarge { .. }))
     ));
-    session.feed_payload(big.clone()).await.expect("feed");
+    session
+        .send_frame(Frame::payload(big.clone()))
+        .await
+        .expect("feed");
     for want in [&b"first"[..], &big, &small, &big] {
         let got = within(&rt, "frame", read_hello_frame(&mut peer))
             .await
