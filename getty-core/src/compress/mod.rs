@@ -30,7 +30,6 @@
 //! Compressing inside TLS can leak secrets when attacker-chosen data shares a stream with them
 //! (the CRIME and BREACH attacks); do not mix the two on such sessions.
 
-mod crc32c;
 mod deflate;
 mod snappy;
 mod stream;

@@ -7,7 +7,7 @@
 
 use std::io::{self, IoSlice};
 
-use super::{crc32c, CorruptStream, MAX_INPUT};
+use super::{CorruptStream, MAX_INPUT};
 
 const FORMAT: &str = "snappy";
 
@@ -82,10 +82,18 @@ impl Encoder {
     }
 }
 
+/// The masked CRC-32C the snappy framing format stores (masking keeps a CRC of data that
+/// itself holds CRCs from being trivially related to it).
+fn masked_crc(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
+}
+
 /// Appends one data chunk holding `data` (at most [`MAX_BLOCK`] bytes): compressed, unless
 /// that saves less than an eighth, as the reference encoder decides.
 fn write_chunk(raw: &mut snap::raw::Encoder, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let crc = crc32c::masked(data);
+    let crc = masked_crc(data);
     let header = out.len();
     out.extend_from_slice(&[COMPRESSED, 0, 0, 0]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -211,7 +219,7 @@ impl Decoder {
                         }
                         _ => target.copy_from_slice(data),
                     }
-                    if crc32c::masked(target) != u32::from_le_bytes(*crc) {
+                    if masked_crc(target) != u32::from_le_bytes(*crc) {
                         return Err(corrupt("a chunk's checksum does not match its data"));
                     }
                     used += 4 + body.len();
@@ -387,5 +395,26 @@ mod tests {
         skippable.extend_from_slice(&[PADDING, 2, 0, 0, 0, 0, 0x99, 1, 0, 0, 7]);
         skippable.extend_from_slice(&wire[STREAM_IDENTIFIER.len()..]);
         assert_eq!(decode_all(&skippable, 5, 100).unwrap(), sample(3000));
+    }
+
+    /// The check value of CRC-32C and test vectors from RFC 3720 (iSCSI), appendix B.4, so
+    /// that the checksum crate is the Castagnoli CRC the framing format names.
+    #[test]
+    fn crc32c_known_vectors() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
+        assert_eq!(crc32c::crc32c(&[0xffu8; 32]), 0x62a8_ab43);
+        let ascending: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c::crc32c(&ascending), 0x46dd_794e);
+        assert_eq!(crc32c::crc32c(b""), 0);
+    }
+
+    /// The masking of the framing format: rotated right by 15 bits, plus 0xa282ead8.
+    #[test]
+    fn masked_crc_is_rotated_and_offset() {
+        // The CRC of nothing is 0, so its masked form is the offset alone.
+        assert_eq!(masked_crc(b""), 0xa282_ead8);
+        // 0xe3069283 rotated right by 15 is 0x2507c60d; plus the offset, 0xc78ab0e5.
+        assert_eq!(masked_crc(b"123456789"), 0xc78a_b0e5);
     }
 }
