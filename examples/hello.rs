@@ -41,8 +41,8 @@ use getty::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder}
 use getty::runtime::timeout;
 use getty::tls::{TlsClientConfig, TlsServerConfig};
 use getty::{
-    BoxError, Compression, EventListener, Runtime, Session, TcpClientBuilder, TcpServer,
-    TcpServerBuilder,
+    BoxError, Compression, EventListener, Runtime, Session, SessionConfig, TcpClientBuilder,
+    TcpServer, TcpServerBuilder,
 };
 use getty_testkit::certs::TestCa;
 
@@ -528,27 +528,26 @@ async fn serve<R: Runtime>(
     args: &Args,
     tls: Option<TlsServerConfig>,
 ) -> Result<Server, BoxError> {
-    let (transport, compression) = (args.transport, args.compression.setting());
-    let listener = Arc::new(EchoServer);
-    let new_session = move |session: &Session<Hello>| {
-        session.set_cron_period(Duration::from_secs(10))?;
-        session.set_compression(compression)?;
-        Ok(listener.clone())
-    };
-    let server = match transport {
+    let config = SessionConfig::new()
+        .cron_period(Duration::from_secs(10))
+        .compression(args.compression.setting());
+    let server = match args.transport {
         TransportKind::Udp => Server::Udp(
             UdpEndpointBuilder::new()
                 .addr(addr)
-                .bind_with(rt.clone(), LengthDelimited::hello(), new_session)
+                .session_config(config)
+                .bind(rt.clone(), LengthDelimited::hello(), EchoServer)
                 .await?,
         ),
-        TransportKind::Tcp | TransportKind::Tls | TransportKind::Ws | TransportKind::Wss => {
-            Server::Tcp(
-                tcp_server(addr, transport, tls)
-                    .serve_with(rt.clone(), LengthDelimited::hello(), new_session)
-                    .await?,
-            )
-        }
+        transport @ (TransportKind::Tcp
+        | TransportKind::Tls
+        | TransportKind::Ws
+        | TransportKind::Wss) => Server::Tcp(
+            tcp_server(addr, transport, tls)
+                .session_config(config)
+                .serve(rt.clone(), LengthDelimited::hello(), EchoServer)
+                .await?,
+        ),
     };
     Ok(server)
 }
@@ -562,12 +561,7 @@ async fn exchange<R: Runtime>(
     tls: Option<TlsClientConfig>,
 ) -> Result<(), BoxError> {
     let checker = Arc::new(EchoChecker::default());
-    let listener = checker.clone();
-    let compression = args.compression.setting();
-    let new_session = move |session: &Session<Hello>| {
-        session.set_compression(compression)?;
-        Ok(listener.clone())
-    };
+    let config = SessionConfig::new().compression(args.compression.setting());
     let udp = args.transport == TransportKind::Udp;
     // The same pool type for every transport; only how a session connects differs.
     let client: Client<Hello> = if udp {
@@ -575,12 +569,14 @@ async fn exchange<R: Runtime>(
             .pool_size(args.sessions)
             .max_reconnect_attempts(Some(5))
             .connect_ping_wait(UDP_CONNECT_PING_WAIT)
-            .start_with(rt.clone(), LengthDelimited::hello(), new_session)?
+            .session_config(config)
+            .start(rt.clone(), LengthDelimited::hello(), checker.clone())?
     } else {
         tcp_client(addr, args.transport, tls)
             .pool_size(args.sessions)
             .max_reconnect_attempts(Some(5))
-            .start_with(rt.clone(), LengthDelimited::hello(), new_session)?
+            .session_config(config)
+            .start(rt.clone(), LengthDelimited::hello(), checker.clone())?
     };
     timeout(
         rt,

@@ -150,7 +150,7 @@ fn tokio_runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
 
 // ----- getty -----------------------------------------------------------------------------------
 
-/// getty's echo listener: queue every package back on its session. `send_payload` hands the
+/// getty's echo listener: queue every package back on its session. `Frame::payload` hands the
 /// received `Bytes` to the write queue without copying it (the codec adds only the header).
 struct GettyEcho;
 impl EventListener<LengthDelimited> for GettyEcho {
@@ -164,15 +164,11 @@ impl EventListener<LengthDelimited> for GettyEcho {
 
 /// Starts getty's echo server on `rt` at a random port of 127.0.0.1.
 async fn getty_echo<R: Runtime>(rt: R) -> Result<TcpServer, BoxError> {
-    let listener = Arc::new(GettyEcho);
+    // The codec's payload limit is the sessions' limit too (plus the 4-byte header).
     let codec = LengthDelimited::hello().with_max_frame_len(MAX_PAYLOAD);
     let server = TcpServer::builder()
         .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .serve_with(rt, codec, move |session: &Session<LengthDelimited>| {
-            // The limit counts the whole frame: the 1 MiB payload plus its 4-byte header.
-            session.set_max_msg_len(MAX_PAYLOAD + 4)?;
-            Ok(listener.clone())
-        })
+        .serve(rt, codec, GettyEcho)
         .await?;
     Ok(server)
 }

@@ -31,8 +31,14 @@ pub enum Error {
     /// The codec refused the input or the package.
     #[error("codec error: {0}")]
     Codec(#[from] CodecError),
-    /// An inbound frame is longer than the session's maximum message length.
-    #[error("frame of {len} bytes exceeds the maximum message length of {max} bytes")]
+    /// An inbound frame is longer than the session's maximum message length (which is the
+    /// codec's own limit when it has one). A codec refusing an inbound frame as too long is
+    /// reported as this too; [`CodecError::FrameTooLarge`] inside [`Error::Codec`] is then
+    /// only about outbound packages.
+    #[error(
+        "inbound frame of {len} bytes exceeds the maximum message length of {max} bytes \
+         (raise it with SessionConfig::max_msg_len, or the codec's own limit)"
+    )]
     FrameTooLarge {
         /// Declared (or buffered) length of the frame.
         len: usize,
@@ -198,6 +204,15 @@ impl Error {
                 reason: corrupt.reason.clone(),
             },
             None => Error::io("read", source),
+        }
+    }
+
+    /// The error of a codec that refused inbound bytes: a frame too long is
+    /// [`Error::FrameTooLarge`], whichever limit refused it.
+    pub(crate) fn decoding(err: CodecError) -> Self {
+        match err {
+            CodecError::FrameTooLarge { len, max } => Error::FrameTooLarge { len, max },
+            other => Error::Codec(other),
         }
     }
 

@@ -25,7 +25,7 @@ use crate::driver::stream;
 use crate::error::Error;
 use crate::listener::EventListener;
 use crate::runtime::{socket, DynRuntime, Runtime, Timer, UdpSocket};
-use crate::session::{lock, Session, TransportKind};
+use crate::session::{lock, Session, SessionConfig, TransportKind};
 
 /// [`decompress`] stops once it has produced this many bytes, so that a small input that
 /// inflates enormously does not make a fuzz iteration slow.
@@ -541,19 +541,17 @@ pub fn run_stream_session(case: &StreamCase<'_>) -> StreamReport {
         Some(peer),
         "fuzz",
         TransportKind::Stream,
+        // What an endpoint's settings would give it (the fuzzed limit, unresolved against the
+        // codec's: both limits are exercised).
+        &SessionConfig::new()
+            .max_msg_len(case.max_msg_len.max(1))
+            .compression(case.compression),
     );
     let seen = Arc::new(Mutex::new(Observed {
         width: case.codec.width(),
         echo: case.echo,
         ..Observed::default()
     }));
-    // What a new-session callback would do.
-    session
-        .set_max_msg_len(case.max_msg_len.max(1))
-        .expect("a positive maximum");
-    session
-        .set_compression(case.compression)
-        .expect("a stream session takes any compression");
     let listener = Recorder(seen.clone());
     // What `start_session` does.
     let compression = session.inner().settings.fix_compression();

@@ -38,7 +38,7 @@ pub use endpoint::{
 pub use error::{BoxError, Error, Result};
 pub use listener::{EventListener, NewSession};
 pub use runtime::Runtime;
-pub use session::{Frame, Session, Stats};
+pub use session::{Frame, Session, SessionConfig, Stats};
 
 /// The byte buffer types used by codecs.
 pub use bytes;

@@ -26,8 +26,8 @@ struct FeedEcho {
 }
 impl EventListener<Hello> for FeedEcho {
     async fn on_open(&self, session: &Session<Hello>) -> Result<(), getty_core::BoxError> {
-        session.set_write_water_marks(LOW, HIGH)?;
-        session.set_max_msg_len(64 * 1024)?;
+        session.configure(|c| c.write_water_marks(LOW, HIGH))?;
+        session.configure(|c| c.max_msg_len(64 * 1024))?;
         crate::support::lock(&self.sessions).push(session.clone());
         Ok(())
     }
@@ -115,7 +115,9 @@ pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R
         TestListener::silent(&Recorder::new()).factory(),
     )
     .await;
-    session.set_write_water_marks(1024, 4096).expect("marks");
+    session
+        .configure(|c| c.write_water_marks(1024, 4096))
+        .expect("marks");
     assert_eq!(session.write_water_marks(), (1024, 4096));
     // The peer does not read: sends are accepted until the queue is full. Everything the
     // socket buffers can hold is accepted first, so bound the loop generously.

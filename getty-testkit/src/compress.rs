@@ -32,8 +32,8 @@ fn compressed(
 ) -> impl Fn(&Session<Hello>) -> Result<Arc<TestListener>, BoxError> + Send + Sync + 'static {
     let listener = Arc::new(listener);
     move |session: &Session<Hello>| {
-        session.set_compression(compression)?;
-        session.set_max_msg_len(MAX_MSG_LEN)?;
+        session.configure(|c| c.compression(compression))?;
+        session.configure(|c| c.max_msg_len(MAX_MSG_LEN))?;
         Ok(listener.clone())
     }
 }
@@ -292,8 +292,8 @@ pub async fn compressed_stream_interoperates_with_plain_decoders<R: Runtime>(rt:
                 rt.clone(),
                 LengthDelimited::hello(),
                 move |session: &Session<Hello>| -> Result<_, BoxError> {
-                    session.set_compression(compression)?;
-                    session.set_max_msg_len(MAX_MSG_LEN)?;
+                    session.configure(|c| c.compression(compression))?;
+                    session.configure(|c| c.max_msg_len(MAX_MSG_LEN))?;
                     Ok(listener.clone())
                 },
             )
@@ -399,13 +399,13 @@ pub async fn decompression_is_bounded_by_max_msg_len<R: Runtime>(rt: R) {
         echo: true,
     });
     let srv = TcpServer::builder()
-        // The codec's own line limit is far above: the session's limit is what stops it.
+        // The codec's own line limit is far above, and it does not declare it as a frame
+        // limit (as a user codec may not): the session's limit is what stops it.
         .serve_with(
             rt.clone(),
-            Lines::new().with_max_line_len(64 << 20),
-            move |session: &Session<Lines>| {
-                session.set_compression(Compression::Deflate)?;
-                session.set_max_msg_len(MAX)?;
+            NoFrameLimit(Lines::new().with_max_line_len(64 << 20)),
+            move |session: &Session<NoFrameLimit<Lines>>| {
+                session.configure(|c| c.compression(Compression::Deflate).max_msg_len(MAX))?;
                 Ok(listener.clone())
             },
         )
@@ -450,7 +450,7 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     let cli = connected_client(&rt, builder, Compression::Snappy, &client_rec).await;
     let session = cli.sessions()[0].clone();
     for change in [Compression::None, Compression::Deflate] {
-        match session.set_compression(change) {
+        match session.configure(|c| c.compression(change)) {
             Err(Error::InvalidConfig(msg)) => assert!(msg.contains("before any I/O"), "{msg}"),
             other => panic!("a started session refuses {change:?}: {other:?}"),
         }
@@ -465,11 +465,11 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
         let refusals = refusals.clone();
         let listener = Arc::new(TestListener::echo(&rec));
         move |session: &Session<Hello>| {
-            let refused = match session.set_compression(Compression::Deflate) {
+            let refused = match session.configure(|c| c.compression(Compression::Deflate)) {
                 Err(err) => err.to_string(),
                 Ok(()) => "accepted".to_string(),
             };
-            session.set_compression(Compression::None)?;
+            session.configure(|c| c.compression(Compression::None))?;
             lock(&refusals).push(refused);
             Ok(listener.clone())
         }

@@ -75,7 +75,7 @@ async fn well_behaved<R: Runtime>(rt: &R, srv: &TcpServer, body: &[u8]) {
 pub async fn idle_timeout_closes_trickling_and_vanished_peers<R: Runtime>(rt: R) {
     const IDLE: Duration = Duration::from_millis(300);
     let rec = Recorder::new();
-    let srv = echo_server(&rt, &rec, 2, |s| s.set_idle_timeout(Some(IDLE))).await;
+    let srv = echo_server(&rt, &rec, 2, |s| s.configure(|c| c.idle_timeout(IDLE))).await;
     let mut trickler = rt.connect(srv.local_addr(), None).await.expect("connect");
     let vanished = rt.connect(srv.local_addr(), None).await.expect("connect");
     rec.wait(&rt, "two sessions", |e| {
@@ -374,10 +374,10 @@ pub async fn close_under_heavy_writes_counts_every_package<R: Runtime>(rt: R) {
     .await;
     let session = rec.sessions()[0].clone();
     session
-        .set_write_water_marks(1, 2 * PKGS * (LEN + 4))
+        .configure(|c| c.write_water_marks(1, 2 * PKGS * (LEN + 4)))
         .expect("room for everything");
     session
-        .set_close_wait(Duration::from_millis(50))
+        .configure(|c| c.close_wait(Duration::from_millis(50)))
         .expect("close-wait");
     let body = vec![5u8; LEN];
     for _ in 0..PKGS {

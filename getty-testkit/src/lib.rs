@@ -76,6 +76,7 @@ macro_rules! conformance_suite {
             tcp::read_timeout_closes_silent_peer,
             tcp::stuck_handler_cancelled_after_close_wait,
             tcp::lines_codec_session,
+            tcp::codec_limit_is_the_session_limit,
             tcp::dropping_endpoints_closes_sessions,
             tcp::non_consuming_codec_is_an_error,
             tcp::failed_encode_leaves_the_stream_intact,

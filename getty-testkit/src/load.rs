@@ -97,7 +97,7 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
             echo,
         });
         move |s: &Session<Hello>| {
-            s.set_close_wait(CLOSE_WAIT)?;
+            s.configure(|c| c.close_wait(CLOSE_WAIT))?;
             Ok(listener.clone())
         }
     };

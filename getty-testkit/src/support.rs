@@ -377,3 +377,36 @@ pub async fn write_all<S: futures_lite::io::AsyncWrite + Unpin>(
 pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A codec like `C` that declares no frame limit of its own
+/// ([`Codec::frame_limit`](getty_core::Codec::frame_limit) is `None`), as a user codec may
+/// not: the session's maximum message length alone bounds its frames.
+#[derive(Debug, Clone)]
+pub struct NoFrameLimit<C>(pub C);
+
+impl<C: getty_core::Codec> getty_core::Codec for NoFrameLimit<C> {
+    type Inbound = C::Inbound;
+    type Outbound = C::Outbound;
+
+    fn decode(
+        &self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<getty_core::Decoded<C::Inbound>, getty_core::CodecError> {
+        self.0.decode(buf)
+    }
+
+    fn encode(
+        &self,
+        pkg: &C::Outbound,
+        dst: &mut bytes::BytesMut,
+    ) -> Result<(), getty_core::CodecError> {
+        self.0.encode(pkg, dst)
+    }
+
+    fn decode_eof(
+        &self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<getty_core::Decoded<C::Inbound>, getty_core::CodecError> {
+        self.0.decode_eof(buf)
+    }
+}

@@ -15,7 +15,7 @@ use getty_core::codec::{LengthDelimited, Lines};
 use getty_core::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
 use getty_core::listener::EventListener;
 use getty_core::runtime::{self, Runtime};
-use getty_core::session::Session;
+use getty_core::session::{Session, SessionConfig};
 use getty_core::BoxError;
 use getty_core::Error;
 
@@ -376,7 +376,7 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
-                s.set_cron_period(PERIOD)?;
+                s.configure(|c| c.cron_period(PERIOD))?;
                 Ok(listener.clone())
             },
         )
@@ -591,7 +591,7 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
     // Without an explicit timeout, the session's write timeout applies. The queue is still
     // blocked behind the big package, so none of this one is sent.
     session
-        .set_write_timeout(Some(Duration::from_millis(50)))
+        .configure(|c| c.write_timeout(Duration::from_millis(50)))
         .expect("write timeout");
     match within(&rt, "write_pkg", session.send_and_flush(b"small")).await {
         Err(Error::WriteTimeout {
@@ -604,7 +604,9 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
         }
         other => panic!("expected a write timeout, got {other:?}"),
     }
-    session.set_close_wait(Duration::ZERO).expect("close wait");
+    session
+        .configure(|c| c.close_wait(Duration::ZERO))
+        .expect("close wait");
     within(&rt, "cli close", cli.close()).await;
 }
 
@@ -808,12 +810,12 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
     let Setup { srv, cli, .. } = setup(&rt, true, 1).await;
     let s = cli.sessions()[0].clone();
     let invalid = |r: getty_core::Result<()>| matches!(r, Err(Error::InvalidConfig(_)));
-    assert!(invalid(s.set_max_msg_len(0)));
-    assert!(invalid(s.set_cron_period(Duration::ZERO)));
-    assert!(invalid(s.set_read_timeout(Some(Duration::ZERO))));
-    assert!(invalid(s.set_write_timeout(Some(Duration::ZERO))));
-    assert!(invalid(s.set_write_water_marks(10, 10)));
-    assert!(invalid(s.set_write_water_marks(0, 0)));
+    assert!(invalid(s.configure(|c| c.max_msg_len(0))));
+    assert!(invalid(s.configure(|c| c.cron_period(Duration::ZERO))));
+    assert!(invalid(s.configure(|c| c.read_timeout(Duration::ZERO))));
+    assert!(invalid(s.configure(|c| c.write_timeout(Duration::ZERO))));
+    assert!(invalid(s.configure(|c| c.write_water_marks(10, 10))));
+    assert!(invalid(s.configure(|c| c.write_water_marks(0, 0))));
     assert_eq!(
         s.write_water_marks(),
         (
@@ -823,9 +825,47 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
     );
     assert_eq!(s.max_msg_len(), getty_core::session::DEFAULT_MAX_MSG_LEN);
     assert_eq!(s.cron_period(), getty_core::session::DEFAULT_CRON_PERIOD);
-    s.set_max_msg_len(1 << 20).expect("valid");
-    s.set_read_timeout(None).expect("valid");
+    s.configure(|c| c.max_msg_len(1 << 20)).expect("valid");
+    s.configure(|c| c.read_timeout(None)).expect("valid");
     assert_eq!(s.max_msg_len(), 1 << 20);
+    // A rejected change changes nothing.
+    assert!(invalid(
+        s.configure(|c| c.max_msg_len(7).cron_period(Duration::ZERO))
+    ));
+    assert_eq!(s.max_msg_len(), 1 << 20);
+
+    // Endpoint settings are validated once, when the endpoint starts.
+    let zero_cron = SessionConfig::new().cron_period(Duration::ZERO);
+    let server = TcpServer::builder()
+        .session_config(zero_cron.clone())
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&Recorder::new()),
+        )
+        .await;
+    assert!(matches!(server, Err(Error::InvalidConfig(_))), "{server:?}");
+    let client = TcpClientBuilder::new(srv.local_addr())
+        .session_config(zero_cron)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&Recorder::new()),
+        );
+    assert!(matches!(client, Err(Error::InvalidConfig(_))), "{client:?}");
+    // One message-size limit: a session limit that differs from the codec's own is refused.
+    let clash = TcpServer::builder()
+        .session_config(SessionConfig::new().max_msg_len(1000))
+        .serve(
+            rt.clone(),
+            Lines::new(),
+            Probe::new(&Recorder::new(), false),
+        )
+        .await;
+    match clash {
+        Err(Error::InvalidConfig(msg)) => assert!(msg.contains("one limit"), "{msg}"),
+        other => panic!("two limits must be refused: {other:?}"),
+    }
     let no_pool = TcpClientBuilder::new(srv.local_addr())
         .pool_size(0)
         .start_with(
@@ -1051,10 +1091,10 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
-                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                s.configure(|c| c.read_timeout(Duration::from_millis(100)))?;
                 // Cron ticks more often than the read timeout: they must not count as the
                 // peer's activity.
-                s.set_cron_period(Duration::from_millis(20))?;
+                s.configure(|c| c.cron_period(Duration::from_millis(20)))?;
                 Ok(listener.clone())
             },
         )
@@ -1116,7 +1156,7 @@ pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
-                s.set_close_wait(Duration::from_millis(50))?;
+                s.configure(|c| c.close_wait(Duration::from_millis(50)))?;
                 Ok(stuck.clone())
             },
         )
@@ -1163,6 +1203,47 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
         5,
         "open, 3 lines, close; no on_error: {events:?}"
     );
+    within(&rt, "srv close", srv.close()).await;
+}
+
+/// The codec's own limit is the session's: a 4,200-byte line (over the 4 KiB default of
+/// sessions, under the 64 KiB of `Lines`) is echoed, and a longer line than the codec's limit
+/// closes the session with `FrameTooLarge` naming that limit.
+pub async fn codec_limit_is_the_session_limit<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let codec = Lines::new().with_max_line_len(8 * 1024);
+    let srv = TcpServer::builder()
+        .serve(rt.clone(), codec, Probe::new(&rec, true))
+        .await
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let line = "x".repeat(4200);
+    raw.write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write");
+    let mut echoed = vec![0; line.len() + 1];
+    within(&rt, "echo", raw.read_exact(&mut echoed))
+        .await
+        .expect("read");
+    assert_eq!(&echoed[..line.len()], line.as_bytes());
+    raw.write_all("y".repeat(9000).as_bytes())
+        .await
+        .expect("write");
+    rec.wait(&rt, "the too-long line's error", |e| {
+        e.iter().any(|r| matches!(r, Rec::Error(..)))
+    })
+    .await;
+    let events = rec.events();
+    let err = events
+        .iter()
+        .find_map(|r| match r {
+            Rec::Error(_, err) => Some(err.clone()),
+            _ => None,
+        })
+        .expect("an error");
+    assert!(err.starts_with("FrameTooLarge"), "{err}");
+    // The codec saw it first: its limit counts the line without its ending.
+    assert!(err.contains(&format!("max: {}", 8 * 1024)), "{err}");
     within(&rt, "srv close", srv.close()).await;
 }
 

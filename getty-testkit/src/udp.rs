@@ -164,7 +164,7 @@ pub async fn udp_oversize_datagram_dropped<R: Runtime>(rt: R) {
         })
         .await
         .expect("endpoint binds");
-    ep.session().set_max_msg_len(100).expect("max");
+    ep.session().configure(|c| c.max_msg_len(100)).expect("max");
     let peer = raw_peer(&rt);
     send(&rt, &peer, &[7; 101], ep.local_addr()).await;
     send(&rt, &peer, &[7; 150], ep.local_addr()).await;
@@ -358,7 +358,7 @@ pub async fn udp_largest_datagrams_arrive_whole<R: Runtime>(rt: R) {
             rt.clone(),
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
-                s.set_max_msg_len(64 * 1024)?;
+                s.configure(|c| c.max_msg_len(64 * 1024))?;
                 Ok(listener.clone())
             },
         )
@@ -386,7 +386,7 @@ pub async fn udp_cron_and_read_timeout<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             move |s: &Session<Hello>| {
                 // The cron period is a session setting, applied from the next tick: set it here.
-                s.set_cron_period(Duration::from_millis(20))?;
+                s.configure(|c| c.cron_period(Duration::from_millis(20)))?;
                 Ok(listener.clone())
             },
         )
@@ -398,7 +398,7 @@ pub async fn udp_cron_and_read_timeout<R: Runtime>(rt: R) {
     })
     .await;
     session
-        .set_read_timeout(Some(Duration::from_millis(100)))
+        .configure(|c| c.read_timeout(Duration::from_millis(100)))
         .expect("read timeout");
     rec.wait_closed(&rt, session.id()).await;
     let events = rec.of(session.id());

@@ -368,7 +368,7 @@ pub async fn ws_independent_client_byte_by_byte<R: Runtime>(rt: R) {
 pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = ws_server(&rt, TcpServer::builder(), TestListener::silent(&rec), |s| {
-        s.set_cron_period(Duration::from_millis(20))
+        s.configure(|c| c.cron_period(Duration::from_millis(20)))
     })
     .await;
     let client_rec = Recorder::new();
@@ -377,7 +377,7 @@ pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
         .start_with(rt.clone(), LengthDelimited::hello(), {
             let listener = Arc::new(TestListener::silent(&client_rec));
             move |s: &Session<Hello>| {
-                s.set_cron_period(Duration::from_millis(20))?;
+                s.configure(|c| c.cron_period(Duration::from_millis(20)))?;
                 Ok(listener.clone())
             }
         })
@@ -404,7 +404,7 @@ pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
 pub async fn ws_oversize_message_closes_only_that_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = ws_server(&rt, TcpServer::builder(), TestListener::echo(&rec), |s| {
-        s.set_max_msg_len(100)
+        s.configure(|c| c.max_msg_len(100))
     })
     .await;
     let client_rec = Recorder::new();

@@ -22,6 +22,8 @@ pub struct LengthDelimited {
     width: usize,
     endian: Endian,
     max_frame_len: usize,
+    /// Whether `with_max_frame_len` set the limit (rather than the header's ceiling).
+    limited: bool,
 }
 
 impl LengthDelimited {
@@ -40,6 +42,7 @@ impl LengthDelimited {
             width,
             endian,
             max_frame_len: Self::ceiling(width),
+            limited: false,
         })
     }
 
@@ -49,14 +52,18 @@ impl LengthDelimited {
             width: 4,
             endian: Endian::Little,
             max_frame_len: Self::ceiling(4),
+            limited: false,
         }
     }
 
     /// Sets the largest payload length accepted when decoding and encoding.
     ///
-    /// A limit above what the header can express is lowered to that.
+    /// A limit above what the header can express is lowered to that. The sessions on this
+    /// codec then take it (plus the header) as their maximum message length
+    /// ([`Codec::frame_limit`]); without it, the session's setting alone limits inbound frames.
     pub fn with_max_frame_len(mut self, max: usize) -> Self {
         self.max_frame_len = max.min(Self::ceiling(self.width));
+        self.limited = true;
         self
     }
 
@@ -120,6 +127,11 @@ impl Default for LengthDelimited {
 impl Codec for LengthDelimited {
     type Inbound = Bytes;
     type Outbound = [u8];
+
+    fn frame_limit(&self) -> Option<usize> {
+        self.limited
+            .then(|| self.max_frame_len.saturating_add(self.width))
+    }
 
     fn decode(&self, buf: &mut BytesMut) -> Result<Decoded<Bytes>, CodecError> {
         let Some(mut header) = buf.get(..self.width) else {

@@ -11,6 +11,23 @@ const DEFAULT_MAX_LINE_LEN: usize = 64 * 1024;
 ///
 /// Decoding strips the `\n` and a `\r` just before it, so `\r\n` peers are understood; encoding
 /// appends a bare `\n`. A line that itself ends in `\r` therefore loses it on the peer.
+///
+/// The line limit is the sessions' maximum message length too (plus two bytes for `\r\n`):
+/// raise it here, not in the session's settings.
+///
+/// ```
+/// use getty_core::codec::{Codec, Decoded, Lines};
+/// use getty_core::bytes::BytesMut;
+///
+/// let codec = Lines::new();
+/// let mut buf = BytesMut::from(&b"hello\r\nwor"[..]);
+/// assert_eq!(codec.decode(&mut buf).unwrap(), Decoded::Frame("hello".to_string()));
+/// assert_eq!(codec.decode(&mut buf).unwrap(), Decoded::Incomplete(None));
+/// let mut out = BytesMut::new();
+/// codec.encode("hi", &mut out).unwrap();
+/// assert_eq!(&out[..], b"hi\n");
+/// assert_eq!(codec.frame_limit(), Some(64 * 1024 + 2));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Lines {
     max_line_len: usize,
@@ -64,6 +81,10 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 impl Codec for Lines {
     type Inbound = String;
     type Outbound = str;
+
+    fn frame_limit(&self) -> Option<usize> {
+        Some(self.max_line_len.saturating_add(2))
+    }
 
     fn decode(&self, buf: &mut BytesMut) -> Result<Decoded<String>, CodecError> {
         // A line within the limit ends by index max + 1 (max bytes, `\r`, `\n`), so looking

@@ -68,6 +68,15 @@ pub trait Codec: Send + Sync + 'static {
         None
     }
 
+    /// The longest whole frame (header or delimiter included) this codec value was configured
+    /// to accept, if it has a limit of its own. Sessions on this codec then take it as their
+    /// maximum message length, so the two cannot disagree; an endpoint configured with a
+    /// different [`max_msg_len`](crate::session::SessionConfig::max_msg_len) refuses to
+    /// start. `None`, the default, leaves the limit to the session.
+    fn frame_limit(&self) -> Option<usize> {
+        None
+    }
+
     /// Decodes whatever is left when the peer closes its side: by default, nothing (a partial
     /// frame left in the buffer at end of stream is then an error).
     fn decode_eof(&self, buf: &mut BytesMut) -> Result<Decoded<Self::Inbound>, CodecError> {

@@ -10,7 +10,8 @@ use super::{Codec, CodecError, Decoded};
 /// On WebSocket and UDP sessions a package is one message or datagram. On a TCP or TLS session
 /// a package is what one read brought, up to 64 KiB, and the session's maximum message length
 /// applies to it as to any package: give such sessions a maximum of at least 64 KiB
-/// (`set_max_msg_len(64 * 1024)`), or a busy stream closes with `FrameTooLarge`.
+/// ([`SessionConfig::max_msg_len`](crate::session::SessionConfig::max_msg_len)), or a busy
+/// stream closes with `FrameTooLarge`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawBytes;
 

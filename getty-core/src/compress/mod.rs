@@ -1,7 +1,7 @@
 //! Stream compression of a session's bytes (getty's `SetCompressType`).
 //!
 //! A TCP or TLS session can carry its byte stream compressed. The choice is per session, made
-//! in the new-session callback with [`Session::set_compression`](crate::Session::set_compression),
+//! with [`SessionConfig::compression`](crate::session::SessionConfig::compression) (an endpoint's or, in the new-session callback, [`Session::configure`](crate::Session::configure)),
 //! before any byte is read or written, and both peers must make the same one: the stream has no
 //! negotiation. The driver then runs the session over `Compressed`, a wrapper around the
 //! socket (inside TLS, when there is TLS), so codecs and handlers only ever see plain bytes.

@@ -199,9 +199,10 @@ pub(crate) fn decode_all<C: Codec>(codec: &C, datagram: &[u8]) -> Result<Vec<C::
         // The codec is user code: a panic drops this datagram, not the endpoint.
         let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_eof(&mut buf)))
             .map_err(|payload| Error::HandlerPanic {
-            handler: "decode",
-            message: panic_message(payload.as_ref()),
-        })??;
+                handler: "decode",
+                message: panic_message(payload.as_ref()),
+            })?
+            .map_err(Error::decoding)?;
         match decoded {
             Decoded::Frame(_) if buf.len() >= before => {
                 return Err(Error::Codec(CodecError::invalid(

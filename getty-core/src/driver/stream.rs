@@ -170,7 +170,8 @@ where
         .map_err(|payload| Error::HandlerPanic {
             handler: "decode",
             message: panic_message(payload.as_ref()),
-        })??;
+        })?
+        .map_err(Error::decoding)?;
         let max = self.core.session.max_msg_len();
         match decoded {
             // A codec that hands out frames without consuming input would loop forever.

@@ -22,7 +22,7 @@ use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
-use crate::session::{lock, Session};
+use crate::session::{lock, Session, SessionConfig};
 use crate::tls::TlsClientConfig;
 use crate::ws::handshake;
 
@@ -39,6 +39,7 @@ pub struct ClientBuilder<K> {
     connect_timeout: Duration,
     local_addr: Option<SocketAddr>,
     task_pool: Option<TaskPoolConfig>,
+    session_config: SessionConfig,
 }
 
 /// Reconnect delays grow with the number of consecutive failures up to this many intervals.
@@ -239,7 +240,16 @@ impl<K: ClientKind> ClientBuilder<K> {
             connect_timeout: Duration::from_secs(3),
             local_addr: None,
             task_pool: None,
+            session_config: SessionConfig::default(),
         }
+    }
+
+    /// The settings every session starts with (validated when the client starts; the
+    /// new-session callback can change one session's with
+    /// [`Session::configure`](crate::Session::configure)).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session_config = config;
+        self
     }
 
     /// How many sessions the client keeps open (default 1; zero is an error at start).
@@ -333,6 +343,16 @@ impl<K: ClientKind> ClientBuilder<K> {
                 "max_reconnect_attempts must be positive (None retries forever)",
             ));
         }
+        let kind = self.kind.kind();
+        let config = self.session_config.resolve(&codec)?;
+        config.check_transport(!matches!(
+            kind,
+            Kind::Udp { .. }
+                | Kind::Tcp(Tcp {
+                    websocket: Some(_),
+                    ..
+                })
+        ))?;
         let pool = match self.task_pool {
             Some(config) => {
                 config.validate()?;
@@ -353,8 +373,9 @@ impl<K: ClientKind> ClientBuilder<K> {
             dyn_rt: Arc::new(rt.clone()),
             rt: rt.clone(),
             codec: Arc::new(codec),
+            config,
             new_session,
-            kind: self.kind.kind(),
+            kind,
             options: ClientBuilder {
                 kind: (),
                 addr: self.addr,
@@ -364,6 +385,7 @@ impl<K: ClientKind> ClientBuilder<K> {
                 connect_timeout: self.connect_timeout,
                 local_addr: self.local_addr,
                 task_pool: self.task_pool,
+                session_config: SessionConfig::default(),
             },
             shared: shared.clone(),
         };
@@ -489,6 +511,7 @@ struct Worker<R: Runtime, C: Codec, N> {
     rt: R,
     dyn_rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
+    config: SessionConfig,
     new_session: N,
     kind: Kind,
     options: ClientBuilder<()>,
@@ -712,6 +735,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
             Some(peer),
             kind,
             &self.codec,
+            &self.config,
             &self.new_session,
             &self.shared.sessions,
             self.shared.pool.as_ref(),

@@ -35,7 +35,7 @@ use crate::error::Error;
 use crate::listener::NewSession;
 use crate::pool::TaskPool;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{lock, Session, SessionControl, TransportKind};
+use crate::session::{lock, Session, SessionConfig, SessionControl, TransportKind};
 
 /// A flag that is set once and can be awaited.
 #[derive(Debug, Default)]
@@ -208,6 +208,7 @@ pub(crate) fn start_session<R, C, N, T, S>(
     peer: Option<SocketAddr>,
     kind: &str,
     codec: &Arc<C>,
+    config: &SessionConfig,
     new_session: &N,
     set: &Arc<SessionSet<S>>,
     pool: Option<&Arc<TaskPool>>,
@@ -225,7 +226,15 @@ where
         Transport::Datagram { .. } => TransportKind::Datagram,
         Transport::WebSocket { .. } => TransportKind::WebSocket,
     };
-    let session = Session::new(dyn_rt.clone(), codec.clone(), local, peer, kind, kind_of);
+    let session = Session::new(
+        dyn_rt.clone(),
+        codec.clone(),
+        local,
+        peer,
+        kind,
+        kind_of,
+        config,
+    );
     let configured =
         std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
     let listener = match configured {

@@ -19,8 +19,8 @@ use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{timeout_at, DynRuntime, Runtime};
-use crate::session::Session;
 use crate::session::SessionControl;
+use crate::session::{Session, SessionConfig};
 use crate::tls::TlsServerConfig;
 use crate::ws::handshake::{self, HandshakeOptions};
 
@@ -44,6 +44,7 @@ pub struct TcpServerBuilder {
     tcp_options: TcpOptions,
     reuse_port: bool,
     task_pool: Option<TaskPoolConfig>,
+    session_config: SessionConfig,
 }
 
 impl Default for TcpServerBuilder {
@@ -58,6 +59,7 @@ impl Default for TcpServerBuilder {
             tcp_options: TcpOptions::default(),
             reuse_port: false,
             task_pool: None,
+            session_config: SessionConfig::default(),
         }
     }
 }
@@ -93,6 +95,14 @@ impl TcpServerBuilder {
     /// can listen on the same port, the OS spreading connections over them. Off by default.
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
+        self
+    }
+
+    /// The settings every session starts with (validated when the server starts; the
+    /// new-session callback can change one session's with
+    /// [`Session::configure`](crate::Session::configure)).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session_config = config;
         self
     }
 
@@ -194,6 +204,8 @@ impl TcpServerBuilder {
                 ..HandshakeOptions::default()
             })),
         };
+        let config = self.session_config.resolve(&codec)?;
+        config.check_transport(websocket.is_none())?;
         let listener = rt
             .listen_with(self.addr, self.reuse_port)
             .map_err(|e| Error::io("listen", e))?;
@@ -220,6 +232,7 @@ impl TcpServerBuilder {
                 dyn_rt: Arc::new(rt.clone()),
                 rt: rt.clone(),
                 codec: Arc::new(codec),
+                config,
                 new_session,
                 sessions: shared.sessions.clone(),
                 pool,
@@ -348,6 +361,7 @@ struct Starter<R: Runtime, C, N> {
     rt: R,
     dyn_rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
+    config: SessionConfig,
     new_session: N,
     sessions: Arc<Sessions>,
     pool: Option<Arc<TaskPool>>,
@@ -366,6 +380,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
             Some(peer),
             kind,
             &self.codec,
+            &self.config,
             &self.new_session,
             &self.sessions,
             self.pool.as_ref(),

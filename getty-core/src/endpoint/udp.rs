@@ -13,18 +13,20 @@ use crate::error::BoxError;
 use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::runtime::{DynRuntime, Runtime, UdpSocket};
-use crate::session::Session;
+use crate::session::{Session, SessionConfig};
 
 /// Options of a [`UdpEndpoint`].
 #[derive(Debug, Clone)]
 pub struct UdpEndpointBuilder {
     addr: SocketAddr,
+    session_config: SessionConfig,
 }
 
 impl Default for UdpEndpointBuilder {
     fn default() -> Self {
         UdpEndpointBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            session_config: SessionConfig::default(),
         }
     }
 }
@@ -38,6 +40,12 @@ impl UdpEndpointBuilder {
     /// Binds `addr` (port 0 picks a free port; see [`UdpEndpoint::local_addr`]).
     pub fn addr(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
+        self
+    }
+
+    /// The settings the endpoint's session starts with (validated at bind).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session_config = config;
         self
     }
 
@@ -82,6 +90,8 @@ impl UdpEndpointBuilder {
         C: Codec,
         N: NewSession<C>,
     {
+        let config = self.session_config.resolve(&codec)?;
+        config.check_transport(false)?;
         let socket = rt.bind_udp(self.addr).map_err(|e| Error::io("bind", e))?;
         let local_addr = socket.local_addr().map_err(|e| Error::io("bind", e))?;
         let sessions = Arc::new(SessionSet::default());
@@ -97,6 +107,7 @@ impl UdpEndpointBuilder {
             None,
             "udp",
             &Arc::new(codec),
+            &config,
             &new_session,
             &sessions,
             None,

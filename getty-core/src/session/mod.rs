@@ -29,11 +29,13 @@
 
 mod attributes;
 mod close_callbacks;
+mod config;
 mod settings;
 mod stats;
 mod write;
 mod write_queue;
 
+pub use config::{SessionConfig, DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
 pub use stats::Stats;
 pub use write::{Flush, Frame, SendTo};
 
@@ -57,13 +59,6 @@ pub(crate) use settings::Settings;
 use stats::StatCounters;
 pub(crate) use write_queue::{Envelope, Outbox, WriteQueue};
 pub use write_queue::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
-
-/// The default maximum message length (frame length, header included), as getty's: 4 KiB.
-pub const DEFAULT_MAX_MSG_LEN: usize = 4 * 1024;
-/// The default cron period, as getty's: 60 s.
-pub const DEFAULT_CRON_PERIOD: Duration = Duration::from_secs(60);
-/// The default close-wait: how long closing may spend flushing queued writes.
-pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -136,13 +131,14 @@ impl<C: Codec> Session<C> {
         peer_addr: Option<SocketAddr>,
         kind: &str,
         transport: TransportKind,
+        config: &SessionConfig,
     ) -> Self {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let name = match peer_addr {
             Some(peer) => format!("{kind}-{id} {local_addr}->{peer}"),
             None => format!("{kind}-{id} {local_addr}"),
         };
-        Session {
+        let session = Session {
             inner: Arc::new(Inner {
                 id,
                 name: Mutex::new(name),
@@ -162,7 +158,16 @@ impl<C: Codec> Session<C> {
                 rt,
                 codec,
             }),
+        };
+        // The endpoint validated `config`, and nothing is fixed yet: this cannot fail.
+        if let Err(err) = session.inner.settings.apply(config) {
+            log::error!("session {id}: {err}");
         }
+        let (low, high) = config.water_marks;
+        if let Err(err) = session.inner.queue.set_water_marks(low, high) {
+            log::error!("session {id}: {err}");
+        }
+        session
     }
 
     pub(crate) fn inner(&self) -> &Inner<C> {
@@ -279,95 +284,76 @@ impl<C: Codec> Session<C> {
 
     // ----- settings ---------------------------------------------------------------------------
 
+    /// The session's settings now (see [`SessionConfig`]).
+    pub fn config(&self) -> SessionConfig {
+        let settings = &self.inner.settings;
+        let (low, high) = self.write_water_marks();
+        SessionConfig::new()
+            .max_msg_len(settings.max_msg_len())
+            .read_timeout(settings.read_timeout())
+            .idle_timeout(settings.idle_timeout())
+            .write_timeout(settings.write_timeout())
+            .cron_period(settings.cron_period())
+            .close_wait(settings.close_wait())
+            .write_water_marks(low, high)
+            .compression(settings.compression())
+    }
+
+    /// Changes this session's settings: `change` gets the current ones and returns the new
+    /// ones, which are validated as a whole (as an endpoint's [`SessionConfig`] is); on an
+    /// error nothing changes. The place for it is the new-session callback, where one session
+    /// can differ from its endpoint's defaults; compression can only change there, before the
+    /// session starts.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use getty_core::{codec::Lines, Session};
+    /// # fn f(session: &Session<Lines>) -> getty_core::Result<()> {
+    /// session.configure(|config| config.idle_timeout(Duration::from_secs(30)))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn configure(&self, change: impl FnOnce(SessionConfig) -> SessionConfig) -> Result<()> {
+        let config = change(self.config()).resolve(self.codec())?;
+        config.check_transport(self.inner.transport == TransportKind::Stream)?;
+        self.inner.settings.apply(&config)?;
+        let (low, high) = config.water_marks;
+        self.inner.queue.set_water_marks(low, high)
+    }
+
     /// The longest inbound frame accepted, header included. A longer frame closes the session
-    /// with [`Error::FrameTooLarge`], before its body is buffered when the codec reports the
-    /// length from the header.
+    /// with [`Error::FrameTooLarge`].
     pub fn max_msg_len(&self) -> usize {
         self.inner.settings.max_msg_len()
     }
 
-    /// Sets [`max_msg_len`](Session::max_msg_len); zero is an error. Set it in the new-session
-    /// callback: a UDP receive already under way keeps the buffer sized for the old limit.
-    pub fn set_max_msg_len(&self, len: usize) -> Result<()> {
-        self.inner.settings.set_max_msg_len(len)
-    }
-
-    /// How long the session may wait for bytes from the peer before it is closed with
-    /// [`Error::ReadTimeout`]; `None` (the default) waits forever.
+    /// How long the session may wait for bytes from the peer; `None` waits forever.
     pub fn read_timeout(&self) -> Option<Duration> {
         self.inner.settings.read_timeout()
     }
 
-    /// Sets [`read_timeout`](Session::read_timeout); `Some(0)` is an error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.settings.set_read_timeout(timeout)
-    }
-
-    /// How long the session may go without receiving a whole package before it is closed with
-    /// [`Error::IdleTimeout`]; `None` (the default) waits forever. Unlike the read timeout,
-    /// bytes that complete no package do not count, so a peer trickling a frame a byte at a
-    /// time (slowloris) or one that vanished is closed either way. Time spent in handlers does
-    /// not count. On WebSocket sessions, pings and pongs count as activity.
+    /// How long the session may go without receiving a whole package; `None` waits forever.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.inner.settings.idle_timeout()
     }
 
-    /// Sets [`idle_timeout`](Session::idle_timeout); `Some(0)` is an error. Takes effect from
-    /// now.
-    pub fn set_idle_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.settings.set_idle_timeout(timeout)
-    }
-
-    /// The timeout of the waiting writes when they are given none; `None` (the default) waits
-    /// until the bytes are written or the session closes.
+    /// The timeout of [`send_and_flush`](Session::send_and_flush) when it is given none.
     pub fn write_timeout(&self) -> Option<Duration> {
         self.inner.settings.write_timeout()
     }
 
-    /// Sets [`write_timeout`](Session::write_timeout); `Some(0)` is an error.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.settings.set_write_timeout(timeout)
-    }
-
-    /// The period of `on_cron` (default 60 s).
+    /// The period of `on_cron`.
     pub fn cron_period(&self) -> Duration {
         self.inner.settings.cron_period()
     }
 
-    /// Sets [`cron_period`](Session::cron_period); zero is an error. Takes effect from the next
-    /// tick.
-    pub fn set_cron_period(&self, period: Duration) -> Result<()> {
-        self.inner.settings.set_cron_period(period)
-    }
-
-    /// How long closing may spend flushing queued writes (and waiting for a running handler)
-    /// before the socket is shut down anyway (default 1 s).
+    /// How long closing may spend flushing queued writes.
     pub fn close_wait(&self) -> Duration {
         self.inner.settings.close_wait()
     }
 
-    /// Sets [`close_wait`](Session::close_wait); zero means "do not wait".
-    pub fn set_close_wait(&self, wait: Duration) -> Result<()> {
-        self.inner.settings.set_close_wait(wait)
-    }
-
-    /// How the session's byte stream is compressed (default [`Compression::None`]).
+    /// How the session's byte stream is compressed.
     pub fn compression(&self) -> Compression {
         self.inner.settings.compression()
-    }
-
-    /// Sets [`compression`](Session::compression). Both peers must choose the same, and only
-    /// the new-session callback can choose: once the session starts, this is an error. Only
-    /// TCP and TLS sessions can be compressed; on a WebSocket or UDP session anything but
-    /// [`Compression::None`] is an error. Statistics count uncompressed bytes.
-    pub fn set_compression(&self, compression: Compression) -> Result<()> {
-        if compression != Compression::None && self.inner.transport != TransportKind::Stream {
-            return Err(Error::invalid(format!(
-                "{compression:?} compression applies to TCP and TLS sessions only \
-                 (WebSocket permessage-deflate is not supported)"
-            )));
-        }
-        self.inner.settings.set_compression(compression)
     }
 
     // ----- the write queue ------------------------------------------------------------------
@@ -375,13 +361,6 @@ impl<C: Codec> Session<C> {
     /// The write queue's (low, high) water marks in bytes (default 512 KiB, 1 MiB).
     pub fn write_water_marks(&self) -> (usize, usize) {
         self.inner.queue.water_marks()
-    }
-
-    /// Bounds the write queue: once a package takes it to `high` bytes or more, it is full
-    /// (non-waiting sends fail, waiting ones wait) until the socket has taken it down to `low`
-    /// bytes. Needs `low < high`.
-    pub fn set_write_water_marks(&self, low: usize, high: usize) -> Result<()> {
-        self.inner.queue.set_water_marks(low, high)
     }
 
     /// Drops the write queue's encode buffer if nothing is queued (an idle session keeps none).

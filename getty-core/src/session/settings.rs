@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
+use super::config::{SessionConfig, DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 
@@ -52,72 +52,52 @@ fn load_opt(a: &AtomicU64) -> Option<Duration> {
     }
 }
 
-fn store_opt(a: &AtomicU64, what: &str, d: Option<Duration>) -> Result<()> {
-    match d {
-        Some(d) if d.is_zero() => Err(Error::invalid(format!(
-            "{what} must be positive (use None to disable it)"
-        ))),
-        Some(d) => {
-            a.store(nanos(d), Ordering::Relaxed);
-            Ok(())
-        }
-        None => {
-            a.store(NONE, Ordering::Relaxed);
-            Ok(())
-        }
-    }
+fn store_opt(a: &AtomicU64, d: Option<Duration>) {
+    a.store(d.map_or(NONE, nanos), Ordering::Relaxed);
 }
 
 impl Settings {
+    /// Takes every setting of `config` (validated and resolved by the caller). A change of
+    /// compression once the driver took the setting is an error, and changes nothing.
+    pub(crate) fn apply(&self, config: &SessionConfig) -> Result<()> {
+        if config.compression != self.compression() {
+            self.set_compression(config.compression)?;
+        }
+        if let Some(len) = config.max_msg_len {
+            self.max_msg_len.store(len, Ordering::Relaxed);
+        }
+        store_opt(&self.read_timeout, config.read_timeout);
+        store_opt(&self.idle_timeout, config.idle_timeout);
+        store_opt(&self.write_timeout, config.write_timeout);
+        self.cron_period
+            .store(nanos(config.cron_period), Ordering::Relaxed);
+        self.close_wait
+            .store(nanos(config.close_wait), Ordering::Relaxed);
+        Ok(())
+    }
+
     pub(crate) fn max_msg_len(&self) -> usize {
         self.max_msg_len.load(Ordering::Relaxed)
-    }
-    pub(crate) fn set_max_msg_len(&self, len: usize) -> Result<()> {
-        if len == 0 {
-            return Err(Error::invalid("max_msg_len must be positive"));
-        }
-        self.max_msg_len.store(len, Ordering::Relaxed);
-        Ok(())
     }
     pub(crate) fn read_timeout(&self) -> Option<Duration> {
         load_opt(&self.read_timeout)
     }
-    pub(crate) fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
-        store_opt(&self.read_timeout, "read_timeout", d)
-    }
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         load_opt(&self.idle_timeout)
-    }
-    pub(crate) fn set_idle_timeout(&self, d: Option<Duration>) -> Result<()> {
-        store_opt(&self.idle_timeout, "idle_timeout", d)
     }
     pub(crate) fn write_timeout(&self) -> Option<Duration> {
         load_opt(&self.write_timeout)
     }
-    pub(crate) fn set_write_timeout(&self, d: Option<Duration>) -> Result<()> {
-        store_opt(&self.write_timeout, "write_timeout", d)
-    }
     pub(crate) fn cron_period(&self) -> Duration {
         Duration::from_nanos(self.cron_period.load(Ordering::Relaxed))
-    }
-    pub(crate) fn set_cron_period(&self, d: Duration) -> Result<()> {
-        if d.is_zero() {
-            return Err(Error::invalid("cron_period must be positive"));
-        }
-        self.cron_period.store(nanos(d), Ordering::Relaxed);
-        Ok(())
     }
     pub(crate) fn close_wait(&self) -> Duration {
         Duration::from_nanos(self.close_wait.load(Ordering::Relaxed))
     }
-    pub(crate) fn set_close_wait(&self, d: Duration) -> Result<()> {
-        self.close_wait.store(nanos(d), Ordering::Relaxed);
-        Ok(())
-    }
     pub(crate) fn compression(&self) -> Compression {
         Compression::from_code(self.compression.load(Ordering::Acquire) & !FIXED)
     }
-    pub(crate) fn set_compression(&self, compression: Compression) -> Result<()> {
+    fn set_compression(&self, compression: Compression) -> Result<()> {
         self.compression
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |code| {
                 (code & FIXED == 0).then_some(compression.code())
