@@ -150,43 +150,61 @@ impl ClientBuilder<Tcp> {
         self
     }
 
-    /// A WebSocket client of `url` (`ws://host[:port][/path]` or `wss://...`; the host is
-    /// resolved now, blocking, when it is a name). A `wss://` client needs
-    /// [`tls`](Self::tls) too; the URL's host is then the default TLS server name.
+    /// A WebSocket client of `url` (`ws://host[:port][/path][?query]` or `wss://...`; the host
+    /// is resolved now, blocking, when it is a name). A `wss://` client needs
+    /// [`tls`](Self::tls) too; the URL's host is then the default TLS server name. A URL with
+    /// user information (`user@host`) or a fragment (`#...`) is refused.
     pub fn websocket_url(url: &str) -> Result<Self> {
         let bad = |why: &str| Error::invalid(format!("WebSocket URL {url:?}: {why}"));
-        let (secure, rest) = if let Some(rest) = url.strip_prefix("ws://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("wss://") {
-            (true, rest)
-        } else {
-            return Err(bad("the scheme must be ws:// or wss://"));
+        // `http::Uri` drops a fragment silently; a WebSocket URL must not have one (RFC 6455
+        // §3).
+        if url.contains('#') {
+            return Err(bad("a WebSocket URL cannot have a fragment (#...)"));
+        }
+        let uri: http::Uri = url.parse().map_err(|err| {
+            // `ws://` and `ws:///path` fail to parse with errors that do not say why.
+            match url.split_once("://") {
+                Some((_, rest)) if rest.is_empty() || rest.starts_with('/') => bad("no host"),
+                _ => bad(&format!("not a valid URI: {err}")),
+            }
+        })?;
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => return Err(bad("the scheme must be ws:// or wss://")),
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() {
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad(
+                "user information (user@host) is not allowed in a WebSocket URL",
+            ));
+        }
+        // `[v6]` keeps its brackets in `host()`; the resolver and TLS want it bare.
+        let host = authority.host();
+        let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+        if host_bare.is_empty() {
             return Err(bad("no host"));
         }
         let default_port = if secure { 443 } else { 80 };
-        // `[v6]:port`, `[v6]`, `host:port` or a bare host.
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => {
-                let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
-                (host, port)
-            }
-            _ => (authority, default_port),
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            // Something after the host that is not a port: `host:`, `host:x`, `host:70000`.
+            None if authority.as_str().len() > host.len() => return Err(bad("invalid port")),
+            None => default_port,
         };
-        let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+        // The request target: the path ("/" when empty) and the query as written.
+        let target = match uri.query() {
+            Some(query) => format!("{}?{query}", uri.path()),
+            None => uri.path().to_string(),
+        };
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host_bare, port))
             .map_err(|e| bad(&format!("cannot resolve the host: {e}")))?
             .next()
             .ok_or_else(|| bad("the host has no address"))?;
         let mut builder = Self::new(addr);
         builder.kind.websocket = Some(WsTarget {
-            path: path.to_string(),
-            host: Some(authority.to_string()),
+            path: target,
+            host: Some(authority.as_str().to_string()),
             tls_name: Some(host_bare.to_string()),
             secure,
             origin: None,
@@ -749,3 +767,140 @@ const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
 /// The connect-ping's answer is read whole, whatever its size.
 const MAX_DATAGRAM_RECV: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// The server address and the WebSocket target of `websocket_url(url)`.
+    fn parse(url: &str) -> (SocketAddr, WsTarget) {
+        let builder = ClientBuilder::websocket_url(url)
+            .unwrap_or_else(|err| panic!("{url:?} was refused: {err}"));
+        let target = builder.kind.websocket.expect("a WebSocket target");
+        (builder.addr, target)
+    }
+
+    /// The message `websocket_url(url)` is refused with.
+    fn refusal(url: &str) -> String {
+        match ClientBuilder::websocket_url(url) {
+            Err(Error::InvalidConfig(msg)) => msg,
+            Err(other) => panic!("{url:?}: not an invalid-configuration error: {other}"),
+            Ok(_) => panic!("{url:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn websocket_url_takes_host_port_path_and_query() {
+        let (addr, ws) = parse("ws://127.0.0.1:9000/chat/room?id=7&x=y");
+        assert_eq!(addr, SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)));
+        assert_eq!(ws.path, "/chat/room?id=7&x=y");
+        assert_eq!(ws.host.as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(ws.tls_name.as_deref(), Some("127.0.0.1"));
+        assert!(!ws.secure);
+        assert!(ws.origin.is_none());
+    }
+
+    #[test]
+    fn websocket_url_defaults_the_port_and_the_path() {
+        let (addr, ws) = parse("ws://127.0.0.1");
+        assert_eq!(addr, SocketAddr::from((Ipv4Addr::LOCALHOST, 80)));
+        assert_eq!(
+            (ws.path.as_str(), ws.host.as_deref()),
+            ("/", Some("127.0.0.1"))
+        );
+        let (addr, ws) = parse("wss://127.0.0.1/");
+        assert_eq!(addr, SocketAddr::from((Ipv4Addr::LOCALHOST, 443)));
+        assert_eq!(ws.path, "/");
+        assert!(ws.secure);
+        // A query without a path still gets "/" before it.
+        let (_, ws) = parse("ws://127.0.0.1:8080?token=abc");
+        assert_eq!(ws.path, "/?token=abc");
+    }
+
+    #[test]
+    fn websocket_url_takes_ipv6_hosts() {
+        let (addr, ws) = parse("wss://[::1]:8443/ws");
+        assert_eq!(addr, SocketAddr::from((Ipv6Addr::LOCALHOST, 8443)));
+        assert_eq!(ws.path, "/ws");
+        // The Host header keeps the brackets, the TLS server name does not.
+        assert_eq!(ws.host.as_deref(), Some("[::1]:8443"));
+        assert_eq!(ws.tls_name.as_deref(), Some("::1"));
+        assert!(ws.secure);
+        let (addr, ws) = parse("ws://[::1]");
+        assert_eq!(addr, SocketAddr::from((Ipv6Addr::LOCALHOST, 80)));
+        assert_eq!(ws.host.as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn websocket_url_resolves_names() {
+        let (addr, ws) = parse("ws://localhost:9001/echo");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 9001);
+        assert_eq!(ws.host.as_deref(), Some("localhost:9001"));
+        assert_eq!(ws.tls_name.as_deref(), Some("localhost"));
+        assert_eq!(ws.path, "/echo");
+    }
+
+    #[test]
+    fn websocket_url_refuses_other_schemes() {
+        for url in [
+            "http://127.0.0.1/",
+            "https://127.0.0.1/",
+            "127.0.0.1:80",
+            "/chat",
+        ] {
+            assert!(
+                refusal(url).contains("the scheme must be ws:// or wss://"),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn websocket_url_refuses_a_missing_host() {
+        for url in ["ws://", "ws:///chat", "wss://:443/", "ws://[]:80/"] {
+            assert!(refusal(url).contains("no host"), "{url}: {}", refusal(url));
+        }
+    }
+
+    #[test]
+    fn websocket_url_refuses_bad_ports() {
+        for url in [
+            "ws://127.0.0.1:/",
+            "ws://127.0.0.1:http/",
+            "ws://127.0.0.1:65536/",
+            "ws://[::1]:99999",
+        ] {
+            assert!(
+                refusal(url).contains("invalid port"),
+                "{url}: {}",
+                refusal(url)
+            );
+        }
+    }
+
+    #[test]
+    fn websocket_url_refuses_userinfo_and_fragments() {
+        for url in ["ws://user@127.0.0.1/", "wss://user:secret@127.0.0.1:8443/"] {
+            assert!(
+                refusal(url).contains("user information"),
+                "{url}: {}",
+                refusal(url)
+            );
+        }
+        for url in ["ws://127.0.0.1/chat#top", "ws://127.0.0.1#"] {
+            assert!(refusal(url).contains("fragment"), "{url}: {}", refusal(url));
+        }
+    }
+
+    /// (An unresolvable name is left untested: proving it fails needs a DNS lookup.)
+    #[test]
+    fn websocket_url_reports_malformed_urls() {
+        let msg = refusal("ws://127.0.0.1/a path");
+        assert!(msg.contains("not a valid URI"), "{msg}");
+        // The message names the URL.
+        assert!(msg.contains("\"ws://127.0.0.1/a path\""), "{msg}");
+    }
+}
