@@ -1,8 +1,9 @@
 //! A minimal WebSocket client written from RFC 6455 alone, for conformance scenarios.
 //!
 //! It shares no code with getty's server side or with tungstenite, so a misreading of the RFC
-//! in either is not repeated here: the accept key is computed with this file's own SHA-1 and
-//! base64, frames are encoded and decoded by hand. It works over any futures-io stream and is
+//! in either is not repeated here: the accept key is computed with the `sha1_smol` and
+//! `base64` crates (tungstenite, and so getty's server, uses `sha1` and `data-encoding`),
+//! frames are encoded and decoded by hand. It works over any futures-io stream and is
 //! deliberately strict about what a server may send (unmasked frames, no RSV bits, well-formed
 //! control frames).
 
@@ -205,76 +206,15 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
-/// SHA-1 (RFC 3174), for short inputs.
+/// SHA-1 (RFC 3174).
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    // Padding (RFC 3174 §4): a 1 bit, zeros up to 56 mod 64 bytes, the bit length big-endian.
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&(data.len() as u64 * 8).to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (w, word) in w.iter_mut().zip(block.chunks_exact(4)) {
-            *w = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, w) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*w);
-            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
-        }
-        for (h, v) in h.iter_mut().zip([a, b, c, d, e]) {
-            *h = h.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (out, h) in out.chunks_exact_mut(4).zip(h) {
-        out.copy_from_slice(&h.to_be_bytes());
-    }
-    out
+    sha1_smol::Sha1::from(data).digest().bytes()
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            // A chunk of k bytes gives k + 1 significant characters.
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
