@@ -22,6 +22,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listener;
+mod panic;
 pub mod pool;
 pub mod prelude;
 pub mod runtime;

@@ -16,10 +16,11 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
-use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
+use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::{Runtime, UdpSocket};
 use crate::session::{Envelope, Outbox, Session};

@@ -15,7 +15,6 @@ pub(crate) mod datagram;
 pub(crate) mod message;
 pub(crate) mod stream;
 
-use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -30,6 +29,7 @@ use futures_lite::FutureExt;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::listener::{invoke, Call, EventListener};
+use crate::panic::panic_message;
 use crate::pool::{Jobs, Lane, TaskPool};
 use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
 use crate::session::Session;
@@ -46,17 +46,6 @@ pub(crate) async fn catch_handler<F: Future>(
             handler,
             message: panic_message(payload.as_ref()),
         })
-}
-
-/// The text of a panic payload, when it has one.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
 }
 
 /// A driver's socket side, as the shared parts of the life cycle need it.

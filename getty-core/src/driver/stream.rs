@@ -15,10 +15,11 @@ use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{cron, panic_message, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
+use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Outbox, Session};

@@ -30,9 +30,10 @@ use futures_lite::FutureExt;
 
 use crate::codec::Codec;
 use crate::compress::Compressed;
-use crate::driver::{datagram, message, panic_message, stream};
+use crate::driver::{datagram, message, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
+use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::{DynRuntime, Runtime};
 use crate::session::{lock, Session, SessionConfig, SessionControl, TransportKind};

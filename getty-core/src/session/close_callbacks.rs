@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 
 use super::lock;
-use crate::driver::panic_message;
+use crate::panic::panic_message;
 
 /// A callback, given the session that closed.
 pub(crate) type Callback<S> = Box<dyn FnOnce(&S) + Send + 'static>;
