@@ -129,67 +129,168 @@ pub enum Error {
         /// The largest datagram payload for the destination's address family.
         max: usize,
     },
-    /// The WebSocket protocol failed (an invalid frame, bad UTF-8 in a text message, ...).
-    #[error("WebSocket: {0}")]
-    WebSocket(String),
+    /// The WebSocket protocol failed (an invalid frame, bad UTF-8 in a text message, ...);
+    /// the source is the WebSocket implementation's error.
+    #[error("WebSocket protocol error: {0}")]
+    WebSocket(#[source] BoxError),
     /// A WebSocket client's upgrade was refused or answered wrongly.
-    #[error("WebSocket upgrade with {peer} failed: {reason}")]
+    #[error("WebSocket upgrade with {peer} failed: {source}")]
     WebSocketHandshake {
         /// The server.
         peer: SocketAddr,
-        /// The status and why.
-        reason: String,
+        /// The refusal (status and why) or the failure.
+        #[source]
+        source: BoxError,
     },
     /// A TLS configuration could not be built: a missing or unreadable file, PEM without the
     /// expected certificate or key, a key that does not match its certificate, ...
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {what}: {source}")]
+    TlsConfig {
+        /// What was being read or built (which file, which part).
+        what: String,
+        /// What went wrong (a PEM, rustls or I/O error).
+        #[source]
+        source: BoxError,
+    },
     /// A TLS handshake failed (an untrusted or mismatched certificate, a peer that does not
-    /// speak TLS, a refused client certificate, ...).
-    #[error("TLS handshake with {peer} failed: {reason}")]
+    /// speak TLS, a refused client certificate, ...). The source holds rustls's error when
+    /// rustls refused (`source.get_ref()` downcasts to `rustls::Error`).
+    #[error("TLS handshake with {peer} failed: {source}")]
     TlsHandshake {
         /// The other side.
         peer: SocketAddr,
         /// What rustls (or the socket) reported.
-        reason: String,
-        /// The underlying error.
         #[source]
         source: io::Error,
     },
     /// The peer's compressed stream could not be decompressed: it is corrupt, or the peer does
     /// not use the same [`Compression`](crate::Compression).
-    #[error("{format} stream from the peer is corrupt: {reason}")]
+    #[error("{format} stream from the peer cannot be decompressed: {source}")]
     Decompress {
         /// The compression format ("deflate", "snappy").
         format: &'static str,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The endpoint was closed: a client no longer connects, nor waits for sessions.
+    #[error("the endpoint is closed")]
+    EndpointClosed,
+    /// A client stopped reconnecting after too many consecutive failed connects.
+    #[error("gave up connecting to {addr} after {attempts} consecutive failures")]
+    GaveUp {
+        /// The server address.
+        addr: SocketAddr,
+        /// The consecutive failures.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        last: Option<std::sync::Arc<Error>>,
     },
     /// A setting was given a value it cannot take.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
 }
 
+/// Which [`Error`] variant an error is, without its data: for matching in handlers (such as
+/// `on_error`), counting, or keeping after the error is gone (it is `Copy`).
+///
+/// ```
+/// use getty_core::{Error, ErrorKind};
+///
+/// let err = Error::SessionClosed { id: 7 };
+/// assert_eq!(err.kind(), ErrorKind::SessionClosed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::SessionClosed`].
+    SessionClosed,
+    /// [`Error::Io`].
+    Io,
+    /// [`Error::Codec`].
+    Codec,
+    /// [`Error::FrameTooLarge`].
+    FrameTooLarge,
+    /// [`Error::UnexpectedEof`].
+    UnexpectedEof,
+    /// [`Error::ReadTimeout`].
+    ReadTimeout,
+    /// [`Error::IdleTimeout`].
+    IdleTimeout,
+    /// [`Error::WriteTimeout`].
+    WriteTimeout,
+    /// [`Error::WouldBlock`].
+    WouldBlock,
+    /// [`Error::HandlerPanic`].
+    HandlerPanic,
+    /// [`Error::Refused`].
+    Refused,
+    /// [`Error::TooManySessions`].
+    TooManySessions,
+    /// [`Error::Connect`].
+    Connect,
+    /// [`Error::ConnectTimeout`].
+    ConnectTimeout,
+    /// [`Error::SelfConnect`].
+    SelfConnect,
+    /// [`Error::Unsupported`].
+    Unsupported,
+    /// [`Error::DatagramTooLarge`].
+    DatagramTooLarge,
+    /// [`Error::WebSocket`].
+    WebSocket,
+    /// [`Error::WebSocketHandshake`].
+    WebSocketHandshake,
+    /// [`Error::TlsConfig`].
+    TlsConfig,
+    /// [`Error::TlsHandshake`].
+    TlsHandshake,
+    /// [`Error::Decompress`].
+    Decompress,
+    /// [`Error::EndpointClosed`].
+    EndpointClosed,
+    /// [`Error::GaveUp`].
+    GaveUp,
+    /// [`Error::InvalidConfig`].
+    InvalidConfig,
+}
+
 impl Error {
+    /// Which variant this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::SessionClosed { .. } => ErrorKind::SessionClosed,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Codec(..) => ErrorKind::Codec,
+            Error::FrameTooLarge { .. } => ErrorKind::FrameTooLarge,
+            Error::UnexpectedEof { .. } => ErrorKind::UnexpectedEof,
+            Error::ReadTimeout(..) => ErrorKind::ReadTimeout,
+            Error::IdleTimeout(..) => ErrorKind::IdleTimeout,
+            Error::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            Error::WouldBlock { .. } => ErrorKind::WouldBlock,
+            Error::HandlerPanic { .. } => ErrorKind::HandlerPanic,
+            Error::Refused(..) => ErrorKind::Refused,
+            Error::TooManySessions(..) => ErrorKind::TooManySessions,
+            Error::Connect { .. } => ErrorKind::Connect,
+            Error::ConnectTimeout { .. } => ErrorKind::ConnectTimeout,
+            Error::SelfConnect(..) => ErrorKind::SelfConnect,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::DatagramTooLarge { .. } => ErrorKind::DatagramTooLarge,
+            Error::WebSocket(..) => ErrorKind::WebSocket,
+            Error::WebSocketHandshake { .. } => ErrorKind::WebSocketHandshake,
+            Error::TlsConfig { .. } => ErrorKind::TlsConfig,
+            Error::TlsHandshake { .. } => ErrorKind::TlsHandshake,
+            Error::Decompress { .. } => ErrorKind::Decompress,
+            Error::EndpointClosed => ErrorKind::EndpointClosed,
+            Error::GaveUp { .. } => ErrorKind::GaveUp,
+            Error::InvalidConfig(..) => ErrorKind::InvalidConfig,
+        }
+    }
+
     /// An [`Error::Io`] for operation `op`.
     pub fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
-    }
-
-    /// An [`Error::TlsHandshake`] with `peer`, naming rustls's reason when there is one.
-    pub(crate) fn tls_handshake(peer: SocketAddr, source: io::Error) -> Self {
-        let reason = match source
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<futures_rustls::rustls::Error>())
-        {
-            Some(tls) => tls.to_string(),
-            None => source.to_string(),
-        };
-        Error::TlsHandshake {
-            peer,
-            reason,
-            source,
-        }
     }
 
     /// The error of a failed read: [`Error::Decompress`] when the compression layer refused
@@ -201,7 +302,7 @@ impl Error {
         {
             Some(corrupt) => Error::Decompress {
                 format: corrupt.format,
-                reason: corrupt.reason.clone(),
+                source,
             },
             None => Error::io("read", source),
         }

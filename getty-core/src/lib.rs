@@ -36,7 +36,7 @@ pub use endpoint::{
     Client, TcpClientBuilder, TcpServer, TcpServerBuilder, UdpClientBuilder, UdpEndpoint,
     UdpEndpointBuilder,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorKind, Result};
 pub use listener::{EventListener, NewSession};
 pub use runtime::Runtime;
 pub use session::{Frame, Session, SessionConfig, Stats};

@@ -8,7 +8,7 @@ pub use crate::endpoint::{
     Client, TcpClientBuilder, TcpServer, TcpServerBuilder, UdpClientBuilder, UdpEndpoint,
     UdpEndpointBuilder,
 };
-pub use crate::error::{BoxError, Error};
+pub use crate::error::{BoxError, Error, ErrorKind};
 pub use crate::listener::EventListener;
 pub use crate::runtime::Runtime;
 pub use crate::session::{Frame, Session, SessionConfig};

@@ -2,6 +2,7 @@
 //! getty on both ends and against the plain `flate2` and `snap` decoders on the raw socket
 //! bytes.
 
+use getty_core::ErrorKind;
 use getty_core::Frame;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -365,7 +366,7 @@ pub async fn corrupt_compressed_stream_closes_only_its_session<R: Runtime>(rt: R
             e.iter().any(|r| matches!(r, Rec::Close(_)))
         })
         .await;
-        let errors: Vec<String> = rec
+        let errors: Vec<Failure> = rec
             .events()
             .iter()
             .filter_map(|r| match r {
@@ -375,7 +376,7 @@ pub async fn corrupt_compressed_stream_closes_only_its_session<R: Runtime>(rt: R
             .collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].starts_with("Decompress") && errors[0].contains(reason),
+            errors[0].kind == ErrorKind::Decompress && errors[0].text.contains(reason),
             "{compression:?}: {errors:?}"
         );
         let client_rec = Recorder::new();
@@ -429,13 +430,9 @@ pub async fn decompression_is_bounded_by_max_msg_len<R: Runtime>(rt: R) {
     let Some(err) = buffered else {
         panic!("an error: {:?}", rec.events())
     };
-    let len: usize = err
-        .split("len: ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a FrameTooLarge error: {err}"));
-    assert!(err.starts_with("FrameTooLarge"), "{err}");
+    let Some((len, _)) = err.frame else {
+        panic!("a FrameTooLarge error: {err:?}")
+    };
     assert!(len > MAX && len <= MAX + 128 * 1024, "buffered {len} bytes");
     srv.close().await;
 }

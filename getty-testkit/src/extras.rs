@@ -240,7 +240,7 @@ impl EventListener<Hello> for Gated {
         self.rec.push(Rec::Msg(session.id(), pkg));
     }
     async fn on_error(&self, session: &Session<Hello>, err: &Error) {
-        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
     }
 }
 
@@ -391,7 +391,7 @@ pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
     session.try_send(b"panic").expect("send");
     server_rec
         .wait(&rt, "the panic reported", |e| {
-            e.iter().any(|r| matches!(r, Rec::Error(_, m) if m.contains("HandlerPanic") && m.contains("pool handler panics")))
+            e.iter().any(|r| matches!(r, Rec::Error(_, m) if m.is_panic_in("on_message", "pool handler panics")))
         })
         .await;
     within(&rt, "the client sees the end", session.closed()).await;

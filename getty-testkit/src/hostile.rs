@@ -15,10 +15,11 @@ use super::support::*;
 use getty_core::codec::{LengthDelimited, Lines, RawBytes};
 use getty_core::endpoint::{TcpClientBuilder, TcpServer};
 use getty_core::runtime::Runtime;
+use getty_core::ErrorKind;
 use getty_core::{BoxError, EventListener, Session};
 
 /// The error events of `events`, as recorded (`Debug` of the error).
-fn errors(events: &[Rec]) -> Vec<String> {
+fn errors(events: &[Rec]) -> Vec<Failure> {
     events
         .iter()
         .filter_map(|r| match r {
@@ -102,7 +103,10 @@ pub async fn idle_timeout_closes_trickling_and_vanished_peers<R: Runtime>(rt: R)
     let errors = errors(&rec.events());
     assert_eq!(errors.len(), 2, "{errors:?}");
     for err in &errors {
-        assert_eq!(err, &format!("IdleTimeout({IDLE:?})"));
+        assert_eq!(
+            (err.kind, err.timeout),
+            (ErrorKind::IdleTimeout, Some(IDLE))
+        );
     }
     drop(vanished);
     // The third session has no idle timeout: it is served.
@@ -134,7 +138,7 @@ pub async fn codec_error_closes_only_its_session<R: Runtime>(rt: R) {
     .await;
     let errors = errors(&rec.events());
     assert!(
-        errors.len() == 1 && errors[0].starts_with("Codec") && errors[0].contains("UTF-8"),
+        errors.len() == 1 && errors[0].kind == ErrorKind::Codec && errors[0].text.contains("UTF-8"),
         "{errors:?}"
     );
     let mut good = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -172,7 +176,8 @@ pub async fn reset_mid_frame_closes_only_its_session<R: Runtime>(rt: R) {
     let errors = errors(&rec.events());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("ConnectionReset") || errors[0].starts_with("UnexpectedEof"),
+        errors[0].io == Some(std::io::ErrorKind::ConnectionReset)
+            || errors[0].kind == ErrorKind::UnexpectedEof,
         "{errors:?}"
     );
     well_behaved(&rt, &srv, b"next").await;
@@ -294,7 +299,7 @@ pub async fn ws_invalid_frame_closes_only_that_session<R: Runtime>(rt: R) {
     let errors = errors(&rec.events());
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors.iter().all(|e| e.starts_with("WebSocket(")),
+        errors.iter().all(|e| e.kind == ErrorKind::WebSocket),
         "{errors:?}"
     );
     assert_eq!(

@@ -52,7 +52,7 @@ impl EventListener<Hello> for Hang {
     }
 
     async fn on_error(&self, session: &Session<Hello>, err: &Error) {
-        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
     }
 
     async fn on_close(&self, session: &Session<Hello>) {

@@ -15,7 +15,7 @@ use getty_core::listener::EventListener;
 use getty_core::runtime::{timeout, Runtime};
 use getty_core::session::Session;
 use getty_core::BoxError;
-use getty_core::Error;
+use getty_core::{Error, ErrorKind};
 
 /// How long any single wait in a scenario may take before the scenario fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -51,8 +51,8 @@ pub enum Rec {
     Msg(u64, Bytes),
     /// `on_cron`, and when it ran.
     Cron(u64, Instant),
-    /// `on_error`, with the error's debug form.
-    Error(u64, String),
+    /// `on_error`, with what the error was.
+    Error(u64, Failure),
     /// `on_close`.
     Close(u64),
 }
@@ -67,6 +67,63 @@ impl Rec {
             | Rec::Error(id, _)
             | Rec::Close(id) => *id,
         }
+    }
+}
+
+/// An error as `on_error` saw it, kept after the call: its variant, the details scenarios
+/// check, and its message with every source's.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The variant.
+    pub kind: ErrorKind,
+    /// The message, then each source's, joined by ": ".
+    pub text: String,
+    /// `(len, max)` of an [`Error::FrameTooLarge`].
+    pub frame: Option<(usize, usize)>,
+    /// The handler of an [`Error::HandlerPanic`], and its panic message.
+    pub panic: Option<(&'static str, String)>,
+    /// The OS error kind of an [`Error::Io`].
+    pub io: Option<std::io::ErrorKind>,
+    /// The timeout of a read, idle or write timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl Failure {
+    /// What scenarios keep of `err`.
+    pub fn of(err: &Error) -> Self {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Failure {
+            kind: err.kind(),
+            text,
+            frame: match err {
+                Error::FrameTooLarge { len, max } => Some((*len, *max)),
+                _ => None,
+            },
+            panic: match err {
+                Error::HandlerPanic { handler, message } => Some((*handler, message.clone())),
+                _ => None,
+            },
+            io: match err {
+                Error::Io { source, .. } => Some(source.kind()),
+                _ => None,
+            },
+            timeout: match err {
+                Error::ReadTimeout(t) | Error::IdleTimeout(t) => Some(*t),
+                Error::WriteTimeout { timeout, .. } => Some(*timeout),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether this is a [`Error::HandlerPanic`] of `handler` whose message contains `text`.
+    pub fn is_panic_in(&self, handler: &str, text: &str) -> bool {
+        matches!(&self.panic, Some((h, m)) if *h == handler && m.contains(text))
     }
 }
 
@@ -215,7 +272,7 @@ impl EventListener<Hello> for TestListener {
     }
 
     async fn on_error(&self, session: &Session<Hello>, err: &Error) {
-        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
     }
 
     async fn on_close(&self, session: &Session<Hello>) {
@@ -279,7 +336,7 @@ where
     }
 
     async fn on_error(&self, session: &Session<C>, err: &Error) {
-        self.rec.push(Rec::Error(session.id(), format!("{err:?}")));
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
     }
 
     async fn on_close(&self, session: &Session<C>) {

@@ -10,7 +10,7 @@ use super::support::*;
 use getty_core::codec::LengthDelimited;
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer};
 use getty_core::runtime::Runtime;
-use getty_core::tls::{TlsClientConfig, TlsServerConfig};
+use getty_core::tls::{rustls, TlsClientConfig, TlsServerConfig};
 use getty_core::Error;
 
 async fn tls_server<R: Runtime>(
@@ -121,7 +121,7 @@ pub async fn tls_mutual_requires_client_certificate<R: Runtime>(rt: R) {
             let refused_in_session = bad_rec
                 .events()
                 .iter()
-                .any(|r| matches!(r, Rec::Error(_, e) if e.contains("CertificateRequired")));
+                .any(|r| matches!(r, Rec::Error(_, e) if e.text.contains("CertificateRequired")));
             let refused_at_connect = bad
                 .last_connect_error()
                 .is_some_and(|e| e.to_string().contains("CertificateRequired"));
@@ -169,7 +169,12 @@ pub async fn tls_untrusted_server_fails_handshake<R: Runtime>(rt: R) {
     assert!(cli.gave_up());
     let err = cli.last_connect_error().expect("an error");
     assert!(
-        matches!(&*err, Error::TlsHandshake { reason, .. } if reason.contains("UnknownIssuer")),
+        matches!(
+            rustls_error(&err),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
         "{err}"
     );
     assert!(client_rec.events().is_empty());
@@ -191,7 +196,13 @@ pub async fn tls_untrusted_server_fails_handshake<R: Runtime>(rt: R) {
         .is_err());
     let err = cli2.last_connect_error().expect("an error");
     assert!(
-        matches!(&*err, Error::TlsHandshake { reason, .. } if reason.contains("not valid for name")),
+        matches!(
+            rustls_error(&err),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
         "{err}"
     );
     assert!(rec.events().is_empty(), "no server session opened");
@@ -255,7 +266,14 @@ pub async fn tls_config_errors_are_clear<R: Runtime>(_rt: R) {
     let leaf = ca.leaf(&["localhost"]);
     let other = ca.leaf(&["localhost"]);
     let expect_err = |result: getty_core::Result<TlsServerConfig>, needle: &str| match result {
-        Err(Error::TlsConfig(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
+        Err(err @ Error::TlsConfig { .. }) => {
+            let msg = err.to_string();
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+            assert!(
+                std::error::Error::source(&err).is_some(),
+                "{err:?} keeps its source"
+            );
+        }
         other => panic!("expected a TlsConfig error, got {other:?}"),
     };
     expect_err(
@@ -307,7 +325,14 @@ pub async fn tls_config_errors_are_clear<R: Runtime>(_rt: R) {
     client_from_file.expect("client config from a file");
 
     let client_err = |result: getty_core::Result<TlsClientConfig>, needle: &str| match result {
-        Err(Error::TlsConfig(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
+        Err(err @ Error::TlsConfig { .. }) => {
+            let msg = err.to_string();
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+            assert!(
+                std::error::Error::source(&err).is_some(),
+                "{err:?} keeps its source"
+            );
+        }
         other => panic!("expected a TlsConfig error, got {other:?}"),
     };
     client_err(TlsClientConfig::builder().build(), "root CAs are required");
@@ -325,4 +350,12 @@ pub async fn tls_config_errors_are_clear<R: Runtime>(_rt: R) {
             .build(),
         "server name",
     );
+}
+
+/// The rustls error under a failed TLS handshake, if rustls refused it.
+fn rustls_error(err: &Error) -> Option<&rustls::Error> {
+    match err {
+        Error::TlsHandshake { source, .. } => source.get_ref()?.downcast_ref(),
+        _ => None,
+    }
 }

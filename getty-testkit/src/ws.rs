@@ -1,6 +1,7 @@
 //! WebSocket scenarios: `ws://` and `wss://` sessions between our server and client, and the
 //! server driven byte by byte by an independent RFC 6455 client (`rfc6455`).
 
+use getty_core::ErrorKind;
 use getty_core::Frame as Outgoing;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -419,7 +420,7 @@ pub async fn ws_oversize_message_closes_only_that_session<R: Runtime>(rt: R) {
     big.try_send(&[1; 200]).expect("send");
     rec.wait(&rt, "the oversize session closes", |e| {
         e.iter()
-            .any(|r| matches!(r, Rec::Error(_, m) if m.contains("FrameTooLarge")))
+            .any(|r| matches!(r, Rec::Error(_, m) if m.kind == ErrorKind::FrameTooLarge))
             && e.iter().any(|r| matches!(r, Rec::Close(_)))
     })
     .await;

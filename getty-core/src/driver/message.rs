@@ -221,7 +221,7 @@ fn ws_error(err: WsError) -> Error {
                 "the peer closed the connection without a close frame",
             ),
         ),
-        other => Error::WebSocket(other.to_string()),
+        other => Error::WebSocket(Box::new(other)),
     }
 }
 

@@ -385,6 +385,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             stop: Signal::default(),
             worker_done: Signal::default(),
             gave_up: AtomicBool::new(false),
+            max_attempts: self.max_reconnect_attempts,
             last_error: Mutex::new(None),
         });
         let worker = Worker {
@@ -430,6 +431,8 @@ struct Shared<C: Codec> {
     stop: Signal,
     worker_done: Signal,
     gave_up: AtomicBool,
+    /// The consecutive failures after which the client gives up.
+    max_attempts: Option<u32>,
     last_error: Mutex<Option<Arc<Error>>>,
 }
 
@@ -459,6 +462,15 @@ impl<C: Codec> Client<C> {
         self.shared.gave_up.load(Ordering::Acquire)
     }
 
+    /// [`Error::GaveUp`] with the last failure, once the client gave up.
+    fn gave_up_error(&self) -> Option<Error> {
+        self.gave_up().then(|| Error::GaveUp {
+            addr: self.shared.addr,
+            attempts: self.shared.max_attempts.unwrap_or_default(),
+            last: self.last_connect_error(),
+        })
+    }
+
     /// The error of the most recent failed connect attempt, if any.
     pub fn last_connect_error(&self) -> Option<Arc<Error>> {
         lock(&self.shared.last_error).clone()
@@ -472,14 +484,11 @@ impl<C: Codec> Client<C> {
             if self.shared.sessions.live_len() >= n {
                 return Ok(());
             }
-            if self.gave_up() {
-                return Err(Error::Connect {
-                    addr: self.shared.addr,
-                    source: std::io::Error::other("client gave up reconnecting"),
-                });
+            if let Some(gave_up) = self.gave_up_error() {
+                return Err(gave_up);
             }
             if self.shared.stop.is_set() {
-                return Err(Error::invalid("client is closed"));
+                return Err(Error::EndpointClosed);
             }
             future::or(listener, self.shared.worker_done.wait()).await;
         }
@@ -613,7 +622,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 addr: peer,
                 timeout: self.options.connect_timeout,
             })?
-            .map_err(|err| Error::tls_handshake(peer, err))?;
+            .map_err(|source| Error::TlsHandshake { peer, source })?;
         self.upgrade(stream, tcp, local, peer).await
     }
 
@@ -650,7 +659,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
             })?
             .map_err(|err| Error::WebSocketHandshake {
                 peer,
-                reason: err.to_string(),
+                source: Box::new(err),
             })?;
         let transport = Transport::WebSocket {
             io,

@@ -471,7 +471,9 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                     )
                     .await
                 }
-                Ok(Err(err)) => log::info!("dropping {peer}: {}", Error::tls_handshake(peer, err)),
+                Ok(Err(source)) => {
+                    log::info!("dropping {peer}: {}", Error::TlsHandshake { peer, source })
+                }
                 Err(_) => log::info!("dropping {peer}: the TLS handshake timed out"),
             }
         };

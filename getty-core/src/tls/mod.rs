@@ -12,6 +12,10 @@
 
 mod verify;
 
+/// The rustls crate getty builds on: to inspect an [`Error::TlsHandshake`]'s source
+/// (`source.get_ref()` downcasts to [`rustls::Error`]).
+pub use futures_rustls::rustls;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 
 /// PEM text, in a file or in memory.
 #[derive(Clone)]
@@ -68,8 +72,11 @@ impl Pem {
         .map_err(|e| self.error(what, e))
     }
 
-    fn error(&self, what: &str, err: impl fmt::Display) -> Error {
-        Error::TlsConfig(format!("{what} ({self:?}): {err}"))
+    fn error(&self, what: &str, err: impl Into<BoxError>) -> Error {
+        Error::TlsConfig {
+            what: format!("{what} ({self:?})"),
+            source: err.into(),
+        }
     }
 }
 
@@ -77,8 +84,11 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
-fn config_error(what: &str, err: impl fmt::Display) -> Error {
-    Error::TlsConfig(format!("{what}: {err}"))
+fn config_error(what: &str, err: impl Into<BoxError>) -> Error {
+    Error::TlsConfig {
+        what: what.to_string(),
+        source: err.into(),
+    }
 }
 
 /// A root store of the CA certificates in `pem`.
@@ -87,7 +97,7 @@ fn roots(pem: &Pem, what: &str) -> Result<RootCertStore> {
     for cert in pem.certs(what)? {
         roots
             .add(cert)
-            .map_err(|e| pem.error(what, format!("not a usable CA certificate: {e}")))?;
+            .map_err(|e| pem.error(&format!("{what}: not a usable CA certificate"), e))?;
     }
     Ok(roots)
 }
@@ -269,7 +279,7 @@ impl fmt::Debug for TlsClientConfig {
 
 fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(name.to_string())
-        .map_err(|e| config_error("server name", format!("{name:?}: {e}")))
+        .map_err(|e| config_error(&format!("server name {name:?}"), e))
 }
 
 /// Builds a [`TlsClientConfig`].
