@@ -215,7 +215,7 @@ impl EventListener<Hello> for EchoServer {
     }
 
     async fn on_cron(&self, session: &Session<Hello>) {
-        log::debug!("{}", session.stat());
+        log::debug!("{session}");
     }
 }
 
@@ -545,8 +545,7 @@ async fn serve<R: Runtime>(
         | TransportKind::Wss) => Server::Tcp(
             tcp_server(addr, transport, tls)
                 .session_config(config)
-                .serve(rt.clone(), LengthDelimited::hello(), EchoServer)
-                .await?,
+                .serve(rt.clone(), LengthDelimited::hello(), EchoServer)?,
         ),
     };
     Ok(server)

@@ -168,8 +168,7 @@ async fn getty_echo<R: Runtime>(rt: R) -> Result<TcpServer, BoxError> {
     let codec = LengthDelimited::hello().with_max_frame_len(MAX_PAYLOAD);
     let server = TcpServer::builder()
         .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .serve(rt, codec, GettyEcho)
-        .await?;
+        .serve(rt, codec, GettyEcho)?;
     Ok(server)
 }
 

@@ -29,6 +29,7 @@ use crate::session::lock;
 
 /// Options of a task pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct TaskPoolConfig {
     workers: usize,
     queue_len: usize,

@@ -57,7 +57,6 @@ pub async fn slow_reader_bounds_the_write_queue<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
         )
-        .await
         .expect("server");
     let stream = rt.connect(srv.local_addr(), None).await.expect("connect");
     let (mut reader, mut writer) = futures_lite::io::split(stream);

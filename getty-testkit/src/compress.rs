@@ -51,7 +51,6 @@ async fn echo_server<R: Runtime>(
             LengthDelimited::hello(),
             compressed(TestListener::echo(rec), compression),
         )
-        .await
         .expect("server starts")
 }
 
@@ -298,7 +297,6 @@ pub async fn compressed_stream_interoperates_with_plain_decoders<R: Runtime>(rt:
                     Ok(listener.clone())
                 },
             )
-            .await
             .expect("server starts");
         let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
         let mut peer = PlainPeer::new(compression);
@@ -410,7 +408,6 @@ pub async fn decompression_is_bounded_by_max_msg_len<R: Runtime>(rt: R) {
                 Ok(listener.clone())
             },
         )
-        .await
         .expect("server starts");
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(&vec![b'a'; 4 << 20]).expect("deflate");
@@ -474,7 +471,6 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     let ws = TcpServer::builder()
         .websocket("/ws")
         .serve_with(rt.clone(), LengthDelimited::hello(), record(&refusals))
-        .await
         .expect("WebSocket server");
     let url = format!("ws://{}/ws", ws.local_addr());
     let ws_cli = TcpClientBuilder::websocket_url(&url)

@@ -89,7 +89,6 @@ pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("server");
     let client_rec = Recorder::new();
     let cli = TcpClientBuilder::new(srv.local_addr())
@@ -139,14 +138,11 @@ pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
     use getty_core::endpoint::TcpServer;
 
     let rec = Recorder::new();
-    let first = TcpServer::builder()
-        .reuse_port(true)
-        .serve_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::echo(&rec).factory(),
-        )
-        .await;
+    let first = TcpServer::builder().reuse_port(true).serve_with(
+        rt.clone(),
+        LengthDelimited::hello(),
+        TestListener::echo(&rec).factory(),
+    );
     if cfg!(not(all(
         unix,
         not(any(target_os = "solaris", target_os = "illumos"))
@@ -167,16 +163,12 @@ pub async fn reuse_port_lets_servers_share_a_port<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("a second server on the same port");
-    let refused = TcpServer::builder()
-        .addr(addr)
-        .serve_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::echo(&rec).factory(),
-        )
-        .await;
+    let refused = TcpServer::builder().addr(addr).serve_with(
+        rt.clone(),
+        LengthDelimited::hello(),
+        TestListener::echo(&rec).factory(),
+    );
     assert!(
         matches!(&refused, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse),
         "{refused:?}"
@@ -258,7 +250,6 @@ async fn pooled_server<R: Runtime>(
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
         )
-        .await
         .expect("server")
 }
 

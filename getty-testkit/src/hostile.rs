@@ -56,7 +56,6 @@ async fn echo_server<R: Runtime>(
                 Ok(listener.clone())
             },
         )
-        .await
         .expect("server starts")
 }
 
@@ -126,7 +125,6 @@ pub async fn codec_error_closes_only_its_session<R: Runtime>(rt: R) {
         .serve_with(rt.clone(), Lines::new(), move |_: &Session<Lines>| {
             Ok(listener.clone())
         })
-        .await
         .expect("server");
     let mut bad = rt.connect(srv.local_addr(), None).await.expect("connect");
     bad.write_all(b"\xff\xfe not utf-8\n").await.expect("write");
@@ -223,7 +221,6 @@ pub async fn blocked_handler_stalls_only_its_session<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             move |_: &Session<Hello>| Ok(listener.clone()),
         )
-        .await
         .expect("server");
     let mut stuck = rt.connect(srv.local_addr(), None).await.expect("connect");
     stuck
@@ -270,7 +267,6 @@ pub async fn ws_invalid_frame_closes_only_that_session<R: Runtime>(rt: R) {
     let srv = TcpServer::builder()
         .websocket(PATH)
         .serve_with(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
-        .await
         .expect("server");
     let upgraded = || async {
         let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -333,7 +329,6 @@ pub async fn pending_handshakes_count_toward_max_sessions<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("server");
     // Two connections that never send a ClientHello hold both places.
     let first = rt.connect(srv.local_addr(), None).await.expect("connect");

@@ -112,7 +112,6 @@ async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
             LengthDelimited::hello(),
             hang(&server_rec, true),
         )
-        .await
         .expect("server starts");
     let client_rec = Recorder::new();
     let mut client = TcpClientBuilder::new(srv.local_addr())
@@ -411,7 +410,6 @@ mod linux {
         let tally = Tally::new(true);
         let srv = TcpServer::builder()
             .serve_with(rt.clone(), LengthDelimited::hello(), tally.factory())
-            .await
             .expect("server starts");
         let addr = srv.local_addr();
         let started = Instant::now();
@@ -423,7 +421,13 @@ mod linux {
             peers.push(peer);
         }
         let connected = started.elapsed();
-        within(&rt, "every connection a session", srv.wait_session_count(n)).await;
+        within(
+            &rt,
+            "every connection a session",
+            srv.wait_for_session_count(n),
+        )
+        .await
+        .expect("the server is open");
         let served = started.elapsed();
         assert_eq!(Tally::get(&tally.opens), n, "on_open of every session");
         for (i, peer) in peers.iter_mut().enumerate() {
@@ -467,7 +471,6 @@ mod linux {
         let server_tally = Tally::new(false);
         let srv = TcpServer::builder()
             .serve_with(rt.clone(), LengthDelimited::hello(), server_tally.factory())
-            .await
             .expect("server starts");
         let client_tally = Tally::new(false);
         let started = Instant::now();
@@ -478,7 +481,9 @@ mod linux {
         within(&rt, "client pool", cli.wait_for_sessions(n))
             .await
             .expect("client connects");
-        within(&rt, "server sessions", srv.wait_session_count(n)).await;
+        within(&rt, "server sessions", srv.wait_for_session_count(n))
+            .await
+            .expect("the server is open");
         let established = started.elapsed();
         let cpu_before = (os.cpu_time)();
         let window_start = Instant::now();
@@ -523,7 +528,6 @@ mod linux {
         let server_tally = Tally::new(true);
         let srv = TcpServer::builder()
             .serve_with(rt.clone(), LengthDelimited::hello(), server_tally.factory())
-            .await
             .expect("server starts");
         let addr = srv.local_addr();
         let cycle = |i: usize| {
@@ -630,7 +634,6 @@ mod linux {
         let tally = Tally::new(true);
         let srv = TcpServer::builder()
             .serve_with(rt.clone(), LengthDelimited::hello(), tally.factory())
-            .await
             .expect("server starts");
         let addr = srv.local_addr();
 
@@ -693,9 +696,10 @@ mod linux {
         within(
             &rt,
             "the waiting connections accepted",
-            srv.wait_session_count(CLIENTS),
+            srv.wait_for_session_count(CLIENTS),
         )
-        .await;
+        .await
+        .expect("the server is open");
         let recovered = window_start.elapsed() - window;
         for (i, peer) in peers.iter_mut().enumerate() {
             write_all(peer, &hello_frame(&payload(i)))

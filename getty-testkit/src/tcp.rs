@@ -28,7 +28,6 @@ fn localhost() -> SocketAddr {
 async fn server<R: Runtime>(rt: &R, listener: TestListener) -> TcpServer {
     TcpServer::builder()
         .serve_with(rt.clone(), LengthDelimited::hello(), listener.factory())
-        .await
         .expect("server starts")
 }
 
@@ -280,7 +279,9 @@ pub async fn on_open_error_refuses_session<R: Runtime>(rt: R) {
     // The refused connection ends (cleanly or by reset, depending on timing).
     let _ = within(&rt, "refused connection ends", raw.read_to_end(&mut rest)).await;
     assert!(rest.is_empty());
-    within(&rt, "no sessions", srv.wait_session_count(0)).await;
+    within(&rt, "no sessions", srv.wait_for_session_count(0))
+        .await
+        .expect("the server is open");
     assert!(rec.events().is_empty(), "{:?}", rec.events());
     within(&rt, "srv close", srv.close()).await;
 }
@@ -298,7 +299,6 @@ pub async fn new_session_callback_refuses_session<R: Runtime>(rt: R) {
                 Err::<TestListener, BoxError>("not today".into())
             },
         )
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     let mut rest = Vec::new();
@@ -381,7 +381,6 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
                 Ok(listener.clone())
             },
         )
-        .await
         .expect("server");
     let opened_at = std::time::Instant::now();
     let _raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -410,7 +409,9 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
 /// The client keeps `n` sessions; one closed by the server is replaced by a new one.
 pub async fn client_pool_holds_n_and_replaces_closed<R: Runtime>(rt: R) {
     let Setup { srv, rec, cli, .. } = setup(&rt, true, 3).await;
-    within(&rt, "three server sessions", srv.wait_session_count(3)).await;
+    within(&rt, "three server sessions", srv.wait_for_session_count(3))
+        .await
+        .expect("the server is open");
     let before: Vec<u64> = cli.sessions().iter().map(|s| s.id()).collect();
     rec.sessions()[0].close();
     within(&rt, "replacement", async {
@@ -454,7 +455,6 @@ pub async fn client_reconnects_after_server_restart<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("server restarts on the same port");
     within(&rt, "reconnected", cli.wait_for_sessions(4))
         .await
@@ -539,7 +539,10 @@ pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
 pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
     let Setup { srv, cli, .. } = setup(&rt, true, 1).await;
     let session = cli.sessions()[0].clone();
+    assert!(!session.is_closing() && !session.is_closed());
     session.close();
+    // Closing at once; closed once the driver finished (not before `closed()` returns).
+    assert!(session.is_closing());
     fn is_closed<T>(r: Result<T, Error>, session: u64) -> bool {
         matches!(r, Err(Error::SessionClosed { id }) if id == session)
     }
@@ -549,6 +552,7 @@ pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
     assert!(closed(session.try_send(b"x")));
     assert!(closed(session.try_send_frame(Frame::bytes(&b"x"[..]))));
     within(&rt, "closed", session.closed()).await;
+    assert!(session.is_closing() && session.is_closed());
     assert!(closed(session.try_send(b"x")));
     assert!(closed_wait(session.send_and_flush(b"x").await));
     assert!(closed_wait(
@@ -690,7 +694,6 @@ pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             |_: &Session<Hello>| Ok(BigReply),
         )
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     write_all(&mut raw, &hello_frame(b"go"))
@@ -796,7 +799,7 @@ pub async fn attributes_and_statistics<R: Runtime>(rt: R) {
     let s = server_session.stats();
     assert_eq!((s.pkgs_read, s.bytes_read), (N as u64, bytes));
     assert_eq!(s.bytes_written, bytes);
-    let line = session.stat();
+    let line = session.to_string();
     assert!(
         line.contains(&format!("{N} pkgs / {bytes} bytes")),
         "{line}"
@@ -844,8 +847,7 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
             rt.clone(),
             LengthDelimited::hello(),
             TestListener::silent(&Recorder::new()),
-        )
-        .await;
+        );
     assert!(matches!(server, Err(Error::InvalidConfig(_))), "{server:?}");
     let client = TcpClientBuilder::new(srv.local_addr())
         .session_config(zero_cron)
@@ -862,8 +864,7 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
             rt.clone(),
             Lines::new(),
             Probe::new(&Recorder::new(), false),
-        )
-        .await;
+        );
     match clash {
         Err(Error::InvalidConfig(msg)) => assert!(msg.contains("one limit"), "{msg}"),
         other => panic!("two limits must be refused: {other:?}"),
@@ -876,14 +877,11 @@ pub async fn invalid_settings_are_errors<R: Runtime>(rt: R) {
             TestListener::echo(&Recorder::new()).factory(),
         );
     assert!(matches!(no_pool, Err(Error::InvalidConfig(_))));
-    let no_sessions = TcpServer::builder()
-        .max_sessions(0)
-        .serve_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::echo(&Recorder::new()).factory(),
-        )
-        .await;
+    let no_sessions = TcpServer::builder().max_sessions(0).serve_with(
+        rt.clone(),
+        LengthDelimited::hello(),
+        TestListener::echo(&Recorder::new()).factory(),
+    );
     assert!(matches!(no_sessions, Err(Error::InvalidConfig(_))));
     within(&rt, "cli close", cli.close()).await;
     within(&rt, "srv close", srv.close()).await;
@@ -899,11 +897,12 @@ pub async fn max_sessions_limit<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("server");
     let mut a = rt.connect(srv.local_addr(), None).await.expect("a");
     let _b = rt.connect(srv.local_addr(), None).await.expect("b");
-    within(&rt, "two sessions", srv.wait_session_count(2)).await;
+    within(&rt, "two sessions", srv.wait_for_session_count(2))
+        .await
+        .expect("the server is open");
     let mut c = rt.connect(srv.local_addr(), None).await.expect("c");
     let mut rest = Vec::new();
     let _ = within(&rt, "third refused", c.read_to_end(&mut rest)).await;
@@ -929,7 +928,9 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
     for _ in 0..5 {
         raws.push(rt.connect(addr, None).await.expect("connect"));
     }
-    within(&rt, "five sessions", srv.wait_session_count(5)).await;
+    within(&rt, "five sessions", srv.wait_for_session_count(5))
+        .await
+        .expect("the server is open");
     within(&rt, "srv close", srv.close()).await;
     assert_eq!(srv.session_count(), 0);
     assert_eq!(
@@ -952,7 +953,6 @@ pub async fn server_close_releases_port_and_ends_sessions<R: Runtime>(rt: R) {
             LengthDelimited::hello(),
             TestListener::echo(&rec).factory(),
         )
-        .await
         .expect("port is free again");
     within(&rt, "again close", again.close()).await;
 }
@@ -1100,7 +1100,6 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
                 Ok(listener.clone())
             },
         )
-        .await
         .expect("server");
     let started = std::time::Instant::now();
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -1162,7 +1161,6 @@ pub async fn stuck_handler_cancelled_after_close_wait<R: Runtime>(rt: R) {
                 Ok(stuck.clone())
             },
         )
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     write_all(&mut raw, &hello_frame(b"hang"))
@@ -1184,7 +1182,6 @@ pub async fn lines_codec_session<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .serve_with(rt.clone(), Lines::new(), Probe::new(&rec, true).factory())
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     raw.write_all(b"alpha\r\nbeta\ngam").await.expect("write");
@@ -1216,7 +1213,6 @@ pub async fn codec_limit_is_the_session_limit<R: Runtime>(rt: R) {
     let codec = Lines::new().with_max_line_len(8 * 1024);
     let srv = TcpServer::builder()
         .serve(rt.clone(), codec, Probe::new(&rec, true))
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     let line = "x".repeat(4200);
@@ -1312,7 +1308,6 @@ pub async fn non_consuming_codec_is_an_error<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()
         .serve_with(rt.clone(), Stubborn, Probe::new(&rec, false).factory())
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     write_all(&mut raw, b"anything").await.expect("write");

@@ -21,7 +21,6 @@ async fn tls_server<R: Runtime>(
     TcpServer::builder()
         .tls(config)
         .serve_with(rt.clone(), LengthDelimited::hello(), listener.factory())
-        .await
         .expect("server starts")
 }
 

@@ -38,7 +38,6 @@ async fn ws_server<R: Runtime>(
                 Ok(listener.clone())
             },
         )
-        .await
         .expect("server starts")
 }
 
@@ -250,7 +249,6 @@ pub async fn ws_independent_client_byte_by_byte<R: Runtime>(rt: R) {
     let srv = TcpServer::builder()
         .websocket(PATH)
         .serve_with(rt.clone(), RawBytes, Probe::new(&rec, true).factory())
-        .await
         .expect("server");
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     let key = "x3JJHMbDL1EzLkh9GBhXDw==";
@@ -442,7 +440,6 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
     let srv = TcpServer::builder()
         .websocket(PATH)
         .serve_with(rt.clone(), RawBytes, Probe::new(&rec, false).factory())
-        .await
         .expect("server");
     let client_rec = Recorder::new();
     let cli = TcpClientBuilder::new(srv.local_addr())

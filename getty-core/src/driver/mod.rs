@@ -432,7 +432,7 @@ pub(crate) async fn close<R, C, L, I>(
             session.id()
         ),
     }
-    log::debug!("session {} closed: {}", session.id(), session.stat());
+    log::debug!("closed: {session}");
     session.finish_closed();
 }
 

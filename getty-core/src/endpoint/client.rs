@@ -30,6 +30,7 @@ use crate::ws::handshake;
 /// getty's: one session, 300 ms reconnect interval, 50 consecutive failures before giving up,
 /// 3 s connect timeout (and, for UDP, 1 s of waiting for an answer to the connect-ping).
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct ClientBuilder<K> {
     kind: K,
     addr: SocketAddr,
@@ -415,6 +416,7 @@ impl<K: ClientKind> ClientBuilder<K> {
 
 /// A pool of sessions to one server. [`close`](Self::close) stops reconnecting, closes the
 /// sessions and waits for their tasks; dropping it does the same without waiting.
+#[must_use = "dropping the client closes its sessions"]
 pub struct Client<C: Codec> {
     shared: Arc<Shared<C>>,
 }
@@ -476,12 +478,22 @@ impl<C: Codec> Client<C> {
         lock(&self.shared.last_error).clone()
     }
 
-    /// Waits until at least `n` sessions are live. Fails if the client gives up or is closed
-    /// first.
+    /// Waits until at least `n` sessions are live. Fails with [`Error::GaveUp`] if the
+    /// client gives up first, [`Error::EndpointClosed`] if it is closed.
     pub async fn wait_for_sessions(&self, n: usize) -> Result<()> {
+        self.wait_for(|live| live >= n).await
+    }
+
+    /// Waits until exactly `n` sessions are live; fails as
+    /// [`wait_for_sessions`](Self::wait_for_sessions) does.
+    pub async fn wait_for_session_count(&self, n: usize) -> Result<()> {
+        self.wait_for(|live| live == n).await
+    }
+
+    async fn wait_for(&self, done: impl Fn(usize) -> bool) -> Result<()> {
         loop {
             let listener = self.shared.sessions.listen();
-            if self.shared.sessions.live_len() >= n {
+            if done(self.shared.sessions.live_len()) {
                 return Ok(());
             }
             if let Some(gave_up) = self.gave_up_error() {

@@ -12,14 +12,13 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::{start_session, SessionSet, Signal, Transport};
-use crate::codec::Codec;
+use crate::codec::{Codec, LengthDelimited};
 use crate::error::BoxError;
 use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{timeout_at, DynRuntime, Runtime};
-use crate::session::SessionControl;
 use crate::session::{Session, SessionConfig};
 use crate::tls::TlsServerConfig;
 use crate::ws::handshake::{self, HandshakeOptions};
@@ -34,6 +33,7 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of a [`TcpServer`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct TcpServerBuilder {
     addr: SocketAddr,
     max_sessions: Option<usize>,
@@ -151,30 +151,29 @@ impl TcpServerBuilder {
 
     /// Binds the listener and starts accepting on `rt`. Every accepted connection becomes a
     /// session on `codec` whose events go to `listener`, shared by all sessions.
-    pub async fn serve<R, C, L>(self, rt: R, codec: C, listener: L) -> Result<TcpServer>
+    pub fn serve<R, C, L>(self, rt: R, codec: C, listener: L) -> Result<TcpServer<C>>
     where
         R: Runtime,
         C: Codec,
         L: EventListener<C>,
     {
         self.serve_new_session(rt, codec, SharedListener(Arc::new(listener)))
-            .await
     }
 
     /// Binds the listener and starts accepting on `rt`, as [`serve`](Self::serve) does, each
     /// session getting the listener `new_session` returns for it (per-connection state).
     /// `new_session` may also configure the session, or refuse it with an `Err`.
-    pub async fn serve_with<R, C, F, L>(self, rt: R, codec: C, new_session: F) -> Result<TcpServer>
+    pub fn serve_with<R, C, F, L>(self, rt: R, codec: C, new_session: F) -> Result<TcpServer<C>>
     where
         R: Runtime,
         C: Codec,
         F: Fn(&Session<C>) -> Result<L, BoxError> + Send + Sync + 'static,
         L: EventListener<C>,
     {
-        self.serve_new_session(rt, codec, new_session).await
+        self.serve_new_session(rt, codec, new_session)
     }
 
-    async fn serve_new_session<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer>
+    fn serve_new_session<R, C, N>(self, rt: R, codec: C, new_session: N) -> Result<TcpServer<C>>
     where
         R: Runtime,
         C: Codec,
@@ -252,18 +251,19 @@ impl TcpServerBuilder {
     }
 }
 
-/// A running TCP server. [`close`](Self::close) stops it and waits for its sessions to end;
-/// dropping it does the same without waiting.
-pub struct TcpServer {
-    shared: Arc<Shared>,
+/// A running TCP server (also serving TLS or WebSocket when so built). [`close`](Self::close)
+/// stops it and waits for its sessions to end; dropping it does the same without waiting.
+#[must_use = "dropping the server stops it"]
+pub struct TcpServer<C: Codec = LengthDelimited> {
+    shared: Arc<Shared<C>>,
 }
 
-type Sessions = SessionSet<Arc<dyn SessionControl>>;
+type Sessions<C> = SessionSet<Session<C>>;
 
-struct Shared {
+struct Shared<C: Codec> {
     pool: Option<Arc<TaskPool>>,
     local_addr: SocketAddr,
-    sessions: Arc<Sessions>,
+    sessions: Arc<Sessions<C>>,
     /// TLS and WebSocket handshakes under way: they count toward `max_sessions`, and `close`
     /// waits for them (they stop at once when it is called).
     handshakes: AtomicUsize,
@@ -272,9 +272,17 @@ struct Shared {
 }
 
 impl TcpServer {
-    /// A builder with the default options.
+    /// A builder with the default options (the same as [`TcpServerBuilder::new`]; the
+    /// server's codec is chosen when it is served).
     pub fn builder() -> TcpServerBuilder {
         TcpServerBuilder::new()
+    }
+}
+
+impl<C: Codec> TcpServer<C> {
+    /// The live sessions (accepted by `on_open`, not closing), oldest first.
+    pub fn sessions(&self) -> Vec<Session<C>> {
+        self.shared.sessions.live()
     }
 
     /// The address the server listens on.
@@ -292,9 +300,31 @@ impl TcpServer {
         self.shared.stop.is_set()
     }
 
-    /// Waits until the server has exactly `n` live sessions.
-    pub async fn wait_session_count(&self, n: usize) {
-        self.shared.sessions.wait_until(|s| s.live_len() == n).await
+    /// Waits until the server has at least `n` live sessions. Fails with
+    /// [`Error::EndpointClosed`] if the server is closed first.
+    pub async fn wait_for_sessions(&self, n: usize) -> Result<()> {
+        self.wait_for(|live| live >= n).await
+    }
+
+    /// Waits until the server has exactly `n` live sessions (`0`: every session has closed
+    /// or is closing). Fails with [`Error::EndpointClosed`] if the server is closed first
+    /// with another count.
+    pub async fn wait_for_session_count(&self, n: usize) -> Result<()> {
+        self.wait_for(|live| live == n).await
+    }
+
+    async fn wait_for(&self, done: impl Fn(usize) -> bool) -> Result<()> {
+        let sessions = &self.shared.sessions;
+        loop {
+            let listener = sessions.listen();
+            if done(sessions.live_len()) {
+                return Ok(());
+            }
+            if self.shared.stop.is_set() {
+                return Err(Error::EndpointClosed);
+            }
+            future::or(listener, self.shared.stop.wait()).await;
+        }
     }
 
     /// Stops accepting (the port is released), closes every session (each flushes within its
@@ -320,7 +350,7 @@ impl TcpServer {
     }
 }
 
-impl Drop for TcpServer {
+impl<C: Codec> Drop for TcpServer<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
         self.shared.sessions.close_all();
@@ -330,7 +360,7 @@ impl Drop for TcpServer {
     }
 }
 
-impl fmt::Debug for TcpServer {
+impl<C: Codec> fmt::Debug for TcpServer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpServer")
             .field("local_addr", &self.shared.local_addr)
@@ -340,7 +370,7 @@ impl fmt::Debug for TcpServer {
     }
 }
 
-struct AcceptLoop<R: Runtime, C, N> {
+struct AcceptLoop<R: Runtime, C: Codec, N> {
     rt: R,
     listener: R::Listener,
     max_sessions: Option<usize>,
@@ -353,17 +383,17 @@ struct AcceptLoop<R: Runtime, C, N> {
     /// Bounds the TLS and WebSocket handshakes together.
     handshake_timeout: Duration,
     starter: Arc<Starter<R, C, N>>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<C>>,
 }
 
 /// What turns a connection, once ready, into a session: shared with handshake tasks.
-struct Starter<R: Runtime, C, N> {
+struct Starter<R: Runtime, C: Codec, N> {
     rt: R,
     dyn_rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
     config: SessionConfig,
     new_session: N,
-    sessions: Arc<Sessions>,
+    sessions: Arc<Sessions<C>>,
     pool: Option<Arc<TaskPool>>,
 }
 
@@ -384,7 +414,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
             &self.new_session,
             &self.sessions,
             self.pool.as_ref(),
-            |s| Arc::new(s.clone()) as Arc<dyn SessionControl>,
+            Session::clone,
         );
         if let Err(err) = started {
             log::info!("refusing {peer}: {err}");
@@ -486,18 +516,18 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
 }
 
 /// Counts one handshake under way in [`Shared::handshakes`] while it lives.
-struct PendingHandshake {
-    shared: Arc<Shared>,
+struct PendingHandshake<C: Codec> {
+    shared: Arc<Shared<C>>,
 }
 
-impl PendingHandshake {
-    fn new(shared: Arc<Shared>) -> Self {
+impl<C: Codec> PendingHandshake<C> {
+    fn new(shared: Arc<Shared<C>>) -> Self {
         shared.handshakes.fetch_add(1, Ordering::AcqRel);
         PendingHandshake { shared }
     }
 }
 
-impl Drop for PendingHandshake {
+impl<C: Codec> Drop for PendingHandshake<C> {
     fn drop(&mut self) {
         self.shared.handshakes.fetch_sub(1, Ordering::AcqRel);
         // `close` waits on the session set's changes.

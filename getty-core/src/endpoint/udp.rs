@@ -17,6 +17,7 @@ use crate::session::{Session, SessionConfig};
 
 /// Options of a [`UdpEndpoint`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct UdpEndpointBuilder {
     addr: SocketAddr,
     session_config: SessionConfig,
@@ -131,6 +132,7 @@ impl UdpEndpointBuilder {
 
 /// A bound UDP socket and its one session. [`close`](Self::close) closes the session and waits
 /// until the socket is released; dropping the endpoint closes it without waiting.
+#[must_use = "dropping the endpoint closes it"]
 pub struct UdpEndpoint<C: Codec> {
     session: Session<C>,
     sessions: Arc<SessionSet<Session<C>>>,

@@ -95,6 +95,8 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 /// leave the OS's choices except TCP_NODELAY, which is on (packages are sent as soon as they
 /// are written: getty's default too).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a builder does nothing until it is used"]
+#[non_exhaustive]
 pub struct TcpOptions {
     /// TCP_NODELAY (default on).
     pub nodelay: bool,

@@ -33,6 +33,7 @@ pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// assert!(SessionConfig::new().max_msg_len(0).validate().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct SessionConfig {
     pub(crate) max_msg_len: Option<usize>,
     pub(crate) read_timeout: Option<Duration>,

@@ -79,6 +79,8 @@ const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
 /// The driver finished: socket shut down, `on_close` returned.
 const CLOSED: u8 = 2;
+/// `CLOSED`, and the close callbacks have run: what [`Session::closed`] waits for.
+const FINISHED: u8 = 3;
 
 /// One connection: its identity, statistics, settings, attributes and write side.
 ///
@@ -240,23 +242,6 @@ impl<C: Codec> Session<C> {
         self.inner.stats.snapshot()
     }
 
-    /// A one-line summary for logs: name, age, idle time and counters.
-    pub fn stat(&self) -> String {
-        let s = self.stats();
-        let now = Instant::now();
-        format!(
-            "session {} [{}]: age {:?}, idle {:?}, read {} pkgs / {} bytes, written {} pkgs / {} bytes",
-            self.id(),
-            self.name(),
-            now.saturating_duration_since(self.inner.created),
-            now.saturating_duration_since(self.last_active()),
-            s.pkgs_read,
-            s.bytes_read,
-            s.pkgs_written,
-            s.bytes_written,
-        )
-    }
-
     // ----- attributes -------------------------------------------------------------------------
 
     /// Stores `value` as the session's attribute of type `T`, returning the previous one.
@@ -379,21 +364,27 @@ impl<C: Codec> Session<C> {
         }
     }
 
-    /// Whether the session is closing or closed (writes are refused).
+    /// Whether the session is closed: its socket is shut down and `on_close` has returned.
     pub fn is_closed(&self) -> bool {
-        self.is_closing()
+        self.inner.state.load(Ordering::Acquire) >= CLOSED
     }
 
-    /// Waits until the session is fully closed (`on_close` has returned).
+    /// Whether the session is closing or closed: reading has stopped and writes are refused
+    /// (queued ones are still being flushed until it is closed).
+    pub fn is_closing(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Waits until the session is closed and its close callbacks have run.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
         async move {
             loop {
-                if inner.state.load(Ordering::Acquire) == CLOSED {
+                if inner.state.load(Ordering::Acquire) == FINISHED {
                     return;
                 }
                 let listener = inner.closed.listen();
-                if inner.state.load(Ordering::Acquire) == CLOSED {
+                if inner.state.load(Ordering::Acquire) == FINISHED {
                     return;
                 }
                 listener.await;
@@ -411,10 +402,6 @@ impl<C: Codec> Session<C> {
         self.inner.established.load(Ordering::Acquire) && !self.is_closing()
     }
 
-    pub(crate) fn is_closing(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) != OPEN
-    }
-
     /// Moves to `CLOSING` (refusing new writes) and wakes the driver. True the first time.
     pub(crate) fn begin_closing(&self) -> bool {
         let first = self
@@ -429,13 +416,16 @@ impl<C: Codec> Session<C> {
     /// Marks the session closed, runs the close callbacks (once), and wakes everything
     /// waiting on it.
     pub(crate) fn finish_closed(&self) {
-        // At least closing (a session refused before it ran never was): callbacks see
+        // Through closing (a session refused before it ran never was): callbacks see
         // `is_closed()`.
         self.begin_closing();
         self.inner.queue.kill();
-        // Callbacks first: once `closed()` returns, they have all run.
+        if self.inner.state.fetch_max(CLOSED, Ordering::AcqRel) >= CLOSED {
+            return;
+        }
+        // Callbacks before `FINISHED`: once `closed()` returns, they have all run.
         self.inner.close_callbacks.run(self, self.id());
-        self.inner.state.store(CLOSED, Ordering::Release);
+        self.inner.state.store(FINISHED, Ordering::Release);
         self.inner.closed.notify(usize::MAX);
     }
 
@@ -466,6 +456,26 @@ impl<C: Codec> Session<C> {
     }
 }
 
+/// A one-line summary for logs: id, name, age, idle time and counters.
+impl<C: Codec> fmt::Display for Session<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.stats();
+        let now = Instant::now();
+        write!(
+            f,
+            "session {} [{}]: age {:?}, idle {:?}, read {} pkgs / {} bytes, written {} pkgs / {} bytes",
+            self.id(),
+            self.name(),
+            now.saturating_duration_since(self.inner.created),
+            now.saturating_duration_since(self.last_active()),
+            s.pkgs_read,
+            s.bytes_read,
+            s.pkgs_written,
+            s.bytes_written,
+        )
+    }
+}
+
 impl<C: Codec> fmt::Debug for Session<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
@@ -473,6 +483,7 @@ impl<C: Codec> fmt::Debug for Session<C> {
             .field("name", &self.name())
             .field("local_addr", &self.local_addr())
             .field("peer_addr", &self.peer_addr())
+            .field("closing", &self.is_closing())
             .field("closed", &self.is_closed())
             .finish()
     }

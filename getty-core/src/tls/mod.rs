@@ -137,6 +137,7 @@ impl fmt::Debug for TlsServerConfig {
 
 /// Builds a [`TlsServerConfig`].
 #[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct TlsServerConfigBuilder {
     cert_chain: Option<Pem>,
     key: Option<Pem>,
@@ -284,6 +285,7 @@ fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
 
 /// Builds a [`TlsClientConfig`].
 #[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct TlsClientConfigBuilder {
     roots: Option<Pem>,
     cert_chain: Option<Pem>,
