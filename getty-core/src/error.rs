@@ -296,16 +296,17 @@ impl Error {
     /// The error of a failed read: [`Error::Decompress`] when the compression layer refused
     /// the peer's bytes, [`Error::Io`] otherwise.
     pub(crate) fn read(source: io::Error) -> Self {
-        match source
+        #[cfg(feature = "compression")]
+        if let Some(corrupt) = source
             .get_ref()
             .and_then(|e| e.downcast_ref::<crate::compress::CorruptStream>())
         {
-            Some(corrupt) => Error::Decompress {
+            return Error::Decompress {
                 format: corrupt.format,
                 source,
-            },
-            None => Error::io("read", source),
+            };
         }
+        Error::io("read", source)
     }
 
     /// The error of a codec that refused inbound bytes: a frame too long is

@@ -18,7 +18,7 @@ pub mod compress;
 mod driver;
 pub mod endpoint;
 mod error;
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(all(test, feature = "compression"), feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listener;
@@ -27,7 +27,9 @@ pub mod pool;
 pub mod prelude;
 pub mod runtime;
 pub mod session;
+#[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "ws")]
 pub(crate) mod ws;
 
 pub use codec::{Codec, CodecError, Decoded};

@@ -30,12 +30,17 @@
 //! Compressing inside TLS can leak secrets when attacker-chosen data shares a stream with them
 //! (the CRIME and BREACH attacks); do not mix the two on such sessions.
 
+#[cfg(feature = "compression")]
 mod deflate;
+#[cfg(feature = "compression")]
 mod snappy;
+#[cfg(feature = "compression")]
 mod stream;
 
+#[cfg(feature = "compression")]
 pub(crate) use stream::Compressed;
 
+#[cfg(feature = "compression")]
 use std::io::{self, IoSlice};
 
 /// How a session's byte stream is compressed; both peers must choose the same.
@@ -92,10 +97,12 @@ impl Compression {
     }
 }
 
+#[cfg(feature = "compression")]
 /// At most this many input bytes are taken by one write: it bounds the output buffered per
 /// session (one DEFLATE sync flush or one snappy chunk's worth).
 const MAX_INPUT: usize = 64 * 1024;
 
+#[cfg(feature = "compression")]
 /// Why a peer's compressed stream could not be decompressed. Carried inside the `io::Error`
 /// of a failed read, and turned into [`Error::Decompress`](crate::Error) by the driver.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +112,7 @@ pub(crate) struct CorruptStream {
     pub(crate) reason: String,
 }
 
+#[cfg(feature = "compression")]
 impl CorruptStream {
     fn new(format: &'static str, reason: impl Into<String>) -> Self {
         CorruptStream {
@@ -114,18 +122,21 @@ impl CorruptStream {
     }
 }
 
+#[cfg(feature = "compression")]
 impl From<CorruptStream> for io::Error {
     fn from(err: CorruptStream) -> Self {
         io::Error::new(io::ErrorKind::InvalidData, err)
     }
 }
 
+#[cfg(feature = "compression")]
 /// The compressing half: plain bytes in, compressed bytes appended to an output buffer.
 enum Encoder {
     Deflate(deflate::Encoder),
     Snappy(snappy::Encoder),
 }
 
+#[cfg(feature = "compression")]
 impl Encoder {
     fn new(compression: Compression) -> Option<Self> {
         match compression {
@@ -153,12 +164,14 @@ impl Encoder {
     }
 }
 
+#[cfg(feature = "compression")]
 /// The decompressing half: compressed bytes in, plain bytes out into the caller's buffer.
 enum Decoder {
     Deflate(deflate::Decoder),
     Snappy(snappy::Decoder),
 }
 
+#[cfg(feature = "compression")]
 impl Decoder {
     fn new(compression: Compression) -> Option<Self> {
         match compression {

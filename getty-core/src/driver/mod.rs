@@ -12,6 +12,7 @@
 //! sequence ([`close`]).
 
 pub(crate) mod datagram;
+#[cfg(feature = "ws")]
 pub(crate) mod message;
 pub(crate) mod stream;
 

@@ -352,7 +352,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for StreamIo<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "compression"))]
 mod tests {
     use crate::codec::{Endian, LengthDelimited};
     use crate::compress::Compression;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -23,8 +24,14 @@ use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
 use crate::session::{lock, Session, SessionConfig};
+#[cfg(feature = "tls")]
 use crate::tls::TlsClientConfig;
+#[cfg(feature = "ws")]
 use crate::ws::handshake;
+
+/// What a TLS client takes; nothing can be built without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+type TlsClientConfig = std::convert::Infallible;
 
 /// Options of a [`Client`]: [`TcpClientBuilder`] or [`UdpClientBuilder`]. Defaults are
 /// getty's: one session, 300 ms reconnect interval, 50 consecutive failures before giving up,
@@ -61,12 +68,14 @@ pub struct Tcp {
 
 /// Where a WebSocket client upgrades.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "ws"), allow(dead_code))]
 struct WsTarget {
     /// The request target (path and query).
     path: String,
     /// The `Host` header; the server address when not given by a URL.
     host: Option<String>,
     /// The URL's host name, the default TLS server name for `wss://`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_name: Option<String>,
     /// `wss://`: a TLS configuration is required.
     secure: bool,
@@ -122,6 +131,7 @@ impl ClientBuilder<Tcp> {
         ClientBuilder::with_kind(Tcp::default(), addr)
     }
 
+    #[cfg(feature = "tls")]
     /// Connects over TLS (getty's `WithClientSslEnabled`): each connection completes a
     /// handshake, within the connect timeout, before it becomes a session. A failed handshake
     /// is a failed connect ([`Error::TlsHandshake`]), retried with backoff.
@@ -137,6 +147,7 @@ impl ClientBuilder<Tcp> {
         self
     }
 
+    #[cfg(feature = "ws")]
     /// Opens WebSocket sessions: each connection upgrades on `path` (with TLS set: `wss`)
     /// within the connect timeout. A refused upgrade is a failed connect
     /// ([`Error::WebSocketHandshake`]), retried with backoff.
@@ -155,6 +166,7 @@ impl ClientBuilder<Tcp> {
     /// is resolved now, blocking, when it is a name). A `wss://` client needs
     /// [`tls`](Self::tls) too; the URL's host is then the default TLS server name. A URL with
     /// user information (`user@host`) or a fragment (`#...`) is refused.
+    #[cfg(feature = "ws")]
     pub fn websocket_url(url: &str) -> Result<Self> {
         let bad = |why: &str| Error::invalid(format!("WebSocket URL {url:?}: {why}"));
         // `http::Uri` drops a fragment silently; a WebSocket URL must not have one (RFC 6455
@@ -215,6 +227,7 @@ impl ClientBuilder<Tcp> {
 
     /// Sends this `Origin` header with WebSocket upgrades (none by default; needs
     /// [`websocket`](Self::websocket) or [`websocket_url`](Self::websocket_url) first).
+    #[cfg(feature = "ws")]
     pub fn websocket_origin(mut self, origin: impl Into<String>) -> Self {
         if let Some(ws) = &mut self.kind.websocket {
             ws.origin = Some(origin.into());
@@ -623,11 +636,16 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
         let Some(tls) = &tcp.tls else {
             return self.upgrade(stream, tcp, local, peer).await;
         };
+        #[cfg(not(feature = "tls"))]
+        match *tls {}
+        #[cfg(feature = "tls")]
         let name = match tcp.websocket.as_ref().and_then(|ws| ws.tls_name.as_deref()) {
             Some(url_host) => tls.server_name_or(url_host, peer),
             None => tls.server_name_for(peer),
         };
+        #[cfg(feature = "tls")]
         let handshake = tls.connector().connect(name, stream);
+        #[cfg(feature = "tls")]
         let stream = timeout(&self.rt, self.options.connect_timeout, handshake)
             .await
             .map_err(|_| Error::ConnectTimeout {
@@ -635,6 +653,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 timeout: self.options.connect_timeout,
             })?
             .map_err(|source| Error::TlsHandshake { peer, source })?;
+        #[cfg(feature = "tls")]
         self.upgrade(stream, tcp, local, peer).await
     }
 
@@ -655,31 +674,40 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
             let kind = if secure { "tls-client" } else { "tcp-client" };
             return self.start(Transport::Stream(io), local, peer, kind);
         };
-        let host = ws.host.clone().unwrap_or_else(|| peer.to_string());
-        let handshake = handshake::connect(
-            &mut io,
-            &host,
-            &ws.path,
-            ws.origin.as_deref(),
-            MAX_RESPONSE_HEAD,
-        );
-        let leftover = timeout(&self.rt, self.options.connect_timeout, handshake)
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                addr: peer,
-                timeout: self.options.connect_timeout,
-            })?
-            .map_err(|err| Error::WebSocketHandshake {
-                peer,
-                source: Box::new(err),
-            })?;
-        let transport = Transport::WebSocket {
-            io,
-            role: Role::Client,
-            leftover,
-        };
-        let kind = if secure { "wss-client" } else { "ws-client" };
-        self.start(transport, local, peer, kind)
+        #[cfg(not(feature = "ws"))]
+        {
+            // `websocket` is only ever set through the builder's WebSocket methods.
+            let _ = (ws, &mut io);
+            Err(Error::invalid("WebSocket needs getty's `ws` feature"))
+        }
+        #[cfg(feature = "ws")]
+        {
+            let host = ws.host.clone().unwrap_or_else(|| peer.to_string());
+            let handshake = handshake::connect(
+                &mut io,
+                &host,
+                &ws.path,
+                ws.origin.as_deref(),
+                MAX_RESPONSE_HEAD,
+            );
+            let leftover = timeout(&self.rt, self.options.connect_timeout, handshake)
+                .await
+                .map_err(|_| Error::ConnectTimeout {
+                    addr: peer,
+                    timeout: self.options.connect_timeout,
+                })?
+                .map_err(|err| Error::WebSocketHandshake {
+                    peer,
+                    source: Box::new(err),
+                })?;
+            let transport = Transport::WebSocket {
+                io,
+                role: Role::Client,
+                leftover,
+            };
+            let kind = if secure { "wss-client" } else { "ws-client" };
+            self.start(transport, local, peer, kind)
+        }
     }
 
     /// Connects one TCP stream: `(stream, local, peer)`.
@@ -783,13 +811,14 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
     }
 }
 
+#[cfg(feature = "ws")]
 /// The longest WebSocket upgrade response accepted.
 const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
 /// The connect-ping's answer is read whole, whatever its size.
 const MAX_DATAGRAM_RECV: usize = 64 * 1024;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ws"))]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -17,6 +17,7 @@ pub use udp::{UdpEndpoint, UdpEndpointBuilder};
 
 use std::collections::HashMap;
 
+#[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -29,8 +30,11 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::FutureExt;
 
 use crate::codec::Codec;
+#[cfg(feature = "compression")]
 use crate::compress::Compressed;
-use crate::driver::{datagram, message, stream};
+#[cfg(feature = "ws")]
+use crate::driver::message;
+use crate::driver::{datagram, stream};
 use crate::error::Error;
 use crate::listener::NewSession;
 use crate::panic::panic_message;
@@ -185,6 +189,7 @@ pub(crate) enum Transport<R: Runtime, T> {
     Stream(T),
     /// A byte stream that completed a WebSocket opening handshake as `role`, with the bytes
     /// read after the handshake.
+    #[cfg(feature = "ws")]
     WebSocket {
         io: T,
         role: Role,
@@ -225,6 +230,7 @@ where
     let kind_of = match transport {
         Transport::Stream(_) => TransportKind::Stream,
         Transport::Datagram { .. } => TransportKind::Datagram,
+        #[cfg(feature = "ws")]
         Transport::WebSocket { .. } => TransportKind::WebSocket,
     };
     let session = Session::new(
@@ -271,14 +277,26 @@ where
         let established = move || task_set.notify();
         let run = async move {
             match transport {
-                Transport::Stream(io) => match Compressed::new(io, compression) {
-                    Ok(io) => {
+                Transport::Stream(io) => {
+                    #[cfg(feature = "compression")]
+                    match Compressed::new(io, compression) {
+                        Ok(io) => {
+                            stream::run(task_rt, io, task_session, listener, pool, established)
+                                .await
+                        }
+                        Err(io) => {
+                            stream::run(task_rt, io, task_session, listener, pool, established)
+                                .await
+                        }
+                    }
+                    #[cfg(not(feature = "compression"))]
+                    {
+                        // Validated as `None` when the endpoint started.
+                        let _ = compression;
                         stream::run(task_rt, io, task_session, listener, pool, established).await
                     }
-                    Err(io) => {
-                        stream::run(task_rt, io, task_session, listener, pool, established).await
-                    }
-                },
+                }
+                #[cfg(feature = "ws")]
                 Transport::WebSocket { io, role, leftover } => {
                     let session = task_session;
                     message::run(

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -18,10 +19,21 @@ use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
-use crate::runtime::{timeout_at, DynRuntime, Runtime};
+#[cfg(any(feature = "tls", feature = "ws"))]
+use crate::runtime::timeout_at;
+use crate::runtime::{DynRuntime, Runtime};
 use crate::session::{Session, SessionConfig};
+#[cfg(feature = "tls")]
 use crate::tls::TlsServerConfig;
+#[cfg(feature = "ws")]
 use crate::ws::handshake::{self, HandshakeOptions};
+
+/// What serving TLS takes; nothing can be built without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+type TlsServerConfig = std::convert::Infallible;
+/// What serving WebSocket takes; nothing can be built without the `ws` feature.
+#[cfg(not(feature = "ws"))]
+type HandshakeOptions = std::convert::Infallible;
 
 /// First pause after a failed accept; doubled on each further failure.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -39,7 +51,9 @@ pub struct TcpServerBuilder {
     max_sessions: Option<usize>,
     tls: Option<TlsServerConfig>,
     handshake_timeout: Duration,
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     ws_path: Option<String>,
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     ws_origins: Option<Vec<String>>,
     tcp_options: TcpOptions,
     reuse_port: bool,
@@ -113,6 +127,7 @@ impl TcpServerBuilder {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Serves TLS (getty's `WithServerSslEnabled`): every connection completes a handshake
     /// before it becomes a session. A failed handshake is logged and drops only that
     /// connection.
@@ -128,6 +143,7 @@ impl TcpServerBuilder {
         self
     }
 
+    #[cfg(feature = "ws")]
     /// Serves WebSocket (getty's `WithWebsocketServerPath`; `wss://` together with
     /// [`tls`](Self::tls)): a connection becomes a session once it upgrades on `path`. Other
     /// requests are answered and dropped: another path gets 404, a method other than GET 405,
@@ -137,6 +153,7 @@ impl TcpServerBuilder {
         self
     }
 
+    #[cfg(feature = "ws")]
     /// Accepts WebSocket upgrades only from these origins (the `Origin` header, compared
     /// ASCII case-insensitively); others get 403. By default every origin is accepted, as in
     /// getty.
@@ -185,6 +202,9 @@ impl TcpServerBuilder {
         if self.handshake_timeout.is_zero() {
             return Err(Error::invalid("handshake_timeout must be positive"));
         }
+        #[cfg(not(feature = "ws"))]
+        let websocket: Option<Arc<HandshakeOptions>> = None;
+        #[cfg(feature = "ws")]
         let websocket = match (self.ws_path, self.ws_origins) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -484,6 +504,8 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
         }
         // Handshakes run in their own task: a slow or hostile peer must not hold up accepting.
         let (rt, starter) = (self.rt.clone(), self.starter.clone());
+        // Without the `tls` or `ws` feature these are `Option<Infallible>` (`Copy`).
+        #[allow(clippy::clone_on_copy)]
         let (tls, websocket) = (self.tls.clone(), self.websocket.clone());
         let deadline = self.rt.now() + self.handshake_timeout;
         let pending = PendingHandshake::new(self.shared.clone());
@@ -494,6 +516,9 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 )
                 .await;
             };
+            #[cfg(not(feature = "tls"))]
+            match tls {}
+            #[cfg(feature = "tls")]
             match timeout_at(&rt, deadline, tls.acceptor().accept(stream)).await {
                 Ok(Ok(stream)) => {
                     upgrade(
@@ -556,6 +581,12 @@ async fn upgrade<R, C, N, T>(
     let Some(options) = websocket else {
         return starter.start(Transport::Stream(io), local, peer, "tls");
     };
+    #[cfg(not(feature = "ws"))]
+    {
+        let _ = (rt, deadline, secure, &mut io);
+        match *options {}
+    }
+    #[cfg(feature = "ws")]
     match timeout_at(rt, deadline, handshake::accept(&mut io, &options)).await {
         Ok(Ok(upgrade)) => {
             let transport = Transport::WebSocket {

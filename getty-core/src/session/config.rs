@@ -150,6 +150,12 @@ impl SessionConfig {
         if self.cron_period.is_zero() {
             return Err(Error::invalid("cron_period must be positive"));
         }
+        if !cfg!(feature = "compression") && self.compression != Compression::None {
+            return Err(Error::invalid(format!(
+                "{:?} compression needs getty's `compression` feature",
+                self.compression
+            )));
+        }
         let (low, high) = self.water_marks;
         if high == 0 || low >= high {
             return Err(Error::invalid(format!(
