@@ -1,7 +1,7 @@
 //! The event listener: what user code sees of a session.
 //!
 //! A listener is a type of yours implementing [`EventListener`] with plain `async fn`s (no
-//! macro). Hand a servers or client either
+//! macro). Hand a server or client either
 //! - **one value shared by every session** (`serve(rt, codec, MyListener)`; it is kept in an
 //!   `Arc`, so its handlers take `&self`: put shared state behind a `Mutex` or atomics), or
 //! - **a factory** that makes one value per session (`serve_with(rt, codec, |session| ...)`),
@@ -9,6 +9,40 @@
 //!   new-session callback: it can also configure the session, or refuse it with an `Err`.
 //!
 //! Handlers are called through static dispatch: no boxed future per event.
+//!
+//! The same listener, handed over the ways users write it; none needs a type annotation:
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use getty_core::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Counter {
+//!     seen: AtomicU64,
+//! }
+//!
+//! impl EventListener<LengthDelimited> for Counter {
+//!     async fn on_message(&self, session: &Session<LengthDelimited>, pkg: Bytes) {
+//!         self.seen.fetch_add(1, Ordering::Relaxed);
+//!         let _ = session.send_frame(Frame::payload(pkg)).await;
+//!     }
+//! }
+//!
+//! # fn demo<R: Runtime>(rt: R) -> getty_core::Result<()> {
+//! // A value, shared by every session.
+//! let a = TcpServer::builder().serve(rt.clone(), LengthDelimited::hello(), Counter::default())?;
+//! // An `Arc` kept by the caller too, to read the count later.
+//! let shared = Arc::new(Counter::default());
+//! let b = TcpServer::builder().serve(rt.clone(), LengthDelimited::hello(), shared.clone())?;
+//! // A `move` closure handing out the shared value (it could configure each session first).
+//! let c = TcpServer::builder().serve_with(rt.clone(), LengthDelimited::hello(), move |_| {
+//!     Ok(shared.clone())
+//! })?;
+//! // A fresh value per session: per-connection state.
+//! let d = TcpServer::builder().serve_with(rt, LengthDelimited::hello(), |_| Ok(Counter::default()))?;
+//! # drop((a, b, c, d)); Ok(()) }
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,8 +1,122 @@
 //! Endpoints: servers that accept sessions and clients that keep a pool of them.
 //!
-//! What servers and clients share lives here: the set of live sessions (to close them all and
-//! wait for their tasks), a one-shot signal, and how a connected stream becomes a running
-//! session (new-session callback, then a driver task that always deregisters itself).
+//! - [`TcpServer`] (from [`TcpServerBuilder`]) accepts TCP connections, optionally over TLS
+//!   and/or WebSocket, and turns each into a session.
+//! - [`Client`] (from [`TcpClientBuilder`] or [`UdpClientBuilder`]) keeps a pool of sessions
+//!   to one server and reconnects with backoff.
+//! - [`UdpEndpoint`] (from [`UdpEndpointBuilder`]) is one session on a bound UDP socket,
+//!   serving every peer that sends to it.
+//!
+//! Every builder takes a [`SessionConfig`] (validated when the endpoint starts) and a listener:
+//! `serve` / `start` / `bind` share one value between all sessions, `serve_with` /
+//! `start_with` / `bind_with` call a factory per session, which may also configure the session
+//! or refuse it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use getty_core::prelude::*;
+//! # fn demo<R: Runtime>(rt: R) -> getty_core::Result<()> {
+//! #[derive(Default)]
+//! struct Conn {
+//!     lines: std::sync::atomic::AtomicUsize,
+//! }
+//!
+//! impl EventListener<Lines> for Conn {
+//!     async fn on_message(&self, session: &Session<Lines>, line: String) {
+//!         let n = self.lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!         let _ = session.send(&format!("{n}: {line}")).await;
+//!     }
+//! }
+//!
+//! let server = TcpServer::builder()
+//!     .addr("127.0.0.1:0".parse().unwrap())
+//!     .max_sessions(10_000)
+//!     .session_config(SessionConfig::new().idle_timeout(Duration::from_secs(60)))
+//!     .serve_with(rt, Lines::new(), |_session| Ok(Conn::default()))?;
+//! println!("listening on {}", server.local_addr());
+//! # Ok(()) }
+//! ```
+//!
+//! # Closing
+//! `close()` on an endpoint stops accepting or reconnecting, closes every session (each
+//! flushes its queue within its close-wait) and waits until all their tasks have ended;
+//! dropping an endpoint does the same without waiting.
+//!
+//! # Hostile peers
+//! A misbehaving peer closes only its own session, with an error for `on_error`: a frame longer
+//! than the maximum message length (refused from its header), a codec error, a reset in the
+//! middle of a frame, a WebSocket protocol violation, a corrupt compressed stream, a panicking
+//! handler. The read timeout closes a silent peer; the idle timeout closes a peer that sends no
+//! whole package, which also catches one trickling a frame a byte at a time (slowloris) and one
+//! that vanished without a FIN. A handler that blocks stalls only its own session. TLS and
+//! WebSocket handshakes run in their own tasks, bounded by `handshake_timeout`, and count
+//! toward `max_sessions`, so slow handshakes cannot pile up; `close()` ends those still under
+//! way. Accept errors such as EMFILE back off (5 ms doubling to 1 s) instead of spinning, and
+//! accepting resumes when descriptors free up.
+//!
+//! # UDP
+//! A [`UdpEndpoint`] is one session for the socket. Each datagram is decoded on its own and
+//! every frame in it reaches `on_datagram(session, pkg, peer)`; replies name their peer
+//! ([`Session::to`](crate::Session::to)), and a write without one is
+//! [`Error::Unsupported`]. A datagram longer than the maximum message
+//! length, or one the codec refuses in any part, is dropped whole with a logged warning and
+//! counted in `Stats::pkgs_dropped`; the endpoint keeps serving. The receive buffer is the
+//! maximum message length plus one byte (at most 64 KiB), so nothing is silently truncated. A
+//! package too large for one datagram is `Error::DatagramTooLarge` when written; empty packages
+//! send nothing. On an endpoint a failed send is logged and counted (`Stats::send_failures`)
+//! and the endpoint goes on; on a connected client session it closes the session, and the pool
+//! reconnects.
+//!
+//! A UDP client connect sends `connect-ping` and waits `connect_ping_wait` (default 1 s, as
+//! getty): an ICMP "port unreachable" fails the attempt (retried with backoff); silence or any
+//! answer is success (an answer is delivered as the session's first datagram). Sessions never
+//! deliver a `connect-ping` datagram, and do not count it in their statistics.
+//!
+//! # TLS (feature `tls`)
+//! `TcpServerBuilder::tls` and `TcpClientBuilder::tls` use rustls with the *ring* provider.
+//! Configurations come from PEM files or bytes (`TlsServerConfig::builder()`,
+//! `TlsClientConfig::builder()`); every mistake in them (a missing file, PEM without a
+//! certificate, a key that does not match) is an `Error::TlsConfig` from `build()`.
+//! Verification is on: a client checks the server's chain against its root CAs and the server
+//! name (by default the IP connected to; `server_name` or a `wss://` URL's host otherwise), and
+//! a server with `client_ca_*` requires client certificates. Turning a client's checks off
+//! takes `dangerous_accept_any_server_certificate()`. The server runs each handshake in its own
+//! task, bounded by `handshake_timeout` (default 10 s); a failed one is logged and drops only
+//! that connection. A client's failed handshake is `Error::TlsHandshake`, retried with backoff.
+//!
+//! # WebSocket (feature `ws`)
+//! `TcpServerBuilder::websocket(path)`, `TcpClientBuilder::websocket(path)` or
+//! `TcpClientBuilder::websocket_url("ws://host:port/path")` (add `tls` for `wss`): each binary
+//! or text message is one package for the codec ([`RawBytes`](crate::codec::RawBytes) hands out
+//! the bytes as they are); writes send binary messages, [`Frame::text`](crate::Frame::text) text
+//! ones. The maximum message length caps messages (a longer one: `Error::FrameTooLarge`, that
+//! session closes). Every cron tick sends a ping; pings and pongs from the peer count as
+//! activity (`last_active`); pongs are answered. A close frame from the peer ends the session
+//! without `on_error`. The server answers what it does not upgrade: another path 404, a method
+//! other than GET 405, no valid upgrade 400, another version 426, an origin outside
+//! `websocket_allowed_origins` 403 (every origin is accepted by default, as in getty). No
+//! extension is negotiated: permessage-deflate is not supported, and compression on a
+//! WebSocket session is refused.
+//!
+//! # Task pool
+//! Handlers run on the session's task by default. With `task_pool(TaskPoolConfig)` on a server
+//! or client, `on_message` and `on_cron` run on a bounded set of worker tasks instead, and the
+//! session goes on reading meanwhile. Ordered mode (the default) keeps each session's handlers
+//! one at a time and in order, on whichever worker is free, so a slow handler holds up only
+//! its own session; unordered mode shares one queue (no order, a slow package delays nothing).
+//! Queues are bounded: when one is full, the session's reading waits. Handlers still running
+//! when a session closes finish (within the close-wait) before `on_close`; a panic in one
+//! closes its session with `Error::HandlerPanic`. Closing the endpoint stops the workers
+//! (`task_pool_workers()` then reports 0).
+//!
+//! # Socket options
+//! `tcp_options(TcpOptions)` on servers and clients (TCP_NODELAY on by default, keep-alive
+//! with its idle time, send and receive buffer sizes) and `reuse_port(true)` on servers, so
+//! several servers can share a port.
+//
+// What servers and clients share lives here: the set of live sessions (to close them all and
+// wait for their tasks), a one-shot signal, and how a connected stream becomes a running
+// session (new-session callback, then a driver task that always deregisters itself).
 
 mod client;
 mod server;

@@ -22,10 +22,35 @@
 //! [`write_water_marks`](Session::write_water_marks)): `try_*` is refused with
 //! [`Error::WouldBlock`] when it is full, `send*` waits for room (backpressure).
 //!
+//! The queue's water marks default to 512 KiB and 1 MiB
+//! ([`SessionConfig::write_water_marks`]): full at the high mark, writable again at the low
+//! mark ([`Session::is_writable`], [`Session::queued_bytes`]).
+//!
 //! Coming from Go getty: `WritePkg(pkg, timeout)` is `send_and_flush(&pkg).timeout(t)` (and,
 //! with a zero timeout, `try_send(&pkg)`); `WriteBytes(b)` is
 //! `send_frame_and_flush(Frame::bytes(b))`; `WriteBytesArray(bufs...)` is
 //! `send_frame_and_flush(Frame::vectored(bufs))`.
+//!
+//! # Settings
+//! A session starts with its endpoint's [`SessionConfig`] and can be reconfigured as a whole
+//! with [`Session::configure`]. The maximum message length (default 4 KiB, as getty; or the
+//! codec's own limit) bounds a whole frame, header included; with the length-prefixed codec a
+//! too-long frame is refused from its header, before its body is buffered.
+//!
+//! # Closing
+//! [`Session::close`] (or an error, the peer leaving, a timeout) stops reading, flushes what is
+//! queued within the close-wait (default 1 s), shuts the socket down, then calls `on_error` (if
+//! any) and `on_close`. A handler still running after the close-wait is cancelled, on the task
+//! pool too. Nothing queued is dropped uncounted: every package a write accepted ends up in
+//! [`Stats::pkgs_written`] or, if it had not fully reached the socket when the session closed,
+//! in [`Stats::pkgs_unsent`] (UDP endpoints also count refused sends in
+//! [`Stats::send_failures`]). [`Session::is_closing`] is true from the start of that,
+//! [`Session::is_closed`] once it is over.
+//!
+//! Close callbacks ([`Session::add_close_callback`]) run once when the session has closed,
+//! after `on_close`, in registration order; the same key replaces a callback in place,
+//! [`Session::remove_close_callback`] removes one, a panicking one is logged and the others
+//! still run. [`Session::closed`] returns after they ran.
 
 mod attributes;
 mod close_callbacks;
