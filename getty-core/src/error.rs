@@ -69,7 +69,7 @@ pub enum Error {
         sent: usize,
     },
     /// The session's write queue is full (above its high-water mark): the non-waiting write
-    /// was refused. Wait for room with `feed_pkg` / `write_pkg`, or check `is_writable`.
+    /// was refused. Wait for room with `send` / `send_and_flush`, or check `is_writable`.
     #[error("write queue is full: {queued} bytes queued, high-water mark {high} bytes")]
     WouldBlock {
         /// Bytes queued and not yet written.

@@ -17,7 +17,7 @@ use getty_core::Error;
 const LOW: usize = 16 * 1024;
 const HIGH: usize = 64 * 1024;
 
-/// Echoes with `feed_pkg`, the waiting queued write, and keeps its sessions for inspection.
+/// Echoes with `send`, the waiting queued write, and keeps its sessions for inspection.
 #[derive(Debug, Default)]
 struct FeedEcho {
     sessions: std::sync::Mutex<Vec<Session<Hello>>>,
@@ -106,7 +106,7 @@ pub async fn slow_reader_bounds_the_write_queue<R: Runtime>(rt: R) {
 }
 
 /// A full queue refuses non-waiting sends with `WouldBlock` and reports itself not writable; a
-/// waiting `feed_pkg` resumes once the peer drains, and nothing accepted is lost.
+/// waiting `send` resumes once the peer drains, and nothing accepted is lost.
 pub async fn full_queue_would_block_and_waiting_writer_resumes<R: Runtime>(rt: R) {
     let (cli, session, mut peer) = client_with_raw_peer(
         &rt,

@@ -364,14 +364,7 @@ pub async fn corrupt_compressed_stream_closes_only_its_session<R: Runtime>(rt: R
             e.iter().any(|r| matches!(r, Rec::Close(_)))
         })
         .await;
-        let errors: Vec<Failure> = rec
-            .events()
-            .iter()
-            .filter_map(|r| match r {
-                Rec::Error(_, e) => Some(e.clone()),
-                _ => None,
-            })
-            .collect();
+        let errors = errors(&rec.events());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].kind == ErrorKind::Decompress && errors[0].text.contains(reason),
@@ -453,7 +446,7 @@ pub async fn compression_setting_rules<R: Runtime>(rt: R) {
     cli.close().await;
     srv.close().await;
 
-    // The callbacks record what `set_compression` said.
+    // The callbacks record what `configure` said of compression.
     let refusals: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = |refusals: &Arc<Mutex<Vec<String>>>| {
         let refusals = refusals.clone();

@@ -18,17 +18,6 @@ use getty_core::runtime::Runtime;
 use getty_core::ErrorKind;
 use getty_core::{BoxError, EventListener, Session};
 
-/// The error events of `events`, as recorded (`Debug` of the error).
-fn errors(events: &[Rec]) -> Vec<Failure> {
-    events
-        .iter()
-        .filter_map(|r| match r {
-            Rec::Error(_, e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Whether session `id` has closed, in `events`.
 fn closed(events: &[Rec], id: u64) -> bool {
     events

@@ -201,7 +201,7 @@ pub fn count_msgs(events: &[Rec]) -> usize {
 pub struct TestListener {
     /// Where events go.
     pub rec: Arc<Recorder>,
-    /// Echo every package back with `send_pkg`.
+    /// Echo every package back with `try_send`.
     pub echo: bool,
     /// Refuse every session in `on_open`.
     pub refuse: bool,
@@ -286,7 +286,7 @@ impl EventListener<Hello> for TestListener {
 pub struct Probe {
     /// Where events go.
     pub rec: Arc<Recorder>,
-    /// Echo every package back with `send_pkg`.
+    /// Echo every package back with `try_send`.
     pub echo: bool,
 }
 
@@ -342,6 +342,17 @@ where
     async fn on_close(&self, session: &Session<C>) {
         self.rec.push(Rec::Close(session.id()));
     }
+}
+
+/// The `Error` events of `events`, in order.
+pub fn errors(events: &[Rec]) -> Vec<Failure> {
+    events
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Error(_, e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The payloads of the `Msg` events, in order.

@@ -567,8 +567,8 @@ pub async fn write_after_close_is_session_closed<R: Runtime>(rt: R) {
     within(&rt, "srv close", srv.close()).await;
 }
 
-/// `write_pkg` to a peer that never reads times out, reporting how much reached the socket.
-pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt: R) {
+/// `send_and_flush` to a peer that never reads times out, reporting how much reached the socket.
+pub async fn send_and_flush_to_non_reader_times_out_with_partial_count<R: Runtime>(rt: R) {
     // The peer never reads.
     let (cli, session, _peer) = client_with_raw_peer(
         &rt,
@@ -580,7 +580,7 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
     let big = vec![0x5a; 64 << 20];
     let outcome = within(
         &rt,
-        "write_pkg",
+        "send_and_flush",
         session
             .send_and_flush(&big)
             .timeout(Duration::from_millis(300)),
@@ -598,7 +598,7 @@ pub async fn write_pkg_to_non_reader_times_out_with_partial_count<R: Runtime>(rt
     session
         .configure(|c| c.write_timeout(Duration::from_millis(50)))
         .expect("write timeout");
-    match within(&rt, "write_pkg", session.send_and_flush(b"small")).await {
+    match within(&rt, "send_and_flush", session.send_and_flush(b"small")).await {
         Err(Error::WriteTimeout {
             timeout,
             total,
@@ -685,7 +685,7 @@ impl EventListener<Hello> for BigReply {
     }
 }
 
-/// An `on_message` that awaits `write_pkg` of 1 MiB (more than the socket buffers hold) to a
+/// An `on_message` that awaits `send_and_flush` of 1 MiB (more than the socket buffers hold) to a
 /// slowly reading peer completes: the session keeps writing while the handler waits.
 pub async fn handler_awaiting_large_write_does_not_deadlock<R: Runtime>(rt: R) {
     let srv = TcpServer::builder()
@@ -1389,9 +1389,9 @@ pub async fn failed_encode_leaves_the_stream_intact<R: Runtime>(rt: R) {
     within(&rt, "cli close", cli.close()).await;
 }
 
-/// `send_payload` frames a shared payload like `send_pkg` would (large ones without copying
+/// `Frame::payload` frames a shared payload like `try_send` would (large ones without copying
 /// them), in order with other writes; a payload the codec refuses queues nothing.
-pub async fn send_payload_frames_shared_bytes<R: Runtime>(rt: R) {
+pub async fn payload_frames_share_bytes<R: Runtime>(rt: R) {
     let (cli, session, mut peer) = client_with_raw_peer(
         &rt,
         LengthDelimited::hello().with_max_frame_len(256 * 1024),

@@ -433,8 +433,8 @@ pub async fn ws_oversize_message_closes_only_that_session<R: Runtime>(rt: R) {
     srv.close().await;
 }
 
-/// Text messages: `send_text` sends a text frame, which a server without a codec (raw bytes)
-/// receives as its bytes; other transports refuse `send_text`.
+/// Text messages: `Frame::text` sends a text frame, which a server without a codec (raw bytes)
+/// receives as its bytes; other transports refuse it (`Error::Unsupported`).
 pub async fn ws_text_messages<R: Runtime>(rt: R) {
     let rec = Recorder::new();
     let srv = TcpServer::builder()

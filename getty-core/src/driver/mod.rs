@@ -2,7 +2,7 @@
 //!
 //! A driver is one task per session. It owns the socket and polls, together, the read side
 //! (bytes → codec → handler), the write queue, the cron timer, and the close request. While a
-//! handler is pending the driver keeps writing, so a handler that awaits its own `write_pkg`
+//! handler is pending the driver keeps writing, so a handler that awaits its own `send_and_flush`
 //! cannot deadlock the session.
 //!
 //! Two transports, one life cycle: [`stream`] reads a byte stream (TCP, later TLS) and writes

@@ -1,7 +1,7 @@
 //! The UDP endpoint (getty's `NewUDPPEndPoint`): one session on a bound socket, serving every
 //! peer that sends to it. Each datagram reaches
 //! [`EventListener::on_datagram`](crate::EventListener::on_datagram) with its sender's address;
-//! replies name their destination ([`Session::send_pkg_to`] and friends).
+//! replies name their destination ([`Session::to`]).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
