@@ -1,5 +1,6 @@
-//! The task pool (getty's `WithServerTaskPool` / `WithClientTaskPool`): runs `on_message` and
-//! `on_cron` on a bounded set of worker tasks instead of on the session's own task.
+//! The task pool (getty's `WithServerTaskPool` / `WithClientTaskPool`): runs `on_message` (or
+//! `on_datagram`) and `on_cron` on a bounded set of worker tasks instead of on the session's
+//! own task.
 //!
 //! Without a pool, a session's handlers run on its task, in order, and a slow handler slows
 //! only its own session's reading (that is its backpressure). With one, the session goes on
@@ -27,7 +28,19 @@ use crate::error::{Error, Result};
 use crate::runtime::{BoxFuture, Runtime};
 use crate::session::lock;
 
-/// Options of a task pool.
+/// Options of a task pool, handed to a server's or client's builder (`task_pool`). Zero
+/// workers or a zero queue length is refused when the endpoint starts.
+///
+/// ```
+/// use getty_core::pool::TaskPoolConfig;
+/// use getty_core::TcpServer;
+///
+/// // 8 workers, up to 1024 handlers waiting per session, each session's handlers in order.
+/// let pool = TaskPoolConfig::default().workers(8).queue_len(1024).ordered(true);
+/// let builder = TcpServer::builder().task_pool(pool);
+/// // builder.serve(rt, codec, listener) starts the workers with the server.
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a builder does nothing until it is used"]
 pub struct TaskPoolConfig {

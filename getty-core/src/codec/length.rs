@@ -17,6 +17,38 @@ pub enum Endian {
 ///
 /// The header carries the payload length only; it does not count itself. Decoded packages are
 /// the payloads, split off the read buffer without copying.
+///
+/// ```
+/// use getty_core::bytes::{Bytes, BytesMut};
+/// use getty_core::codec::{Codec, CodecError, Decoded, Endian, LengthDelimited};
+///
+/// // getty's hello framing: a 4-byte little-endian payload length, then the payload.
+/// let codec = LengthDelimited::hello();
+/// let mut wire = BytesMut::new();
+/// codec.encode(b"hi", &mut wire)?;
+/// assert_eq!(&wire[..], &[2, 0, 0, 0, b'h', b'i']);
+///
+/// let mut partial = BytesMut::from(&wire[..5]);
+/// assert_eq!(codec.decode(&mut partial)?, Decoded::Incomplete(Some(6)));
+/// assert_eq!(codec.decode(&mut wire)?, Decoded::Frame(Bytes::from_static(b"hi")));
+/// assert!(wire.is_empty());
+///
+/// // Without a limit of its own, the codec leaves the limit to the session settings.
+/// assert_eq!(codec.frame_limit(), None);
+/// // With one, sessions on it take the limit plus the header as their maximum message length.
+/// let limited = LengthDelimited::hello().with_max_frame_len(1024);
+/// assert_eq!(limited.frame_limit(), Some(1024 + 4));
+/// assert!(matches!(
+///     limited.encode(&[0; 1025], &mut wire),
+///     Err(CodecError::FrameTooLarge { len: 1025, max: 1024 })
+/// ));
+///
+/// // Other layouts: a 2-byte big-endian header.
+/// let short = LengthDelimited::new(2, Endian::Big)?;
+/// short.encode(b"hi", &mut wire)?;
+/// assert_eq!(&wire[..], &[0, 2, b'h', b'i']);
+/// # Ok::<(), CodecError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LengthDelimited {
     width: usize,

@@ -12,6 +12,16 @@
 //! 3. header known, body incomplete: `Ok(Decoded::Incomplete(Some(total_frame_len)))`;
 //! 4. one frame: `Ok(Decoded::Frame(pkg))`;
 //! 5. several frames in one read: the driver calls `decode` again until it is incomplete.
+//!
+//! A codec with a size limit of its own reports it with [`Codec::frame_limit`]. There is one
+//! message-size limit per session: sessions on such a codec take the codec's as their maximum
+//! message length, and a different
+//! [`SessionConfig::max_msg_len`](crate::session::SessionConfig::max_msg_len) is refused: set
+//! the limit in one place.
+//!
+//! Provided: [`LengthDelimited`] (a length header, then the payload; getty's hello framing),
+//! [`Lines`] (UTF-8 text lines) and [`RawBytes`] (no framing). Other formats implement
+//! [`Codec`] (see its example).
 
 mod length;
 mod lines;
@@ -38,10 +48,60 @@ pub enum Decoded<T> {
 /// Both methods take `&self`: one codec value is shared by a session's driver (decoding) and by
 /// every task holding the session (encoding), so state that changes per call does not belong
 /// here.
+///
+/// A framing of your own: each payload (up to 255 bytes) after a 1-byte length.
+///
+/// ```
+/// use getty_core::bytes::{Buf, BufMut, Bytes, BytesMut};
+/// use getty_core::codec::{Codec, CodecError, Decoded};
+///
+/// struct ShortFrames;
+///
+/// impl Codec for ShortFrames {
+///     type Inbound = Bytes;
+///     type Outbound = [u8];
+///
+///     fn decode(&self, buf: &mut BytesMut) -> Result<Decoded<Bytes>, CodecError> {
+///         let Some(&len) = buf.first() else {
+///             return Ok(Decoded::Incomplete(None)); // no header yet
+///         };
+///         let total = 1 + usize::from(len);
+///         if buf.len() < total {
+///             // The header is known: say how long the whole frame is, leave the buffer as is.
+///             return Ok(Decoded::Incomplete(Some(total)));
+///         }
+///         buf.advance(1);
+///         Ok(Decoded::Frame(buf.split_to(usize::from(len)).freeze()))
+///     }
+///
+///     fn encode(&self, pkg: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
+///         let len = u8::try_from(pkg.len())
+///             .map_err(|_| CodecError::FrameTooLarge { len: pkg.len(), max: 255 })?;
+///         dst.put_u8(len);
+///         dst.put_slice(pkg);
+///         Ok(())
+///     }
+/// }
+///
+/// let mut wire = BytesMut::new();
+/// ShortFrames.encode(b"abc", &mut wire)?;
+/// assert_eq!(&wire[..], b"\x03abc");
+///
+/// // Two bytes of the four have arrived: the frame will be 4 bytes long.
+/// let mut partial = BytesMut::from(&wire[..2]);
+/// assert_eq!(ShortFrames.decode(&mut partial)?, Decoded::Incomplete(Some(4)));
+/// assert_eq!(partial.len(), 2);
+///
+/// assert_eq!(ShortFrames.decode(&mut wire)?, Decoded::Frame(Bytes::from_static(b"abc")));
+/// assert!(wire.is_empty());
+/// assert!(ShortFrames.encode(&[0; 256], &mut wire).is_err());
+/// # Ok::<(), CodecError>(())
+/// ```
 pub trait Codec: Send + Sync + 'static {
     /// The package type handed to `on_message`.
     type Inbound: Send + 'static;
-    /// The package type `write_pkg` takes (by reference; may be unsized, like `[u8]` or `str`).
+    /// The package type [`Session::send`](crate::Session::send) and its siblings take (by
+    /// reference; may be unsized, like `[u8]` or `str`).
     type Outbound: ?Sized + Sync;
 
     /// Decodes at most one package from the front of `buf`, splitting off the bytes it used.
@@ -77,8 +137,12 @@ pub trait Codec: Send + Sync + 'static {
         None
     }
 
-    /// Decodes whatever is left when the peer closes its side: by default, nothing (a partial
-    /// frame left in the buffer at end of stream is then an error).
+    /// Decodes what is left when the peer closes its side. By default, as [`decode`]: a partial
+    /// frame still in the buffer at end of stream is then
+    /// [`Error::UnexpectedEof`](crate::Error::UnexpectedEof). Override it for formats
+    /// whose last frame may end with the stream (as [`Lines`] does).
+    ///
+    /// [`decode`]: Codec::decode
     fn decode_eof(&self, buf: &mut BytesMut) -> Result<Decoded<Self::Inbound>, CodecError> {
         self.decode(buf)
     }

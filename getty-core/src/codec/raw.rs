@@ -12,6 +12,26 @@ use super::{Codec, CodecError, Decoded};
 /// applies to it as to any package: give such sessions a maximum of at least 64 KiB
 /// ([`SessionConfig::max_msg_len`](crate::session::SessionConfig::max_msg_len)), or a busy
 /// stream closes with `FrameTooLarge`.
+///
+/// ```
+/// use getty_core::bytes::{Bytes, BytesMut};
+/// use getty_core::codec::{Codec, CodecError, Decoded, RawBytes};
+/// use getty_core::{SessionConfig, TcpServer};
+///
+/// let mut wire = BytesMut::new();
+/// RawBytes.encode(b"no ", &mut wire)?;
+/// RawBytes.encode(b"framing", &mut wire)?;
+/// assert_eq!(&wire[..], b"no framing");
+/// // Whatever has arrived is one package.
+/// assert_eq!(RawBytes.decode(&mut wire)?, Decoded::Frame(Bytes::from_static(b"no framing")));
+/// assert_eq!(RawBytes.decode(&mut wire)?, Decoded::Incomplete(None));
+///
+/// // A TCP server on RawBytes: room for one whole read per package.
+/// let builder = TcpServer::builder()
+///     .session_config(SessionConfig::new().max_msg_len(64 * 1024));
+/// # let _ = builder;
+/// # Ok::<(), CodecError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawBytes;
 

@@ -2,11 +2,15 @@
 //!
 //! Everything else in this crate (codecs, sessions, drivers, endpoints) is written against
 //! [`Runtime`]. An adapter crate (`getty-tokio`, `getty-smol`) implements it by saying how its
-//! runtime spawns a task, sleeps, and opens TCP and UDP sockets; nothing more.
+//! runtime spawns a task, sleeps, and opens TCP and UDP sockets; nothing more. Applications
+//! only pick an adapter value and hand it to an endpoint builder.
 //!
-//! I/O objects are [`futures_io`](futures_lite::io) streams (`AsyncRead + AsyncWrite`), so
-//! protocol layers written once in the core (framing, and later TLS and WebSocket) work on every
-//! runtime. Sockets are associated types: the per-byte hot path is statically dispatched.
+//! Streams are [futures-io] `AsyncRead + AsyncWrite`, so the protocol layers written once in
+//! the core (framing, compression, TLS, WebSocket) work on every runtime. Sockets are
+//! associated types: the per-byte hot path is statically dispatched. Creating and configuring
+//! OS sockets is shared by every adapter ([`socket`]).
+//!
+//! [futures-io]: https://docs.rs/futures-io/0.3
 //!
 //! # Waker contracts
 //! - [`Timer`]: `poll` registers the waker of the latest call and wakes it once the deadline has
@@ -29,7 +33,24 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A runtime adapter: how one async runtime spawns, sleeps, and opens sockets.
 ///
-/// Cloning must be cheap (a handle); every clone drives the same runtime.
+/// Implemented by the adapter crates: `TokioRuntime` (getty-tokio) and `SmolRuntime`
+/// (getty-smol). Applications pass such a value to `serve`, `start` or `bind` and need not call
+/// its methods.
+///
+/// A third-party adapter provides:
+/// - a cheap `Clone` (a handle): every clone drives the same runtime;
+/// - [`spawn`](Runtime::spawn) (detached tasks) and [`timer`](Runtime::timer), whose [`Timer`]
+///   keeps the waker contract of the [module docs](self); [`now`](Runtime::now) too if its
+///   timers follow another clock than [`Instant::now`] (such as paused test time);
+/// - its TCP stream (futures-io, `Unpin`) and listener: [`connect`](Runtime::connect),
+///   [`accept`](Runtime::accept), [`listener_from_std`](Runtime::listener_from_std),
+///   [`listener_addr`](Runtime::listener_addr), [`tcp_addrs`](Runtime::tcp_addrs) and
+///   [`tcp_socket`](Runtime::tcp_socket);
+/// - its [`UdpSocket`], from [`udp_from_std`](Runtime::udp_from_std).
+///
+/// The std sockets come from [`socket`] (binding, listening, starting a connect), so
+/// `listen`, `listen_with`, `bind_udp` and `connect_udp` are provided. getty-testkit's
+/// `conformance_suite!` runs getty's whole behaviour on an adapter.
 pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// A connected TCP stream.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
@@ -40,8 +61,8 @@ pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// A resettable one-shot timer.
     type Timer: Timer;
 
-    /// Runs `future` to completion in the background. The task is detached: dropping nothing
-    /// cancels it, it ends when the future ends.
+    /// Runs `future` to completion in the background. The task is detached: no handle is
+    /// returned and nothing cancels it; it ends when the future ends.
     fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static;

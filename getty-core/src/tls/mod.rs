@@ -113,6 +113,21 @@ pub struct TlsServerConfig {
 
 impl TlsServerConfig {
     /// A builder; a certificate chain and a private key are required.
+    ///
+    /// ```no_run
+    /// use getty_core::tls::TlsServerConfig;
+    /// use getty_core::TcpServer;
+    ///
+    /// let tls = TlsServerConfig::builder()
+    ///     .cert_chain_file("server-chain.pem") // leaf first
+    ///     .private_key_file("server-key.pem")
+    ///     .client_ca_file("clients-ca.pem") // optional: mutual TLS
+    ///     .build()?;
+    /// let builder = TcpServer::builder().tls(tls);
+    /// // builder.serve(rt, codec, listener): every connection is a TLS session.
+    /// # let _ = builder;
+    /// # Ok::<(), getty_core::Error>(())
+    /// ```
     pub fn builder() -> TlsServerConfigBuilder {
         TlsServerConfigBuilder::default()
     }
@@ -233,6 +248,20 @@ pub struct TlsClientConfig {
 
 impl TlsClientConfig {
     /// A builder; root CAs are required unless verification is disabled.
+    ///
+    /// ```no_run
+    /// use getty_core::tls::TlsClientConfig;
+    /// use getty_core::TcpClientBuilder;
+    ///
+    /// let tls = TlsClientConfig::builder()
+    ///     .root_ca_file("ca.pem")
+    ///     .server_name("server.example") // what the certificate must be valid for
+    ///     .build()?;
+    /// let builder = TcpClientBuilder::new("127.0.0.1:8443".parse().unwrap()).tls(tls);
+    /// // builder.start(rt, codec, listener): every connection is a TLS session.
+    /// # let _ = builder;
+    /// # Ok::<(), getty_core::Error>(())
+    /// ```
     pub fn builder() -> TlsClientConfigBuilder {
         TlsClientConfigBuilder::default()
     }
@@ -334,7 +363,7 @@ impl TlsClientConfigBuilder {
     }
 
     /// The DNS name (or IP address) the server's certificate must be valid for, also sent as
-    /// SNI. By default, the IP address connected to.
+    /// SNI. By default, the host of a `wss://` URL, otherwise the IP address connected to.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self
