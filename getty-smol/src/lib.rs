@@ -1,7 +1,52 @@
-//! The smol runtime adapter for getty: [`SmolRuntime`] implements [`Runtime`] with async-io's
-//! sockets and timers and an async-executor spawner.
+//! getty on smol: asynchronous, session-based TCP, UDP, TLS and WebSocket servers and
+//! clients, with [`SmolRuntime`] as the runtime.
 //!
-//! getty-core speaks futures-io, as async-io does; [`SmolTcp`] only makes `close` send a FIN.
+//! This crate re-exports all of getty-core (codecs, listeners, sessions, endpoints), so it is
+//! the only getty dependency a smol program needs:
+//!
+//! ```toml
+//! [dependencies]
+//! getty-smol = "0.1"
+//! smol = "2"
+//! ```
+//!
+//! The default features `tls`, `ws` and `compression` are getty-core's; without them
+//! (`default-features = false`) there is TCP and UDP.
+//!
+//! An echo server for getty's hello framing (a 4-byte little-endian length, then the
+//! payload):
+//!
+//! ```no_run
+//! use getty_smol::prelude::*;
+//!
+//! /// Sends every package back.
+//! struct Echo;
+//!
+//! impl EventListener<LengthDelimited> for Echo {
+//!     async fn on_message(&self, session: &Session<LengthDelimited>, pkg: Bytes) {
+//!         // Waits while the session's write queue is full (backpressure).
+//!         let _ = session.send(&pkg).await;
+//!     }
+//! }
+//!
+//! fn main() -> getty_smol::Result<()> {
+//!     smol::block_on(async {
+//!         let server = TcpServer::builder()
+//!             .addr("127.0.0.1:8090".parse().unwrap())
+//!             .serve(SmolRuntime::global(), LengthDelimited::hello(), Echo)?;
+//!         println!("listening on {}", server.local_addr());
+//!         // Serve one client: wait until it has connected, then until it has left.
+//!         server.wait_for_sessions(1).await?;
+//!         server.wait_for_session_count(0).await?;
+//!         server.close().await; // closes every session and waits for their tasks
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! [`SmolRuntime::global`] spawns on smol's global executor, [`SmolRuntime::with_executor`] on
+//! an executor of yours. [`SmolRuntime`] implements getty-core's [`Runtime`] with async-io's
+//! sockets and timers; [`SmolTcp`] only makes `close` send a FIN.
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -230,7 +275,8 @@ impl UdpSocket for SmolUdp {
     }
 }
 
-/// An async-io [`Timer`](async_io::Timer) as a getty [`Timer`].
+/// An async-io [`Timer`](https://docs.rs/async-io/2/async_io/struct.Timer.html) as a getty
+/// [`Timer`].
 #[derive(Debug)]
 pub struct SmolTimer(async_io::Timer);
 

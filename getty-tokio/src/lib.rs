@@ -1,8 +1,51 @@
-//! The tokio runtime adapter for getty: [`TokioRuntime`] implements [`Runtime`] with tokio's
-//! sockets, timers and spawner.
+//! getty on tokio: asynchronous, session-based TCP, UDP, TLS and WebSocket servers and
+//! clients, with [`TokioRuntime`] as the runtime.
 //!
-//! getty-core speaks futures-io; [`TokioTcp`] adapts a tokio stream to it without zeroing
-//! read buffers.
+//! This crate re-exports all of getty-core (codecs, listeners, sessions, endpoints), so it is
+//! the only getty dependency a tokio program needs:
+//!
+//! ```toml
+//! [dependencies]
+//! getty-tokio = "0.1"
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
+//!
+//! The default features `tls`, `ws` and `compression` are getty-core's; without them
+//! (`default-features = false`) there is TCP and UDP.
+//!
+//! An echo server for getty's hello framing (a 4-byte little-endian length, then the
+//! payload):
+//!
+//! ```no_run
+//! use getty_tokio::prelude::*;
+//!
+//! /// Sends every package back.
+//! struct Echo;
+//!
+//! impl EventListener<LengthDelimited> for Echo {
+//!     async fn on_message(&self, session: &Session<LengthDelimited>, pkg: Bytes) {
+//!         // Waits while the session's write queue is full (backpressure).
+//!         let _ = session.send(&pkg).await;
+//!     }
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> getty_tokio::Result<()> {
+//!     let server = TcpServer::builder()
+//!         .addr("127.0.0.1:8090".parse().unwrap())
+//!         .serve(TokioRuntime::current(), LengthDelimited::hello(), Echo)?;
+//!     println!("listening on {}", server.local_addr());
+//!     // Serve one client: wait until it has connected, then until it has left.
+//!     server.wait_for_sessions(1).await?;
+//!     server.wait_for_session_count(0).await?;
+//!     server.close().await; // closes every session and waits for their tasks
+//!     Ok(())
+//! }
+//! ```
+//!
+//! On the multi-threaded runtime (feature `rt-multi-thread`, plain `#[tokio::main]`) it is the
+//! same. [`TokioRuntime`] implements getty-core's [`Runtime`] with tokio's spawner, timers and
+//! sockets; streams are adapted to futures-io by [`TokioTcp`] (without zeroing read buffers).
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -35,6 +78,8 @@ pub mod prelude {
 ///
 /// Every socket and timer is created inside [`Handle::enter`], so the adapter also works when
 /// its futures are polled by another executor (the tokio runtime must keep running).
+///
+/// [`Handle::enter`]: https://docs.rs/tokio/1/tokio/runtime/struct.Handle.html#method.enter
 #[derive(Clone, Debug)]
 pub struct TokioRuntime {
     handle: Handle,
@@ -235,7 +280,8 @@ impl UdpSocket for TokioUdp {
     }
 }
 
-/// A tokio [`Sleep`] as a getty [`Timer`].
+/// A tokio [`Sleep`](https://docs.rs/tokio/1/tokio/time/struct.Sleep.html) as a getty
+/// [`Timer`].
 ///
 /// Polling it after its runtime has shut down panics (tokio's behaviour).
 #[derive(Debug)]
