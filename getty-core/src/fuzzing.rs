@@ -582,7 +582,7 @@ fn run_on<T: AsyncRead + AsyncWrite + Unpin + Send>(
         seen: seen.clone(),
     };
     let ((), polls) = drive(
-        stream::run(rt, io, session, listener, None, || {}),
+        stream::run(rt, io, session, Arc::new(listener), None, || {}),
         max_polls,
     );
     polls

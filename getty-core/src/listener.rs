@@ -163,8 +163,9 @@ pub trait NewSession<C: Codec>: Send + Sync + 'static {
     /// The listener of each session.
     type Listener: EventListener<C>;
 
-    /// Configures `session` and returns its listener.
-    fn new_session(&self, session: &Session<C>) -> Result<Self::Listener, BoxError>;
+    /// Configures `session` and returns its listener (in an `Arc`, so that one shared value
+    /// is handed out without another indirection).
+    fn new_session(&self, session: &Session<C>) -> Result<Arc<Self::Listener>, BoxError>;
 }
 
 impl<C, F, L> NewSession<C> for F
@@ -175,8 +176,8 @@ where
 {
     type Listener = L;
 
-    fn new_session(&self, session: &Session<C>) -> Result<L, BoxError> {
-        self(session)
+    fn new_session(&self, session: &Session<C>) -> Result<Arc<L>, BoxError> {
+        self(session).map(Arc::new)
     }
 }
 
@@ -185,7 +186,7 @@ where
 pub(crate) struct SharedListener<L>(pub(crate) Arc<L>);
 
 impl<C: Codec, L: EventListener<C>> NewSession<C> for SharedListener<L> {
-    type Listener = Arc<L>;
+    type Listener = L;
 
     fn new_session(&self, _session: &Session<C>) -> Result<Arc<L>, BoxError> {
         Ok(self.0.clone())

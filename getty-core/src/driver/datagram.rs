@@ -38,7 +38,7 @@ pub(crate) async fn run<R, C, L>(
     rt: R,
     socket: R::Udp,
     session: Session<C>,
-    listener: L,
+    listener: Arc<L>,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     first: Option<(Bytes, SocketAddr)>,

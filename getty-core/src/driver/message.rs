@@ -44,7 +44,7 @@ pub(crate) async fn run<R, C, L, T>(
     role: Role,
     leftover: Vec<u8>,
     session: Session<C>,
-    listener: L,
+    listener: Arc<L>,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
 ) where

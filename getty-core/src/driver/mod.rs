@@ -96,14 +96,28 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// writes moving, while the session's queue there is full), otherwise here, before the
     /// next event (statically dispatched, neither the listener nor the session cloned).
     pub(crate) async fn dispatch(&mut self, call: Call<C::Inbound>) -> Result<Option<()>, Error> {
+        match self.pool.clone() {
+            None => {
+                // The driver drains the queue right after the handler: replies it queues need
+                // no wake-up (which would cost a spurious poll and read).
+                self.session.inner().queue.unregister_driver();
+                let handler = call.name();
+                let future = invoke(self.listener.as_ref(), &self.session, call);
+                pump_while(&self.rt, &mut self.io, &self.session, handler, future).await
+            }
+            // Boxed: the pool's states would otherwise make every inline dispatch, the hot
+            // path, a larger future to build and move (a bench A/B showed it).
+            Some(pool) => Box::pin(self.dispatch_to_pool(pool, call)).await,
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) with a task pool.
+    async fn dispatch_to_pool(
+        &mut self,
+        pool: Arc<TaskPool>,
+        call: Call<C::Inbound>,
+    ) -> Result<Option<()>, Error> {
         let handler = call.name();
-        let Some(pool) = self.pool.clone() else {
-            // The driver drains the queue right after the handler: replies it queues need no
-            // wake-up (which would cost a spurious poll and read).
-            self.session.inner().queue.unregister_driver();
-            let future = invoke(self.listener.as_ref(), &self.session, call);
-            return pump_while(&self.rt, &mut self.io, &self.session, handler, future).await;
-        };
         let (listener, owner) = (self.listener.clone(), self.session.clone());
         let future = async move { invoke(listener.as_ref(), &owner, call).await };
         let mut done = JobDone {
@@ -142,14 +156,15 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
 impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// Hands a package that arrived at `at` to its handler (see [`dispatch`](Self::dispatch)):
     /// the session's activity time and statistics count it first.
-    pub(crate) async fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         at: Instant,
         call: Call<C::Inbound>,
-    ) -> Result<Option<()>, Error> {
+    ) -> impl Future<Output = Result<Option<()>, Error>> + '_ {
+        // Counted now, and no async layer of its own around `dispatch`'s future.
         self.session.touch(at);
         self.session.inner().stats.add_pkgs_read(1);
-        self.dispatch(call).await
+        self.dispatch(call)
     }
 
     /// The start of every driver's poll: a write error seen while a handler ran, or a close
@@ -232,7 +247,7 @@ pub(crate) async fn run_session<R, C, L, I, D>(
     rt: R,
     mut io: I,
     session: Session<C>,
-    listener: L,
+    listener: Arc<L>,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     make: impl FnOnce(Core<R, C, L, I>) -> D,
@@ -243,7 +258,6 @@ pub(crate) async fn run_session<R, C, L, I, D>(
     I: DriverIo,
     D: Serve<R, C, L, I>,
 {
-    let listener = Arc::new(listener);
     if !open(&rt, &mut io, &session, &listener).await {
         return;
     }

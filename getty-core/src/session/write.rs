@@ -34,7 +34,11 @@ const SHARE_PAYLOAD_FROM: usize = 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     kind: FrameKind,
-    bufs: Vec<Bytes>,
+    /// The first buffer; the only one but for vectored frames, so that a frame of one buffer
+    /// (the per-message case) allocates nothing.
+    first: Bytes,
+    /// The buffers after `first` (vectored frames only).
+    rest: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +54,19 @@ impl Frame {
     pub fn bytes(bytes: impl Into<Bytes>) -> Self {
         Frame {
             kind: FrameKind::Raw,
-            bufs: vec![bytes.into()],
+            first: bytes.into(),
+            rest: Vec::new(),
         }
     }
 
     /// Several buffers sent as one unit, in one vectored write, without being copied into one
     /// buffer (getty's `WriteBytesArray`).
     pub fn vectored(bufs: impl IntoIterator<Item = Bytes>) -> Self {
+        let mut bufs = bufs.into_iter();
         Frame {
             kind: FrameKind::Raw,
-            bufs: bufs.into_iter().collect(),
+            first: bufs.next().unwrap_or_default(),
+            rest: bufs.collect(),
         }
     }
 
@@ -71,7 +78,8 @@ impl Frame {
     pub fn payload(payload: Bytes) -> Self {
         Frame {
             kind: FrameKind::Payload,
-            bufs: vec![payload],
+            first: payload,
+            rest: Vec::new(),
         }
     }
 
@@ -80,13 +88,14 @@ impl Frame {
     pub fn text(text: impl Into<String>) -> Self {
         Frame {
             kind: FrameKind::Text,
-            bufs: vec![Bytes::from(text.into())],
+            first: Bytes::from(text.into()),
+            rest: Vec::new(),
         }
     }
 
     /// The frame's length in bytes (a payload's without the codec's header).
     pub fn len(&self) -> usize {
-        self.bufs.iter().map(Bytes::len).sum()
+        self.first.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Whether the frame has no bytes.
@@ -381,11 +390,12 @@ impl<C: Codec> Session<C> {
     }
 
     fn push_frame(&self, frame: Frame, force: bool, dest: Dest) -> Result<(u64, u64)> {
-        let Frame { kind, mut bufs } = frame;
+        let Frame { kind, first, rest } = frame;
         if kind != FrameKind::Payload {
+            let bufs = std::iter::once(first).chain(rest);
             return self.inner.queue.push_shared(self.id(), force, dest, bufs);
         }
-        let payload = bufs.pop().unwrap_or_default();
+        let payload = first;
         let codec = &self.inner.codec;
         let len = payload.len();
         if len < SHARE_PAYLOAD_FROM {
