@@ -88,7 +88,7 @@ pub use endpoint::{
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use listener::{EventListener, NewSession};
 pub use runtime::Runtime;
-pub use session::{Frame, Session, SessionConfig, Stats};
+pub use session::{Frame, Session, SessionConfig, SessionGroup, Stats};
 
 /// The byte buffer types used by codecs.
 pub use bytes;

@@ -11,5 +11,5 @@ pub use crate::endpoint::{
 pub use crate::error::{BoxError, Error, ErrorKind};
 pub use crate::listener::EventListener;
 pub use crate::runtime::Runtime;
-pub use crate::session::{Frame, Session, SessionConfig};
+pub use crate::session::{Frame, Session, SessionConfig, SessionGroup};
 pub use bytes::Bytes;

@@ -11,6 +11,7 @@ pub mod backpressure;
 pub mod certs;
 pub mod compress;
 pub mod extras;
+pub mod group;
 pub mod hostile;
 pub mod instrumented;
 pub mod load;
@@ -91,6 +92,8 @@ macro_rules! conformance_suite {
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
             extras::close_callbacks_order_replace_remove_panic,
+            group::group_broadcast_and_membership,
+            group::group_slow_member_is_skipped_or_dropped,
             extras::socket_options_are_applied,
             extras::reuse_port_lets_servers_share_a_port,
             extras::task_pool_slow_handler_stalls_only_its_session,

@@ -23,7 +23,7 @@ use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
-use crate::session::{lock, Session, SessionConfig};
+use crate::session::{lock, Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsClientConfig;
 #[cfg(feature = "ws")]
@@ -396,6 +396,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             pool,
             addr: self.addr,
             sessions: Arc::new(SessionSet::default()),
+            group: SessionGroup::new(),
             stop: Signal::default(),
             worker_done: Signal::default(),
             gave_up: AtomicBool::new(false),
@@ -443,6 +444,8 @@ struct Shared<C: Codec> {
     pool: Option<Arc<TaskPool>>,
     addr: SocketAddr,
     sessions: Arc<SessionSet<Session<C>>>,
+    /// The sessions `on_open` accepted, until they have closed.
+    group: SessionGroup<C>,
     stop: Signal,
     worker_done: Signal,
     gave_up: AtomicBool,
@@ -464,7 +467,19 @@ impl<C: Codec> Client<C> {
 
     /// The oldest live session, if any: the one to write to when any will do.
     pub fn session(&self) -> Option<Session<C>> {
-        self.shared.sessions.oldest_live()
+        self.shared
+            .group
+            .members()
+            .iter()
+            .find(|s| !s.is_closing())
+            .cloned()
+    }
+
+    /// Every session `on_open` accepted, until it has closed, as a [`SessionGroup`]: to
+    /// broadcast to all of them, or to list them (`group().members()`) without allocating
+    /// while the membership is stable.
+    pub fn group(&self) -> &SessionGroup<C> {
+        &self.shared.group
     }
 
     /// The number of live sessions.
@@ -806,6 +821,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
             &self.new_session,
             &self.shared.sessions,
             self.shared.pool.as_ref(),
+            Some(&self.shared.group),
             Session::clone,
         )
     }

@@ -154,7 +154,7 @@ use crate::listener::NewSession;
 use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{lock, Session, SessionConfig, SessionControl, TransportKind};
+use crate::session::{lock, Session, SessionConfig, SessionControl, SessionGroup, TransportKind};
 
 /// A flag that is set once and can be awaited.
 #[derive(Debug, Default)]
@@ -251,16 +251,6 @@ impl<S: SessionControl + Clone> SessionSet<S> {
         sessions
     }
 
-    /// The live session with the lowest id (the oldest).
-    pub(crate) fn oldest_live(&self) -> Option<S> {
-        lock(&self.inner)
-            .map
-            .values()
-            .filter(|s| s.is_live())
-            .min_by_key(|s| s.id())
-            .cloned()
-    }
-
     /// Wakes everything waiting on the set (a session's state changed).
     pub(crate) fn notify(&self) {
         self.changed.notify(usize::MAX);
@@ -332,6 +322,7 @@ pub(crate) fn start_session<R, C, N, T, S>(
     new_session: &N,
     set: &Arc<SessionSet<S>>,
     pool: Option<&Arc<TaskPool>>,
+    group: Option<&SessionGroup<C>>,
     wrap: impl FnOnce(&Session<C>) -> S,
 ) -> Result<Session<C>, Error>
 where
@@ -384,11 +375,17 @@ where
     let task_session = session.clone();
     let task_set = set.clone();
     let pool = pool.cloned();
+    let (group, member) = (group.cloned(), session.clone());
     rt.spawn(async move {
         // Handlers and codecs are caught where they run; this is the last line of defence, so
         // that no bug can unwind into the executor (smol's would lose a worker thread).
         let id = task_session.id();
-        let established = move || task_set.notify();
+        let established = move || {
+            if let Some(group) = group {
+                group.insert(&member);
+            }
+            task_set.notify();
+        };
         let run = async move {
             match transport {
                 Transport::Stream(io) => {

@@ -22,7 +22,7 @@ use crate::runtime::socket::TcpOptions;
 #[cfg(any(feature = "tls", feature = "ws"))]
 use crate::runtime::timeout_at;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{Session, SessionConfig};
+use crate::session::{Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsServerConfig;
 #[cfg(feature = "ws")]
@@ -242,6 +242,7 @@ impl TcpServerBuilder {
             pool: pool.clone(),
             local_addr,
             sessions: Arc::new(SessionSet::default()),
+            group: SessionGroup::new(),
             handshakes: AtomicUsize::new(0),
             stop: Signal::default(),
             accept_done: Signal::default(),
@@ -254,6 +255,7 @@ impl TcpServerBuilder {
                 config,
                 new_session,
                 sessions: shared.sessions.clone(),
+                group: shared.group.clone(),
                 pool,
             }),
             rt: rt.clone(),
@@ -284,6 +286,8 @@ struct Shared<C: Codec> {
     pool: Option<Arc<TaskPool>>,
     local_addr: SocketAddr,
     sessions: Arc<Sessions<C>>,
+    /// The sessions `on_open` accepted, until they have closed.
+    group: SessionGroup<C>,
     /// TLS and WebSocket handshakes under way: they count toward `max_sessions`, and `close`
     /// waits for them (they stop at once when it is called).
     handshakes: AtomicUsize,
@@ -300,6 +304,13 @@ impl TcpServer {
 }
 
 impl<C: Codec> TcpServer<C> {
+    /// Every session `on_open` accepted, until it has closed, as a [`SessionGroup`]: to
+    /// broadcast to all of them, or to list them (`group().members()`) without allocating
+    /// while the membership is stable.
+    pub fn group(&self) -> &SessionGroup<C> {
+        &self.shared.group
+    }
+
     /// The live sessions (accepted by `on_open`, not closing), oldest first.
     pub fn sessions(&self) -> Vec<Session<C>> {
         self.shared.sessions.live()
@@ -414,6 +425,7 @@ struct Starter<R: Runtime, C: Codec, N> {
     config: SessionConfig,
     new_session: N,
     sessions: Arc<Sessions<C>>,
+    group: SessionGroup<C>,
     pool: Option<Arc<TaskPool>>,
 }
 
@@ -434,6 +446,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
             &self.new_session,
             &self.sessions,
             self.pool.as_ref(),
+            Some(&self.group),
             Session::clone,
         );
         if let Err(err) = started {

@@ -112,6 +112,7 @@ impl UdpEndpointBuilder {
             &new_session,
             &sessions,
             None,
+            None,
             Session::clone,
         )?;
         sessions

@@ -55,12 +55,14 @@
 mod attributes;
 mod close_callbacks;
 mod config;
+mod group;
 mod settings;
 mod stats;
 mod write;
 mod write_queue;
 
 pub use config::{SessionConfig, DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
+pub use group::{Broadcast, SessionGroup, SlowMember};
 pub use stats::Stats;
 pub use write::{Flush, Frame, SendTo};
 
