@@ -114,7 +114,7 @@ macro_rules! conformance_suite {
             ws::wss_echo,
             ws::ws_refusals_get_http_statuses,
             ws::ws_independent_client_byte_by_byte,
-            ws::ws_ping_pong_keeps_sessions_active,
+            ws::ws_pings_keep_the_read_timeout_not_the_idle_timeout,
             ws::ws_oversize_message_closes_only_that_session,
             ws::ws_text_messages,
             udp::udp_replies_reach_the_right_peer,

@@ -362,12 +362,18 @@ pub async fn ws_independent_client_byte_by_byte<R: Runtime>(rt: R) {
     srv.close().await;
 }
 
-/// Every cron tick sends a ping; the peer's pongs (and pings) keep `last_active` moving while
-/// no data flows, on both ends.
-pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
+/// Heartbeats are liveness, not activity: with pings every 20 ms both ways, a session with a
+/// 100 ms read timeout stays open through many of them, while a session with a 150 ms idle
+/// timeout that carries no data message is closed with `IdleTimeout` (a silent chat user is
+/// kicked even though its browser answers pings). `last_active` moves only with data.
+pub async fn ws_pings_keep_the_read_timeout_not_the_idle_timeout<R: Runtime>(rt: R) {
+    const IDLE: Duration = Duration::from_millis(150);
     let rec = Recorder::new();
     let srv = ws_server(&rt, TcpServer::builder(), TestListener::silent(&rec), |s| {
-        s.configure(|c| c.cron_period(Duration::from_millis(20)))
+        s.configure(|c| {
+            c.cron_period(Duration::from_millis(20))
+                .read_timeout(Duration::from_millis(100))
+        })
     })
     .await;
     let client_rec = Recorder::new();
@@ -376,7 +382,10 @@ pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
         .start_with(rt.clone(), LengthDelimited::hello(), {
             let listener = Arc::new(TestListener::silent(&client_rec));
             move |s: &Session<Hello>| {
-                s.configure(|c| c.cron_period(Duration::from_millis(20)))?;
+                s.configure(|c| {
+                    c.cron_period(Duration::from_millis(20))
+                        .read_timeout(Duration::from_millis(100))
+                })?;
                 Ok(listener.clone())
             }
         })
@@ -388,12 +397,33 @@ pub async fn ws_ping_pong_keeps_sessions_active<R: Runtime>(rt: R) {
     let server_session = rec.sessions()[0].clone();
     let client_session = cli.sessions()[0].clone();
     let (server_t0, client_t0) = (server_session.last_active(), client_session.last_active());
-    eventually(&rt, "heartbeats move both active times", || {
-        server_session.last_active() > server_t0 && client_session.last_active() > client_t0
+    // Five read timeouts' worth of pings only, on the runtime's clock.
+    let start = rt.now();
+    eventually(&rt, "half a second of heartbeats", || {
+        rt.now() >= start + Duration::from_millis(500)
     })
     .await;
+    assert!(!server_session.is_closing() && !client_session.is_closing());
+    assert!(errors(&rec.events()).is_empty(), "{:?}", rec.events());
+    assert_eq!(
+        (server_session.last_active(), client_session.last_active()),
+        (server_t0, client_t0),
+        "pings and pongs are not activity"
+    );
     assert_eq!(server_session.stats().pkgs_read, 0, "no data flowed");
     assert_eq!(count_msgs(&client_rec.events()), 0);
+
+    // Now an idle timeout on the server side: pings keep flowing, the session is kicked.
+    server_session
+        .configure(|c| c.idle_timeout(IDLE))
+        .expect("idle timeout");
+    within(&rt, "the idle kick", server_session.closed()).await;
+    let kicked = errors(&rec.events());
+    assert_eq!(kicked.len(), 1, "{kicked:?}");
+    assert_eq!(
+        (kicked[0].kind, kicked[0].timeout),
+        (ErrorKind::IdleTimeout, Some(IDLE))
+    );
     cli.close().await;
     srv.close().await;
 }

@@ -170,14 +170,15 @@ where
         }
     }
 
-    /// Takes in one message: data joins `pending`, heartbeats count as activity.
+    /// Takes in one message: data joins `pending`; heartbeats show the peer is alive (the read
+    /// timeout restarts) but are no activity (`last_active` and the idle timeout count data
+    /// messages only, so a silent user is kicked even while pings flow).
     fn accept(&mut self, message: Message) -> Result<(), Error> {
         let session = &self.core.session;
         let data: Bytes = match message {
             Message::Binary(data) => data,
             Message::Text(text) => text.into(),
             Message::Ping(_) | Message::Pong(_) => {
-                session.touch(self.core.rt.now());
                 // A ping's pong is queued by tungstenite: make sure it leaves now.
                 self.core.io.need_flush = true;
                 self.core.timers.waiting_from(self.core.rt.now());

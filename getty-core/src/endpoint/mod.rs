@@ -90,8 +90,9 @@
 //! or text message is one package for the codec ([`RawBytes`](crate::codec::RawBytes) hands out
 //! the bytes as they are); writes send binary messages, [`Frame::text`](crate::Frame::text) text
 //! ones. The maximum message length caps messages (a longer one: `Error::FrameTooLarge`, that
-//! session closes). Every cron tick sends a ping; pings and pongs from the peer count as
-//! activity (`last_active`); pongs are answered. A close frame from the peer ends the session
+//! session closes). Every cron tick sends a ping; pings and pongs from the peer keep the read
+//! timeout alive but are not activity: `last_active` and the idle timeout count data messages
+//! only, so a silent user is kicked even while heartbeats flow; pings are answered. A close frame from the peer ends the session
 //! without `on_error`. The server answers what it does not upgrade: another path 404, a method
 //! other than GET 405, no valid upgrade 400, another version 426, an origin outside
 //! `websocket_allowed_origins` 403 (every origin is accepted by default, as in getty). No

@@ -87,7 +87,8 @@ impl SessionConfig {
     /// [`Error::IdleTimeout`]; `None` (the default) waits forever. Unlike the read timeout,
     /// bytes that complete no package do not count, so a peer trickling a frame a byte at a
     /// time (slowloris) or one that vanished is closed either way. Time spent in handlers does
-    /// not count. On WebSocket sessions, pings and pongs count as activity.
+    /// not count. On WebSocket sessions only data messages count: pings and pongs keep the
+    /// read timeout (liveness) alive, not the idle timeout.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.idle_timeout = timeout.into();
         self
