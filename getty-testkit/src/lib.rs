@@ -117,6 +117,7 @@ macro_rules! conformance_suite {
             ws::ws_pings_keep_the_read_timeout_not_the_idle_timeout,
             ws::ws_oversize_message_closes_only_that_session,
             ws::ws_text_messages,
+            ws::ws_close_codes_tell_the_peer_why,
             udp::udp_replies_reach_the_right_peer,
             udp::udp_connect_ping_is_not_delivered,
             udp::udp_oversize_datagram_dropped,

@@ -16,6 +16,7 @@ use super::support::*;
 use getty_core::codec::{LengthDelimited, RawBytes};
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
 use getty_core::runtime::Runtime;
+use getty_core::session::CloseReason;
 use getty_core::{Error, Session};
 
 const PATH: &str = "/getty";
@@ -511,4 +512,90 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
         tcp.try_send_frame(Outgoing::text("no")),
         Err(Error::Unsupported { .. })
     ));
+}
+
+/// Upgrades a raw connection to `srv` with the independent client of [`rfc6455`].
+async fn raw_ws_client<R: Runtime>(rt: &R, srv: &TcpServer) -> R::Tcp {
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    raw.write_all(rfc6455::upgrade_request(PATH, "localhost", key).as_bytes())
+        .await
+        .expect("write");
+    let (status, _, _) = within(rt, "101", rfc6455::read_http_head(&mut raw))
+        .await
+        .expect("head");
+    assert_eq!(status, 101);
+    raw
+}
+
+/// Reads frames until the close frame: its status code and text.
+async fn read_close<R: Runtime>(rt: &R, raw: &mut R::Tcp) -> (u16, String) {
+    loop {
+        let frame = within(rt, "a close frame", rfc6455::read_frame(raw))
+            .await
+            .expect("frame");
+        if frame.opcode == rfc6455::CLOSE {
+            assert!(frame.payload.len() >= 2, "a status code: {frame:?}");
+            let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+            let text = String::from_utf8(frame.payload[2..].to_vec()).expect("UTF-8 text");
+            return (code, text);
+        }
+    }
+}
+
+/// The peer learns why its session closes, with the codes browsers expect: the reason given
+/// to `close_with`, 1000 for a plain `close()`, 1001 for an idle kick and for the server's
+/// `close()`, 1009 for a message over the maximum length, 1007 for invalid UTF-8 in a text
+/// message.
+pub async fn ws_close_codes_tell_the_peer_why<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = ws_server(&rt, TcpServer::builder(), TestListener::silent(&rec), |s| {
+        s.configure(|c| c.max_msg_len(100))
+    })
+    .await;
+    let server_session = |n: usize| {
+        let rec = rec.clone();
+        let rt = rt.clone();
+        async move {
+            rec.wait(&rt, "the server session", |e| {
+                e.iter().filter(|r| matches!(r, Rec::Open(_))).count() >= n
+            })
+            .await;
+            rec.sessions()[n - 1].clone()
+        }
+    };
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    let session = server_session(1).await;
+    session.close_with(CloseReason::policy("bye"));
+    assert_eq!(read_close(&rt, &mut raw).await, (1008, "bye".to_string()));
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    server_session(2).await.close();
+    assert_eq!(read_close(&rt, &mut raw).await.0, 1000);
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    server_session(3)
+        .await
+        .configure(|c| c.idle_timeout(Duration::from_millis(50)))
+        .expect("idle");
+    assert_eq!(read_close(&rt, &mut raw).await.0, 1001);
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    server_session(4).await;
+    let big = rfc6455::client_frame(rfc6455::BINARY, true, &[7; 200], [1, 2, 3, 4]);
+    raw.write_all(&big).await.expect("write");
+    assert_eq!(read_close(&rt, &mut raw).await.0, 1009);
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    server_session(5).await;
+    let bad = rfc6455::client_frame(rfc6455::TEXT, true, &[0xff, 0xfe], [1, 2, 3, 4]);
+    raw.write_all(&bad).await.expect("write");
+    assert_eq!(read_close(&rt, &mut raw).await.0, 1007);
+
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    server_session(6).await;
+    within(&rt, "srv close", srv.close()).await;
+    let (code, text) = read_close(&rt, &mut raw).await;
+    assert_eq!((code, text.as_str()), (1001, "the server is shutting down"));
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
 use bytes::Bytes;
@@ -29,7 +30,7 @@ use crate::error::Error;
 use crate::listener::{Call, EventListener};
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
-use crate::session::{Envelope, Outbox, Session};
+use crate::session::{CloseReason, Envelope, Outbox, Session};
 
 /// The read buffer a WebSocket session starts with (tungstenite's default is 128 KiB).
 const WS_READ_BUFFER: usize = 16 * 1024;
@@ -69,6 +70,7 @@ pub(crate) async fn run<R, C, L, T>(
         unflushed: None,
         ping_due: false,
         close_sent: false,
+        close_frame: None,
         need_flush: false,
         write_dead: false,
         write_error: None,
@@ -236,6 +238,8 @@ struct MessageIo<T> {
     ping_due: bool,
     /// The close frame has been sent (shutting down goes on with the stream underneath).
     close_sent: bool,
+    /// The close frame to send: the session's reason for closing.
+    close_frame: Option<CloseFrame>,
     /// Something (a pong, a close reply) waits in tungstenite's buffer.
     need_flush: bool,
     write_dead: bool,
@@ -323,9 +327,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DriverIo for MessageIo<T> {
         self.write_dead
     }
 
+    fn set_close_reason(&mut self, reason: CloseReason) {
+        self.close_frame = Some(CloseFrame {
+            code: CloseCode::from(reason.code()),
+            reason: Utf8Bytes::from(reason.text().to_string()),
+        });
+    }
+
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // First a close frame (or the answer to the peer's), flushed...
+        // First a close frame with the session's reason (or the answer to the peer's, when the
+        // peer closed first: tungstenite then ignores ours), flushed...
         if !self.close_sent {
+            if self.close_frame.is_some() {
+                match ready!(Pin::new(&mut self.ws).poll_ready(cx)) {
+                    Ok(()) => {
+                        let frame = self.close_frame.take();
+                        match Pin::new(&mut self.ws).start_send(Message::Close(frame)) {
+                            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {}
+                            Err(err) => return Poll::Ready(Err(io::Error::other(err))),
+                        }
+                    }
+                    Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                        self.close_frame = None;
+                    }
+                    Err(err) => return Poll::Ready(Err(io::Error::other(err))),
+                }
+            }
             match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
                 Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {}
                 Err(err) => return Poll::Ready(Err(io::Error::other(err.to_string()))),

@@ -33,7 +33,7 @@ use crate::listener::{invoke, Call, EventListener};
 use crate::panic::panic_message;
 use crate::pool::{Jobs, Lane, TaskPool};
 use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
-use crate::session::Session;
+use crate::session::{CloseReason, Session};
 
 /// Runs a user handler future, turning a panic into [`Error::HandlerPanic`].
 pub(crate) async fn catch_handler<F: Future>(
@@ -67,6 +67,12 @@ pub(crate) trait DriverIo {
 
     /// Whether writing has failed for good (closing then flushes nothing).
     fn write_dead(&self) -> bool;
+
+    /// Says why the session closes, for transports that tell the peer (WebSocket); called
+    /// before [`poll_shutdown`](Self::poll_shutdown).
+    fn set_close_reason(&mut self, reason: CloseReason) {
+        let _ = reason;
+    }
 
     /// Ends the transport once flushed (a stream's FIN; nothing for datagrams).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -399,6 +405,11 @@ pub(crate) async fn close<R, C, L, I>(
     session.begin_closing();
     let deadline = rt.now() + session.close_wait();
     let mut reason = reason;
+    let told = session
+        .close_reason()
+        .or_else(|| reason.as_ref().map(CloseReason::for_error))
+        .unwrap_or_else(CloseReason::normal);
+    io.set_close_reason(told);
     if !io.write_dead() {
         let flushed = timeout_at(rt, deadline, poll_fn(|cx| io.poll_drain(cx, session)));
         match flushed.await {

@@ -23,7 +23,7 @@ use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
 use crate::runtime::socket::TcpOptions;
 use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
-use crate::session::{lock, Session, SessionConfig, SessionGroup};
+use crate::session::{lock, CloseReason, Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsClientConfig;
 #[cfg(feature = "ws")]
@@ -539,7 +539,7 @@ impl<C: Codec> Client<C> {
     pub async fn close(&self) {
         self.shared.stop.set();
         self.shared.worker_done.wait().await;
-        self.shared.sessions.close_all();
+        self.shared.sessions.close_all(CloseReason::normal());
         self.shared.sessions.wait_until(|s| s.len() == 0).await;
         if let Some(pool) = &self.shared.pool {
             pool.shutdown().await;
@@ -555,7 +555,7 @@ impl<C: Codec> Client<C> {
 impl<C: Codec> Drop for Client<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
-        self.shared.sessions.close_all();
+        self.shared.sessions.close_all(CloseReason::normal());
         if let Some(pool) = &self.shared.pool {
             pool.stop();
         }

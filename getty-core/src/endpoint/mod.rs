@@ -155,7 +155,9 @@ use crate::listener::NewSession;
 use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{lock, Session, SessionConfig, SessionControl, SessionGroup, TransportKind};
+use crate::session::{
+    lock, CloseReason, Session, SessionConfig, SessionControl, SessionGroup, TransportKind,
+};
 
 /// A flag that is set once and can be awaited.
 #[derive(Debug, Default)]
@@ -193,9 +195,9 @@ pub(crate) struct SessionSet<S> {
 
 struct SetInner<S> {
     map: HashMap<u64, S>,
-    /// Set by `close_all`: a session inserted afterwards is closed at once, so none started
-    /// concurrently with an endpoint's close outlives it.
-    closed: bool,
+    /// Set by `close_all`: a session inserted afterwards is closed at once (with this
+    /// reason), so none started concurrently with an endpoint's close outlives it.
+    closed: Option<CloseReason>,
 }
 
 impl<S> Default for SessionSet<S> {
@@ -203,7 +205,7 @@ impl<S> Default for SessionSet<S> {
         SessionSet {
             inner: Mutex::new(SetInner {
                 map: HashMap::new(),
-                closed: false,
+                closed: None,
             }),
             changed: Event::new(),
         }
@@ -213,8 +215,8 @@ impl<S> Default for SessionSet<S> {
 impl<S: SessionControl + Clone> SessionSet<S> {
     pub(crate) fn insert(&self, session: S) {
         let mut inner = lock(&self.inner);
-        if inner.closed {
-            session.close();
+        if let Some(reason) = &inner.closed {
+            session.close_with(reason.clone());
         }
         inner.map.insert(session.id(), session);
         drop(inner);
@@ -257,14 +259,15 @@ impl<S: SessionControl + Clone> SessionSet<S> {
         self.changed.notify(usize::MAX);
     }
 
-    /// Closes every session, and every session inserted from now on.
-    pub(crate) fn close_all(&self) {
+    /// Closes every session, and every session inserted from now on, telling the peers
+    /// `reason` where the transport can.
+    pub(crate) fn close_all(&self, reason: CloseReason) {
         let mut inner = lock(&self.inner);
-        inner.closed = true;
+        inner.closed = Some(reason.clone());
         let sessions: Vec<S> = inner.map.values().cloned().collect();
         drop(inner);
         for session in sessions {
-            session.close();
+            session.close_with(reason.clone());
         }
     }
 

@@ -22,7 +22,7 @@ use crate::runtime::socket::TcpOptions;
 #[cfg(any(feature = "tls", feature = "ws"))]
 use crate::runtime::timeout_at;
 use crate::runtime::{DynRuntime, Runtime};
-use crate::session::{Session, SessionConfig, SessionGroup};
+use crate::session::{CloseReason, Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsServerConfig;
 #[cfg(feature = "ws")]
@@ -363,7 +363,9 @@ impl<C: Codec> TcpServer<C> {
     pub async fn close(&self) {
         self.shared.stop.set();
         self.shared.accept_done.wait().await;
-        self.shared.sessions.close_all();
+        self.shared
+            .sessions
+            .close_all(CloseReason::going_away("the server is shutting down"));
         let handshakes = &self.shared.handshakes;
         self.shared
             .sessions
@@ -384,7 +386,9 @@ impl<C: Codec> TcpServer<C> {
 impl<C: Codec> Drop for TcpServer<C> {
     fn drop(&mut self) {
         self.shared.stop.set();
-        self.shared.sessions.close_all();
+        self.shared
+            .sessions
+            .close_all(CloseReason::going_away("the server is shutting down"));
         if let Some(pool) = &self.shared.pool {
             pool.stop();
         }

@@ -54,6 +54,7 @@
 
 mod attributes;
 mod close_callbacks;
+mod close_reason;
 mod config;
 mod group;
 mod settings;
@@ -61,6 +62,7 @@ mod stats;
 mod write;
 mod write_queue;
 
+pub use close_reason::CloseReason;
 pub use config::{SessionConfig, DEFAULT_CLOSE_WAIT, DEFAULT_CRON_PERIOD, DEFAULT_MAX_MSG_LEN};
 pub use group::{Broadcast, SessionGroup, SlowMember};
 pub use stats::Stats;
@@ -148,6 +150,8 @@ pub(crate) struct Inner<C: Codec> {
     /// Notified when the session reaches `CLOSED`.
     closed: Event,
     close_callbacks: CloseCallbacks<Session<C>>,
+    /// Why the session closes, when `close_with` said so (the first reason wins).
+    close_reason: Mutex<Option<CloseReason>>,
     rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
 }
@@ -184,6 +188,7 @@ impl<C: Codec> Session<C> {
                 established: AtomicBool::new(false),
                 closed: Event::new(),
                 close_callbacks: CloseCallbacks::default(),
+                close_reason: Mutex::new(None),
                 rt,
                 codec,
             }),
@@ -313,7 +318,7 @@ impl<C: Codec> Session<C> {
 
     /// Changes this session's settings: `change` gets the current ones and returns the new
     /// ones, which are validated as a whole (as an endpoint's [`SessionConfig`] is); on an
-    /// error nothing changes. The place for it is the new-session callback, where one session
+    /// error nothing changes. New timeouts and cron period take effect at once. The place for it is the new-session callback, where one session
     /// can differ from its endpoint's defaults; compression can only change there, before the
     /// session starts.
     ///
@@ -329,7 +334,10 @@ impl<C: Codec> Session<C> {
         config.check_transport(self.inner.transport == TransportKind::Stream)?;
         self.inner.settings.apply(&config)?;
         let (low, high) = config.water_marks;
-        self.inner.queue.set_water_marks(low, high)
+        self.inner.queue.set_water_marks(low, high)?;
+        // New timeouts or cron period take effect now, not at the driver's next wake-up.
+        self.inner.queue.wake_driver();
+        Ok(())
     }
 
     /// The longest inbound frame accepted, header included. A longer frame closes the session
@@ -389,6 +397,27 @@ impl<C: Codec> Session<C> {
         if self.begin_closing() {
             log::debug!("session {} closing on request", self.id());
         }
+    }
+
+    /// Closes the session as [`close`](Session::close) does, telling the peer why where the
+    /// transport can (a WebSocket close frame with the reason's code and text). If the session
+    /// is already closing, the reason is used only if none was given before and the close
+    /// frame has not been sent yet.
+    ///
+    /// ```no_run
+    /// # use getty_core::{codec::Lines, session::CloseReason, Session};
+    /// # fn f(session: &Session<Lines>) {
+    /// session.close_with(CloseReason::policy("flooding"));
+    /// # }
+    /// ```
+    pub fn close_with(&self, reason: CloseReason) {
+        lock(&self.inner.close_reason).get_or_insert(reason);
+        self.close();
+    }
+
+    /// The reason given to [`close_with`](Session::close_with), if any.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        lock(&self.inner.close_reason).clone()
     }
 
     /// Whether the session is closed: its socket is shut down and `on_close` has returned.
@@ -518,15 +547,15 @@ impl<C: Codec> fmt::Debug for Session<C> {
 
 /// Type-erased control of a session, for endpoints that track sessions of any codec.
 pub(crate) trait SessionControl: Send + Sync {
-    fn close(&self);
+    fn close_with(&self, reason: CloseReason);
     fn finish_closed(&self);
     fn is_live(&self) -> bool;
     fn id(&self) -> u64;
 }
 
 impl<C: Codec> SessionControl for Session<C> {
-    fn close(&self) {
-        Session::close(self)
+    fn close_with(&self, reason: CloseReason) {
+        Session::close_with(self, reason)
     }
     fn finish_closed(&self) {
         Session::finish_closed(self)
@@ -540,8 +569,8 @@ impl<C: Codec> SessionControl for Session<C> {
 }
 
 impl<T: SessionControl + ?Sized> SessionControl for Arc<T> {
-    fn close(&self) {
-        (**self).close()
+    fn close_with(&self, reason: CloseReason) {
+        (**self).close_with(reason)
     }
     fn finish_closed(&self) {
         (**self).finish_closed()

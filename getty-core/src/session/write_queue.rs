@@ -408,6 +408,14 @@ impl WriteQueue {
     }
 
     /// Refuses further pushes and wakes the driver and every writer waiting for room.
+    /// Wakes the driver (its settings changed: timers to re-arm), if it waits.
+    pub(crate) fn wake_driver(&self) {
+        let waker = lock(&self.state).driver.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     pub(crate) fn close(&self) {
         let mut state = lock(&self.state);
         state.closed = true;
