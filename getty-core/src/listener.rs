@@ -112,6 +112,14 @@ pub trait EventListener<C: Codec>: Send + Sync + 'static {
         async {}
     }
 
+    /// The session's read or idle timeout passed (`err` says which): it closes next. Unlike in
+    /// `on_error`, writes are still taken here, and what this queues (a goodbye, a reason) is
+    /// flushed by the close, within the close-wait, which also bounds this handler.
+    fn on_timeout(&self, session: &Session<C>, err: &Error) -> impl Future<Output = ()> + Send {
+        let _ = (session, err);
+        async {}
+    }
+
     /// The session is closing because of `err`. Called at most once, before `on_close`.
     fn on_error(&self, session: &Session<C>, err: &Error) -> impl Future<Output = ()> + Send {
         let _ = (session, err);
@@ -144,6 +152,9 @@ impl<C: Codec, L: EventListener<C>> EventListener<C> for Arc<L> {
     }
     fn on_cron(&self, session: &Session<C>) -> impl Future<Output = ()> + Send {
         (**self).on_cron(session)
+    }
+    fn on_timeout(&self, session: &Session<C>, err: &Error) -> impl Future<Output = ()> + Send {
+        (**self).on_timeout(session, err)
     }
     fn on_error(&self, session: &Session<C>, err: &Error) -> impl Future<Output = ()> + Send {
         (**self).on_error(session, err)

@@ -16,7 +16,7 @@ use getty_core::codec::{LengthDelimited, Lines, RawBytes};
 use getty_core::endpoint::{TcpClientBuilder, TcpServer};
 use getty_core::runtime::Runtime;
 use getty_core::ErrorKind;
-use getty_core::{BoxError, EventListener, Session};
+use getty_core::{BoxError, EventListener, Session, SessionConfig};
 
 /// Whether session `id` has closed, in `events`.
 fn closed(events: &[Rec], id: u64) -> bool {
@@ -384,4 +384,56 @@ pub async fn close_under_heavy_writes_counts_every_package<R: Runtime>(rt: R) {
     assert!(closed(&rec.events(), session.id()));
     well_behaved(&rt, &srv, b"unaffected").await;
     srv.close().await;
+}
+
+/// Says goodbye when a timeout closes its session, and records what follows.
+struct Goodbye {
+    rec: Arc<Recorder>,
+}
+
+impl EventListener<Lines> for Goodbye {
+    async fn on_message(&self, session: &Session<Lines>, line: String) {
+        let _ = session.send(&line).await;
+    }
+
+    async fn on_timeout(&self, session: &Session<Lines>, err: &getty_core::Error) {
+        assert!(!session.is_closing(), "writes are still taken");
+        session
+            .send(&format!("bye: {}", err.kind() == ErrorKind::IdleTimeout))
+            .await
+            .expect("a last message is queued");
+    }
+
+    async fn on_error(&self, session: &Session<Lines>, err: &getty_core::Error) {
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
+    }
+}
+
+/// A timeout close lets the listener send a last message first (`on_timeout`): the peer reads
+/// it, then the end of the stream; `on_error` still reports the timeout.
+pub async fn timeout_close_sends_a_last_message<R: Runtime>(rt: R) {
+    const IDLE: Duration = Duration::from_millis(100);
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .session_config(SessionConfig::new().idle_timeout(IDLE))
+        .serve(rt.clone(), Lines::new(), Goodbye { rec: rec.clone() })
+        .expect("server");
+    let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
+    raw.write_all(b"hello\n").await.expect("write");
+    let mut all = Vec::new();
+    within(
+        &rt,
+        "the echo, the goodbye and the end",
+        raw.read_to_end(&mut all),
+    )
+    .await
+    .expect("read");
+    assert_eq!(all, b"hello\nbye: true\n");
+    rec.wait(&rt, "on_error", |e| !e.is_empty()).await;
+    let errors = errors(&rec.events());
+    assert_eq!(
+        (errors[0].kind, errors[0].timeout),
+        (ErrorKind::IdleTimeout, Some(IDLE))
+    );
+    within(&rt, "srv close", srv.close()).await;
 }

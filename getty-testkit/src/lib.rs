@@ -84,6 +84,7 @@ macro_rules! conformance_suite {
             tcp::payload_frames_share_bytes,
             hostile::idle_timeout_closes_trickling_and_vanished_peers,
             hostile::codec_error_closes_only_its_session,
+            hostile::timeout_close_sends_a_last_message,
             hostile::reset_mid_frame_closes_only_its_session,
             hostile::blocked_handler_stalls_only_its_session,
             hostile::ws_invalid_frame_closes_only_that_session,

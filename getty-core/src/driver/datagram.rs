@@ -95,7 +95,7 @@ impl<R: Runtime, C: Codec, L: EventListener<C>> Driver<R, C, L> {
                 }
                 Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,
-                Event::Failed(err) => return Some(err),
+                Event::Failed(err) => return Some(self.core.failing(err).await),
             };
             match outcome {
                 // An endpoint serves every peer: a datagram that makes the handler panic must

@@ -131,7 +131,7 @@ where
                     cron(&mut self.core).await
                 }
                 Event::CloseRequested | Event::Eof => return None,
-                Event::Failed(err) => return Some(err),
+                Event::Failed(err) => return Some(self.core.failing(err).await),
             };
             if let Err(panic) = outcome {
                 return Some(panic);

@@ -173,6 +173,31 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
         self.dispatch(call)
     }
 
+    /// The event loop ends with `err`: for a read or idle timeout the listener's `on_timeout`
+    /// runs first (bounded by the close-wait), while writes are still taken, so a last message
+    /// it queues is flushed by the close that follows.
+    pub(crate) async fn failing(&mut self, err: Error) -> Error {
+        if matches!(err, Error::ReadTimeout(_) | Error::IdleTimeout(_)) {
+            let deadline = self.rt.now() + self.session.close_wait();
+            let future = self.listener.on_timeout(&self.session, &err);
+            let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+            let ran = timeout_at(
+                rt,
+                deadline,
+                pump_while(rt, io, session, "on_timeout", future),
+            );
+            match ran.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(panic)) => log::error!("session {}: {panic}", self.session.id()),
+                Err(_) => log::warn!(
+                    "session {}: on_timeout cancelled after the close-wait",
+                    self.session.id()
+                ),
+            }
+        }
+        err
+    }
+
     /// The start of every driver's poll: a write error seen while a handler ran, or a close
     /// request, ends the event loop.
     pub(crate) fn poll_start<P>(&mut self) -> Option<Event<P>> {

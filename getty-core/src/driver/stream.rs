@@ -98,7 +98,7 @@ where
                 Event::Message(pkg) => self.core.deliver(self.read_at, Call::Message(pkg)).await,
                 Event::Cron => cron(&mut self.core).await,
                 Event::CloseRequested | Event::Eof => return None,
-                Event::Failed(err) => return Some(err),
+                Event::Failed(err) => return Some(self.core.failing(err).await),
             };
             // `Ok(None)`: cancelled after the close-wait; the loop sees the close request next.
             if let Err(panic) = outcome {
