@@ -61,6 +61,10 @@ struct Args {
     /// Compress the sessions' byte streams (tcp and tls only; server and client must agree).
     #[arg(long, value_enum, default_value_t = CompressionKind::None, global = true)]
     compression: CompressionKind,
+    /// The longest frame a session accepts, header included (getty's hello servers take
+    /// 128 KiB). Over UDP a datagram is at most 64 KiB anyway.
+    #[arg(long, default_value_t = 128 * 1024, global = true)]
+    max_msg_len: usize,
     /// Client sessions (the pool size of the client).
     #[arg(long, default_value_t = 4, global = true)]
     sessions: usize,
@@ -529,6 +533,7 @@ async fn serve<R: Runtime>(
     tls: Option<TlsServerConfig>,
 ) -> Result<Server, BoxError> {
     let config = SessionConfig::new()
+        .max_msg_len(args.max_msg_len)
         .cron_period(Duration::from_secs(10))
         .compression(args.compression.setting());
     let server = match args.transport {
@@ -560,7 +565,9 @@ async fn exchange<R: Runtime>(
     tls: Option<TlsClientConfig>,
 ) -> Result<(), BoxError> {
     let checker = Arc::new(EchoChecker::default());
-    let config = SessionConfig::new().compression(args.compression.setting());
+    let config = SessionConfig::new()
+        .max_msg_len(args.max_msg_len)
+        .compression(args.compression.setting());
     let udp = args.transport == TransportKind::Udp;
     // The same pool type for every transport; only how a session connects differs.
     let client: Client<Hello> = if udp {
