@@ -61,6 +61,7 @@ macro_rules! conformance_suite {
             tcp::client_reconnects_after_server_restart,
             tcp::client_refuses_self_connect,
             tcp::client_gives_up_after_max_attempts,
+            tcp::client_events_tell_connects_failures_and_giving_up,
             tcp::write_after_close_is_session_closed,
             tcp::send_and_flush_to_non_reader_times_out_with_partial_count,
             tcp::close_flushes_every_queued_write,

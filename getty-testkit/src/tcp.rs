@@ -1434,3 +1434,88 @@ pub async fn payload_frames_share_bytes<R: Runtime>(rt: R) {
     .await;
     within(&rt, "cli close", cli.close()).await;
 }
+
+/// A client's event stream tells connects, failed connects (with the retry delay),
+/// disconnections and giving up, in order, and ends when the client is closed or gives up.
+pub async fn client_events_tell_connects_failures_and_giving_up<R: Runtime>(rt: R) {
+    use getty_core::endpoint::ClientEvent;
+    let addr = free_addr(&rt).await;
+    let rec = Recorder::new();
+    let cli = TcpClientBuilder::new(addr)
+        .reconnect_interval(Duration::from_millis(10))
+        .max_reconnect_attempts(None)
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&rec),
+        )
+        .expect("client");
+    let mut events = cli.events();
+    match within(&rt, "a failed connect", events.recv()).await {
+        Some(ClientEvent::ConnectFailed {
+            attempt, retry_in, ..
+        }) => assert!(attempt >= 1 && retry_in >= Duration::from_millis(10)),
+        other => panic!("expected ConnectFailed: {other:?}"),
+    }
+    let srv_rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .addr(addr)
+        .serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&srv_rec),
+        )
+        .expect("server");
+    let session = loop {
+        match within(&rt, "the connect", events.recv()).await {
+            Some(ClientEvent::ConnectFailed { .. }) => continue,
+            Some(ClientEvent::Connected(session)) => break session,
+            other => panic!("expected Connected: {other:?}"),
+        }
+    };
+    srv_rec
+        .wait(&rt, "the server session", |e| !e.is_empty())
+        .await;
+    srv_rec.sessions()[0].close();
+    match within(&rt, "the disconnect", events.recv()).await {
+        Some(ClientEvent::Disconnected { id }) => assert_eq!(id, session.id()),
+        other => panic!("expected Disconnected: {other:?}"),
+    }
+    within(&rt, "cli close", cli.close()).await;
+    // Closed: whatever came meanwhile (a reconnect), then the end.
+    while let Some(event) = within(&rt, "the end", events.recv()).await {
+        assert!(
+            matches!(
+                event,
+                ClientEvent::Connected(_) | ClientEvent::Disconnected { .. }
+            ),
+            "{event:?}"
+        );
+    }
+    assert_eq!(events.missed(), 0);
+    within(&rt, "srv close", srv.close()).await;
+
+    // Giving up is the last event.
+    let nowhere = free_addr(&rt).await;
+    let cli = TcpClientBuilder::new(nowhere)
+        .reconnect_interval(Duration::from_millis(5))
+        .max_reconnect_attempts(Some(2))
+        .start(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&rec),
+        )
+        .expect("client");
+    let mut events = cli.events();
+    let mut seen = Vec::new();
+    while let Some(event) = within(&rt, "events until giving up", events.recv()).await {
+        seen.push(event);
+    }
+    assert!(
+        matches!(seen.last(), Some(ClientEvent::GaveUp(_))),
+        "{seen:?}"
+    );
+    assert!(seen[..seen.len() - 1]
+        .iter()
+        .all(|e| matches!(e, ClientEvent::ConnectFailed { .. })));
+}

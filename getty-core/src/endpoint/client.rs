@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -401,6 +401,8 @@ impl<K: ClientKind> ClientBuilder<K> {
             worker_done: Signal::default(),
             gave_up: AtomicBool::new(false),
             max_attempts: self.max_reconnect_attempts,
+            subscribers: Mutex::new(Vec::new()),
+            missed: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
         });
         let worker = Worker {
@@ -451,6 +453,9 @@ struct Shared<C: Codec> {
     gave_up: AtomicBool,
     /// The consecutive failures after which the client gives up.
     max_attempts: Option<u32>,
+    /// Subscribers to the client's events ([`Client::events`]), with their missed counts.
+    subscribers: Mutex<Vec<async_channel::Sender<ClientEvent<C>>>>,
+    missed: Mutex<Vec<Arc<AtomicU64>>>,
     last_error: Mutex<Option<Arc<Error>>>,
 }
 
@@ -544,6 +549,52 @@ impl<C: Codec> Client<C> {
         if let Some(pool) = &self.shared.pool {
             pool.shutdown().await;
         }
+        // Every session has closed and said so: the event streams end.
+        lock(&self.shared.subscribers).clear();
+    }
+
+    /// A stream of this client's connection events from now on: connected sessions,
+    /// disconnections, failed connects (with the retry delay) and giving up. It ends once the
+    /// client is closed (or, after a last `GaveUp`, when it gives up; a stream asked for after
+    /// that holds just the `GaveUp`). Each stream buffers up to 256 events; a subscriber that falls that far
+    /// behind misses the newer ones (counted in [`ClientEvents::missed`]).
+    ///
+    /// ```no_run
+    /// # use getty_core::prelude::*;
+    /// # use getty_core::endpoint::ClientEvent;
+    /// # async fn f(client: Client<Lines>) {
+    /// let mut events = client.events();
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         ClientEvent::Connected(session) => println!("up: {}", session.id()),
+    ///         ClientEvent::ConnectFailed { error, retry_in, .. } => {
+    ///             println!("connect failed ({error}); retrying in {retry_in:?}")
+    ///         }
+    ///         other => println!("{other:?}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> ClientEvents<C> {
+        let (sender, receiver) = async_channel::bounded(EVENT_BUFFER);
+        let missed = Arc::new(AtomicU64::new(0));
+        {
+            // Under the lock `emit` takes: no event falls between the check and the push.
+            let mut subscribers = lock(&self.shared.subscribers);
+            if self.gave_up() {
+                // A late subscriber still learns how it ended.
+                let last = self.last_connect_error();
+                let err = last.unwrap_or_else(|| Arc::new(Error::EndpointClosed));
+                let _ = sender.try_send(ClientEvent::GaveUp(err));
+            } else if !self.shared.stop.is_set() {
+                subscribers.push(sender);
+                lock(&self.shared.missed).push(missed.clone());
+            }
+        }
+        ClientEvents {
+            receiver: Box::pin(receiver),
+            missed,
+        }
     }
 
     /// The task pool's workers still running (0 without a pool, and once closed).
@@ -569,6 +620,110 @@ impl<C: Codec> fmt::Debug for Client<C> {
             .field("sessions", &self.shared.sessions.live_len())
             .field("gave_up", &self.gave_up())
             .finish()
+    }
+}
+
+/// Events buffered per [`Client::events`] stream.
+const EVENT_BUFFER: usize = 256;
+
+/// A connection event of a [`Client`] (see [`Client::events`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientEvent<C: Codec> {
+    /// A connection is up and its session started (its `on_open` may still refuse it, which
+    /// is then followed by `Disconnected`).
+    Connected(Session<C>),
+    /// The session `id` has closed.
+    Disconnected {
+        /// The session's id.
+        id: u64,
+    },
+    /// A connect failed; the client retries after `retry_in`.
+    ConnectFailed {
+        /// Why.
+        error: Arc<Error>,
+        /// Consecutive failures so far.
+        attempt: u32,
+        /// The delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The client stopped reconnecting after too many consecutive failures; the stream ends.
+    GaveUp(Arc<Error>),
+}
+
+impl<C: Codec> Clone for ClientEvent<C> {
+    fn clone(&self) -> Self {
+        match self {
+            ClientEvent::Connected(session) => ClientEvent::Connected(session.clone()),
+            ClientEvent::Disconnected { id } => ClientEvent::Disconnected { id: *id },
+            ClientEvent::ConnectFailed {
+                error,
+                attempt,
+                retry_in,
+            } => ClientEvent::ConnectFailed {
+                error: error.clone(),
+                attempt: *attempt,
+                retry_in: *retry_in,
+            },
+            ClientEvent::GaveUp(error) => ClientEvent::GaveUp(error.clone()),
+        }
+    }
+}
+
+/// A stream of [`ClientEvent`]s (from [`Client::events`]).
+#[derive(Debug)]
+pub struct ClientEvents<C: Codec> {
+    receiver: std::pin::Pin<Box<async_channel::Receiver<ClientEvent<C>>>>,
+    missed: Arc<AtomicU64>,
+}
+
+impl<C: Codec> ClientEvents<C> {
+    /// The next event; `None` once the client is closed (or gave up) and every event was
+    /// received.
+    pub async fn recv(&mut self) -> Option<ClientEvent<C>> {
+        self.receiver.recv().await.ok()
+    }
+
+    /// Events this stream missed because it was 256 behind.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+}
+
+impl<C: Codec> futures_lite::Stream for ClientEvents<C> {
+    type Item = ClientEvent<C>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ClientEvent<C>>> {
+        self.receiver.as_mut().poll_next(cx)
+    }
+}
+
+impl<C: Codec> Shared<C> {
+    /// Hands `event` to every subscriber that has room; ends the streams of those that left.
+    fn emit(&self, event: ClientEvent<C>) {
+        let mut subscribers = lock(&self.subscribers);
+        let mut missed = lock(&self.missed);
+        let mut i = 0;
+        while i < subscribers.len() {
+            match subscribers[i].try_send(event.clone()) {
+                Ok(()) => i += 1,
+                Err(async_channel::TrySendError::Full(_)) => {
+                    missed[i].fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                Err(async_channel::TrySendError::Closed(_)) => {
+                    subscribers.swap_remove(i);
+                    missed.swap_remove(i);
+                }
+            }
+        }
+        if matches!(event, ClientEvent::GaveUp(_)) {
+            subscribers.clear();
+            missed.clear();
+        }
     }
 }
 
@@ -601,6 +756,18 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 Ok(session) => {
                     log::debug!("client session {} connected", session.id());
                     failures = 0;
+                    let shared = Arc::downgrade(&self.shared);
+                    let watched = session.add_close_callback("getty.client.events", move |s| {
+                        if let Some(shared) = shared.upgrade() {
+                            shared.emit(ClientEvent::Disconnected { id: s.id() });
+                        }
+                    });
+                    self.shared.emit(ClientEvent::Connected(session.clone()));
+                    if watched.is_err() {
+                        // It closed already: its close callbacks have run without ours.
+                        self.shared
+                            .emit(ClientEvent::Disconnected { id: session.id() });
+                    }
                 }
                 Err(err) => {
                     let err = Arc::new(err);
@@ -613,10 +780,16 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                                 self.options.addr
                             );
                             self.shared.gave_up.store(true, Ordering::Release);
+                            self.shared.emit(ClientEvent::GaveUp(err));
                             break;
                         }
                     }
                     let delay = self.backoff(failures);
+                    self.shared.emit(ClientEvent::ConnectFailed {
+                        error: err.clone(),
+                        attempt: failures,
+                        retry_in: delay,
+                    });
                     log::info!(
                         "connect to {} failed ({err}); retry {failures} in {delay:?}",
                         self.options.addr

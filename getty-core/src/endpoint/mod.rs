@@ -124,8 +124,8 @@ mod server;
 mod udp;
 
 pub use client::{
-    Client, ClientBuilder, ClientKind, Tcp, TcpClient, TcpClientBuilder, Udp, UdpClient,
-    UdpClientBuilder,
+    Client, ClientBuilder, ClientEvent, ClientEvents, ClientKind, Tcp, TcpClient, TcpClientBuilder,
+    Udp, UdpClient, UdpClientBuilder,
 };
 pub use server::{TcpServer, TcpServerBuilder};
 pub use udp::{UdpEndpoint, UdpEndpointBuilder};
