@@ -49,7 +49,8 @@ async fn echo_server<R: Runtime>(
         .serve_with(
             rt.clone(),
             LengthDelimited::hello(),
-            compressed(TestListener::echo(rec), compression),
+            // Waiting echoes: a peer slow to read (a loaded machine) must not lose any.
+            compressed(TestListener::echo_waiting(rec), compression),
         )
         .expect("server starts")
 }

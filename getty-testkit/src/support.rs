@@ -203,6 +203,9 @@ pub struct TestListener {
     pub rec: Arc<Recorder>,
     /// Echo every package back with `try_send`.
     pub echo: bool,
+    /// Echo with `send`, waiting for room, instead: no echo is refused when the peer reads
+    /// slower than the session writes (for scenarios that count every echo).
+    pub echo_waits: bool,
     /// Refuse every session in `on_open`.
     pub refuse: bool,
     /// Panic in `on_message` when the package equals this.
@@ -215,8 +218,17 @@ impl TestListener {
         TestListener {
             rec: rec.clone(),
             echo: true,
+            echo_waits: false,
             refuse: false,
             panic_on: None,
+        }
+    }
+
+    /// An echoing recorder whose echoes wait for room in the write queue (none is refused).
+    pub fn echo_waiting(rec: &Arc<Recorder>) -> Self {
+        TestListener {
+            echo_waits: true,
+            ..Self::echo(rec)
         }
     }
 
@@ -250,7 +262,9 @@ impl EventListener<Hello> for TestListener {
         if self.panic_on.as_ref() == Some(&pkg) {
             panic!("test listener asked to panic");
         }
-        if self.echo {
+        if self.echo && self.echo_waits {
+            let _ = session.send(&pkg).await;
+        } else if self.echo {
             // The session may be closing; a refused echo is part of some scenarios.
             let _ = session.try_send(&pkg);
         }
