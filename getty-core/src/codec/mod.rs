@@ -146,6 +146,32 @@ pub trait Codec: Send + Sync + 'static {
     fn decode_eof(&self, buf: &mut BytesMut) -> Result<Decoded<Self::Inbound>, CodecError> {
         self.decode(buf)
     }
+
+    /// Request/response ([`Session::call`](crate::Session::call)): appends the encoding of
+    /// `request` carrying the correlation `id`, which the peer's reply will carry back (see
+    /// [`reply_id`](Codec::reply_id)). The default says the format has no ids
+    /// ([`CodecError::Unsupported`]), and `call` then fails at once.
+    fn encode_request(
+        &self,
+        id: u64,
+        request: &Self::Outbound,
+        dst: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let _ = (id, request, dst);
+        Err(CodecError::Unsupported(
+            "request/response: the codec does not override Codec::encode_request",
+        ))
+    }
+
+    /// Request/response: the correlation id of an inbound package that is a reply, `None` for
+    /// any other package. A reply whose caller is waiting goes to that caller and not to
+    /// `on_message`; a reply nobody waits for (its call timed out, say) and every package
+    /// this returns `None` for go to `on_message`. The default, `None`, suits codecs without
+    /// request/response.
+    fn reply_id(&self, pkg: &Self::Inbound) -> Option<u64> {
+        let _ = pkg;
+        None
+    }
 }
 
 /// Why a codec could not decode or encode.
