@@ -190,6 +190,16 @@ pub enum Error {
     /// A setting was given a value it cannot take.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A request/response call got no reply within its deadline
+    /// ([`Session::call`](crate::Session::call), [`Client::call`](crate::endpoint::Client::call)).
+    #[error("no reply on session {id} within {timeout:?}")]
+    CallTimeout {
+        /// The session that carried the request (0 when a client had no session to send it
+        /// on before the deadline).
+        id: u64,
+        /// The call's deadline.
+        timeout: Duration,
+    },
 }
 
 /// Which [`Error`] variant an error is, without its data: for matching in handlers (such as
@@ -254,6 +264,8 @@ pub enum ErrorKind {
     GaveUp,
     /// [`Error::InvalidConfig`].
     InvalidConfig,
+    /// [`Error::CallTimeout`].
+    CallTimeout,
 }
 
 impl Error {
@@ -285,6 +297,7 @@ impl Error {
             Error::EndpointClosed => ErrorKind::EndpointClosed,
             Error::GaveUp { .. } => ErrorKind::GaveUp,
             Error::InvalidConfig(..) => ErrorKind::InvalidConfig,
+            Error::CallTimeout { .. } => ErrorKind::CallTimeout,
         }
     }
 

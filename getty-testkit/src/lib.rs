@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod backpressure;
+pub mod call;
 pub mod certs;
 pub mod compress;
 pub mod extras;
@@ -96,6 +97,10 @@ macro_rules! conformance_suite {
             extras::close_callbacks_order_replace_remove_panic,
             group::group_broadcast_and_membership,
             group::group_slow_member_is_skipped_or_dropped,
+            call::calls_match_replies_in_any_order,
+            call::call_fails_at_once_when_its_session_closes,
+            call::client_call_survives_a_server_restart,
+            call::udp_client_call,
             extras::socket_options_are_applied,
             extras::reuse_port_lets_servers_share_a_port,
             extras::task_pool_slow_handler_stalls_only_its_session,

@@ -102,6 +102,19 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// writes moving, while the session's queue there is full), otherwise here, before the
     /// next event (statically dispatched, neither the listener nor the session cloned).
     pub(crate) async fn dispatch(&mut self, call: Call<C::Inbound>) -> Result<Option<()>, Error> {
+        // A reply a `Session::call` waits for goes to it, not to the listener. (Only sessions
+        // with one peer make calls: on a UDP endpoint nobody waits, and every reply passes.)
+        let call = match call {
+            Call::Message(pkg) => match self.answer(pkg) {
+                Some(pkg) => Call::Message(pkg),
+                None => return Ok(Some(())),
+            },
+            Call::Datagram(pkg, from) => match self.answer(pkg) {
+                Some(pkg) => Call::Datagram(pkg, from),
+                None => return Ok(Some(())),
+            },
+            Call::Cron => Call::Cron,
+        };
         match self.pool.clone() {
             None => {
                 // The driver drains the queue right after the handler: replies it queues need
@@ -114,6 +127,15 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
             // Boxed: the pool's states would otherwise make every inline dispatch, the hot
             // path, a larger future to build and move (a bench A/B showed it).
             Some(pool) => Box::pin(self.dispatch_to_pool(pool, call)).await,
+        }
+    }
+
+    /// Hands `pkg` to the call waiting for it, if it is a reply one waits for; else gives it
+    /// back for the listener.
+    fn answer(&self, pkg: C::Inbound) -> Option<C::Inbound> {
+        match self.session.codec().reply_id(&pkg) {
+            None => Some(pkg),
+            Some(id) => self.session.inner().calls.answer(id, pkg),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -392,7 +392,10 @@ impl<K: ClientKind> ClientBuilder<K> {
             }
             None => None,
         };
+        let dyn_rt: Arc<dyn DynRuntime> = Arc::new(rt.clone());
         let shared = Arc::new(Shared {
+            rt: dyn_rt.clone(),
+            next_call: AtomicUsize::new(0),
             pool,
             addr: self.addr,
             sessions: Arc::new(SessionSet::default()),
@@ -406,7 +409,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             last_error: Mutex::new(None),
         });
         let worker = Worker {
-            dyn_rt: Arc::new(rt.clone()),
+            dyn_rt,
             rt: rt.clone(),
             codec: Arc::new(codec),
             config,
@@ -443,6 +446,9 @@ pub type TcpClient<C> = Client<C>;
 pub type UdpClient<C> = Client<C>;
 
 struct Shared<C: Codec> {
+    rt: Arc<dyn DynRuntime>,
+    /// Round-robin position of [`Client::call`] among the live sessions.
+    next_call: AtomicUsize,
     pool: Option<Arc<TaskPool>>,
     addr: SocketAddr,
     sessions: Arc<SessionSet<Session<C>>>,
@@ -476,6 +482,69 @@ impl<C: Codec> Client<C> {
             .group
             .members()
             .iter()
+            .find(|s| !s.is_closing())
+            .cloned()
+    }
+
+    /// Sends `request` on one of the live sessions (taking turns) and waits for its reply,
+    /// as [`Session::call`] does; see there for how requests and replies are correlated.
+    ///
+    /// With no live session (the client is connecting or reconnecting) the call waits for
+    /// one, within `deadline`, which bounds the whole call. Errors: those of
+    /// [`Session::call`] ([`Error::SessionClosed`] at once when the session carrying the
+    /// request closes: the request is not sent again, as it may have been acted on);
+    /// [`Error::CallTimeout`] (with session id 0 when no session came up in time);
+    /// [`Error::GaveUp`] or [`Error::EndpointClosed`] when the client will have no session.
+    ///
+    /// ```no_run
+    /// # use getty_core::prelude::*;
+    /// # use std::time::Duration;
+    /// # async fn f<C: Codec<Outbound = str>>(client: Client<C>) -> getty_core::Result<()> {
+    /// let reply = client.call("ping", Duration::from_secs(2)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call(&self, request: &C::Outbound, deadline: Duration) -> Result<C::Inbound> {
+        let rt = &self.shared.rt;
+        let deadline_at = rt.now().checked_add(deadline);
+        let timed_out = |id| Error::CallTimeout {
+            id,
+            timeout: deadline,
+        };
+        let session = loop {
+            if let Some(session) = self.next_session() {
+                break session;
+            }
+            let came_up = self.wait_for_sessions(1);
+            let waited = match deadline_at {
+                Some(at) => {
+                    future::or(async { Some(came_up.await) }, async {
+                        rt.sleep_until(at).await;
+                        None
+                    })
+                    .await
+                }
+                None => Some(came_up.await),
+            };
+            match waited {
+                Some(Ok(())) => {}
+                Some(Err(err)) => return Err(err),
+                None => return Err(timed_out(0)),
+            }
+        };
+        let left = deadline_at.map_or(deadline, |at| at.saturating_duration_since(rt.now()));
+        match session.call(request, left).await {
+            // The deadline the caller gave, not what was left of it.
+            Err(Error::CallTimeout { id, .. }) => Err(timed_out(id)),
+            outcome => outcome,
+        }
+    }
+
+    /// The next live session in turn, if any.
+    fn next_session(&self) -> Option<Session<C>> {
+        let members = self.shared.group.members();
+        let start = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
+        (0..members.len())
+            .map(|i| &members[(start + i) % members.len()])
             .find(|s| !s.is_closing())
             .cloned()
     }

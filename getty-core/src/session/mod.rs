@@ -53,6 +53,7 @@
 //! still run. [`Session::closed`] returns after they ran.
 
 mod attributes;
+mod call;
 mod close_callbacks;
 mod close_reason;
 mod config;
@@ -83,6 +84,7 @@ use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::runtime::DynRuntime;
 use attributes::Attributes;
+pub(crate) use call::Calls;
 use close_callbacks::CloseCallbacks;
 pub(crate) use settings::Settings;
 use stats::StatCounters;
@@ -152,6 +154,8 @@ pub(crate) struct Inner<C: Codec> {
     close_callbacks: CloseCallbacks<Session<C>>,
     /// Why the session closes, when `close_with` said so (the first reason wins).
     close_reason: Mutex<Option<CloseReason>>,
+    /// Request/response calls in flight ([`Session::call`]).
+    pub(crate) calls: Calls<C::Inbound>,
     rt: Arc<dyn DynRuntime>,
     codec: Arc<C>,
 }
@@ -189,6 +193,7 @@ impl<C: Codec> Session<C> {
                 closed: Event::new(),
                 close_callbacks: CloseCallbacks::default(),
                 close_reason: Mutex::new(None),
+                calls: Calls::default(),
                 rt,
                 codec,
             }),
@@ -466,6 +471,10 @@ impl<C: Codec> Session<C> {
             .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         self.inner.queue.close();
+        if first {
+            // Reading has stopped: no reply can come any more.
+            self.inner.calls.close(self.id());
+        }
         first
     }
 

@@ -432,7 +432,11 @@ impl<C: Codec> Session<C> {
 
     /// Runs `future` until `deadline` (if any); `None` when the deadline passed first. The
     /// timer is only created when the future does not complete at once.
-    async fn until<F: Future>(&self, deadline: Option<Instant>, future: F) -> Option<F::Output> {
+    pub(super) async fn until<F: Future>(
+        &self,
+        deadline: Option<Instant>,
+        future: F,
+    ) -> Option<F::Output> {
         let mut future = std::pin::pin!(future);
         if let Some(out) = futures_lite::future::poll_once(future.as_mut()).await {
             return Some(out);
