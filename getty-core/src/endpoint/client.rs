@@ -696,7 +696,6 @@ impl<C: Codec> fmt::Debug for Client<C> {
 const EVENT_BUFFER: usize = 256;
 
 /// A connection event of a [`Client`] (see [`Client::events`]).
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientEvent<C: Codec> {
     /// A connection is up and its session started (its `on_open` may still refuse it, which
@@ -718,6 +717,29 @@ pub enum ClientEvent<C: Codec> {
     },
     /// The client stopped reconnecting after too many consecutive failures; the stream ends.
     GaveUp(Arc<Error>),
+}
+
+// By hand: a derive would require the codec to be `Debug`, which nothing printed needs.
+impl<C: Codec> fmt::Debug for ClientEvent<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientEvent::Connected(session) => f.debug_tuple("Connected").field(session).finish(),
+            ClientEvent::Disconnected { id } => {
+                f.debug_struct("Disconnected").field("id", id).finish()
+            }
+            ClientEvent::ConnectFailed {
+                error,
+                attempt,
+                retry_in,
+            } => f
+                .debug_struct("ConnectFailed")
+                .field("error", error)
+                .field("attempt", attempt)
+                .field("retry_in", retry_in)
+                .finish(),
+            ClientEvent::GaveUp(error) => f.debug_tuple("GaveUp").field(error).finish(),
+        }
+    }
 }
 
 impl<C: Codec> Clone for ClientEvent<C> {
