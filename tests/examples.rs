@@ -329,3 +329,55 @@ fn udp_echo_echoes_every_datagram_and_counts_losses() {
     let status = server.interrupt();
     assert!(status.success(), "udp_echo exited with {status}");
 }
+
+/// Reads `client`'s lines until one is a reply, returning its text (`HELLO n`); the other
+/// lines (connection events, calls that failed while the server was away) are printed.
+fn next_reply(client: &mut Example) -> String {
+    loop {
+        let line = next_client_line(client);
+        if let Some((_, text)) = line.strip_prefix("reply ").and_then(|r| r.split_once(": ")) {
+            return text.to_owned();
+        }
+    }
+}
+
+/// The rpc client's next line; no reply ever reaches its listener instead of its call.
+fn next_client_line(client: &mut Example) -> String {
+    let line = client.next_line().expect("the client runs on");
+    println!("rpc client: {line}");
+    assert!(
+        !line.starts_with("unsolicited"),
+        "a reply missed its call: {line}"
+    );
+    line
+}
+
+#[test]
+fn rpc_client_calls_through_a_server_restart() {
+    let server = Example::start("rpc", &["server"]);
+    let addr = server.addr.to_string();
+    let mut client = Example::spawn("rpc", &["client", "--addr", &addr, "--every-ms", "20"]);
+    // Each call gets its own reply, in order.
+    let first = next_reply(&mut client);
+    let n: u64 = first
+        .strip_prefix("HELLO ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("reply {first:?}"));
+    assert_eq!(next_reply(&mut client), format!("HELLO {}", n + 1));
+
+    // The server stops: the client's sessions go...
+    let status = server.interrupt();
+    assert!(status.success(), "the rpc server exited with {status}");
+    while !next_client_line(&mut client).starts_with("disconnected") {}
+    // ...and come back when it is up again on the same port, and the calls go on.
+    let mut server = Example::spawn("rpc", &["server", "--addr", &addr]);
+    assert_eq!(server.next_line(), Some(format!("listening on {addr}")));
+    while !next_client_line(&mut client).starts_with("connected") {}
+    let again = next_reply(&mut client);
+    assert!(again.starts_with("HELLO "), "{again:?}");
+
+    let status = client.interrupt();
+    assert!(status.success(), "the rpc client exited with {status}");
+    let status = server.interrupt();
+    assert!(status.success(), "the rpc server exited with {status}");
+}
