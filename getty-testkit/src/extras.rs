@@ -391,3 +391,55 @@ pub async fn task_pool_unordered_panics_and_shutdown<R: Runtime>(rt: R) {
     srv.close().await;
     assert_eq!(srv.task_pool_workers(), 0, "the server's workers ended");
 }
+
+/// Records each session's close reason as `on_close` sees it.
+#[derive(Default)]
+struct CloseReasons(Mutex<Vec<(u64, Option<getty_core::session::CloseReason>)>>);
+impl EventListener<Hello> for CloseReasons {
+    async fn on_message(&self, _: &Session<Hello>, _: bytes::Bytes) {}
+    async fn on_close(&self, session: &Session<Hello>) {
+        lock(&self.0).push((session.id(), session.close_reason()));
+    }
+}
+
+/// `on_close` sees why its session closed: 1000 when the peer left, the reason given to
+/// `close_with`, 1001 for a server's `close()`; an open session has none.
+pub async fn close_reason_reaches_on_close<R: Runtime>(rt: R) {
+    use getty_core::endpoint::TcpServer;
+    use getty_core::session::CloseReason;
+    let reasons = Arc::new(CloseReasons::default());
+    let srv = TcpServer::builder()
+        .serve(rt.clone(), LengthDelimited::hello(), reasons.clone())
+        .expect("server");
+    let peers = [
+        rt.connect(srv.local_addr(), None).await.expect("peer"),
+        rt.connect(srv.local_addr(), None).await.expect("peer"),
+        rt.connect(srv.local_addr(), None).await.expect("peer"),
+    ];
+    within(&rt, "three sessions", srv.wait_for_sessions(3))
+        .await
+        .expect("open");
+    let sessions = srv.sessions();
+    assert!(sessions.iter().all(|s| s.close_reason().is_none()));
+    let [leaving, _stays, _stays_too] = peers;
+    drop(leaving);
+    eventually(&rt, "the peer's session closed", || {
+        lock(&reasons.0).len() == 1
+    })
+    .await;
+    let kicked = srv.sessions().into_iter().next().expect("a session left");
+    kicked.close_with(CloseReason::policy("kicked"));
+    eventually(&rt, "the kicked session closed", || {
+        lock(&reasons.0).len() == 2
+    })
+    .await;
+    within(&rt, "srv close", srv.close()).await;
+    let reasons = lock(&reasons.0).clone();
+    assert_eq!(reasons.len(), 3);
+    assert_eq!(reasons[0].1.as_ref().map(CloseReason::code), Some(1000));
+    assert_eq!(
+        reasons[1],
+        (kicked.id(), Some(CloseReason::policy("kicked")))
+    );
+    assert_eq!(reasons[2].1.as_ref().map(CloseReason::code), Some(1001));
+}

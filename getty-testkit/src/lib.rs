@@ -95,6 +95,7 @@ macro_rules! conformance_suite {
             backpressure::slow_reader_bounds_the_write_queue,
             backpressure::full_queue_would_block_and_waiting_writer_resumes,
             extras::close_callbacks_order_replace_remove_panic,
+            extras::close_reason_reaches_on_close,
             group::group_broadcast_and_membership,
             group::group_slow_member_is_skipped_or_dropped,
             call::calls_match_replies_in_any_order,

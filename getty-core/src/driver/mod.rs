@@ -456,6 +456,7 @@ pub(crate) async fn close<R, C, L, I>(
         .close_reason()
         .or_else(|| reason.as_ref().map(CloseReason::for_error))
         .unwrap_or_else(CloseReason::normal);
+    session.settle_close_reason(&told);
     io.set_close_reason(told);
     if !io.write_dead() {
         let flushed = timeout_at(rt, deadline, poll_fn(|cx| io.poll_drain(cx, session)));

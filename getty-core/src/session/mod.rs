@@ -420,9 +420,28 @@ impl<C: Codec> Session<C> {
         self.close();
     }
 
-    /// The reason given to [`close_with`](Session::close_with), if any.
-    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+    /// Why this side closes the session: the reason given to
+    /// [`close_with`](Session::close_with) (a server's or client's `close()` gives
+    /// [`CloseReason::going_away`]), or, once the close has begun (as `on_error` and
+    /// `on_close` see it), the one chosen from how the session ended ([`CloseReason::normal`]
+    /// when the peer left or `close()` was called, [`CloseReason::for_error`] of a failure).
+    /// `None` while the session is open and no reason was given.
+    ///
+    /// ```no_run
+    /// # use getty_core::{codec::Lines, Session};
+    /// # fn on_close(session: &Session<Lines>) {
+    /// // 1001, going away: the server is shutting down, nobody needs to hear who left.
+    /// if session.close_reason().is_some_and(|r| r.code() == 1001) {
+    /// }
+    /// # }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
         lock(&self.inner.close_reason).clone()
+    }
+
+    /// Records `reason` as the close reason unless one was given before.
+    pub(crate) fn settle_close_reason(&self, reason: &CloseReason) {
+        lock(&self.inner.close_reason).get_or_insert_with(|| reason.clone());
     }
 
     /// Whether the session is closed: its socket is shut down and `on_close` has returned.
