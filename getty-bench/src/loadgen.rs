@@ -61,29 +61,44 @@ impl Payloads {
 
     /// Appends frame `seq` of connection `cid` (length header and payload) to `out`.
     pub fn append_frame(&self, cid: u64, seq: u64, out: &mut Vec<u8>) {
-        let head = self.size.min(HEADER);
         out.extend_from_slice(&(self.size as u32).to_le_bytes());
+        self.append_payload(cid, seq, out);
+    }
+
+    /// Appends the payload of frame `seq` of connection `cid` (no length header) to `out`.
+    pub fn append_payload(&self, cid: u64, seq: u64, out: &mut Vec<u8>) {
+        let head = self.size.min(HEADER);
         out.extend_from_slice(&Self::header(cid, seq)[..head]);
         out.extend_from_slice(self.filler(cid, seq, self.size - head));
     }
 
     /// Checks that `frame` (length header and payload) is frame `seq` of connection `cid`.
     pub fn check(&self, cid: u64, seq: u64, frame: &[u8]) -> io::Result<()> {
-        let head = self.size.min(HEADER);
         let expected_len = (self.size as u32).to_le_bytes();
-        let ok = frame.len() == self.frame_len()
-            && frame[..4] == expected_len
-            && frame[4..4 + head] == Self::header(cid, seq)[..head]
-            && frame[4 + head..] == *self.filler(cid, seq, self.size - head);
+        if frame.len() == self.frame_len() && frame[..4] == expected_len {
+            self.check_payload(cid, seq, &frame[4..])
+        } else {
+            Err(mismatch(cid, seq))
+        }
+    }
+
+    /// Checks that `payload` (no length header) is the payload of frame `seq` of connection
+    /// `cid`.
+    pub fn check_payload(&self, cid: u64, seq: u64, payload: &[u8]) -> io::Result<()> {
+        let head = self.size.min(HEADER);
+        let ok = payload.len() == self.size
+            && payload[..head] == Self::header(cid, seq)[..head]
+            && payload[head..] == *self.filler(cid, seq, self.size - head);
         if ok {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("echo mismatch on connection {cid}, frame {seq}"),
-            ))
+            Err(mismatch(cid, seq))
         }
     }
+}
+
+fn mismatch(cid: u64, seq: u64) -> io::Error {
+    invalid(format!("echo mismatch on connection {cid}, frame {seq}"))
 }
 
 /// Shared by the connections of one measurement: whether to count, when to stop, and the
@@ -109,6 +124,21 @@ impl Meter {
     /// Echoes received while measuring.
     pub fn echoes(&self) -> u64 {
         self.echoes.load(Relaxed)
+    }
+
+    /// Whether echoes are being counted now.
+    pub fn measuring(&self) -> bool {
+        self.measuring.load(Relaxed)
+    }
+
+    /// Whether connections were asked to end.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+
+    /// Counts `n` echoes (call it only while [`measuring`](Self::measuring)).
+    pub fn count(&self, n: u64) {
+        self.echoes.fetch_add(n, Relaxed);
     }
 }
 
@@ -257,6 +287,10 @@ mod tests {
             payloads.append_frame(7, 42, &mut frame);
             assert_eq!(frame.len(), payloads.frame_len());
             payloads.check(7, 42, &frame).unwrap();
+            let mut payload = Vec::new();
+            payloads.append_payload(7, 42, &mut payload);
+            assert_eq!(payload, frame[4..]);
+            payloads.check_payload(7, 42, &payload).unwrap();
             if size >= HEADER {
                 assert!(payloads.check(7, 43, &frame).is_err());
                 assert!(payloads.check(8, 42, &frame).is_err());

@@ -4,6 +4,7 @@
 //! cargo run --release -p getty-bench                      # full run (~4 min)
 //! cargo run --release -p getty-bench -- --quick           # everything shrunk (< 30 s)
 //! cargo run --release -p getty-bench -- --servers getty-tokio,raw-tokio --workloads small,bulk
+//! cargo run --release -p getty-bench -- --workloads call  # Session::call vs send + on_message
 //! ```
 //!
 //! Each server (see [`servers::ServerImpl`]) runs in its own child process, started by
@@ -13,9 +14,14 @@
 //! [`workloads::Workload`]) on every server, the order of servers alternating from round to
 //! round; the report gives the median and the range over rounds, as markdown on stdout and in
 //! `--out-md`, and as an SVG bar chart in `--out-svg`.
+//!
+//! The `call` workload (see [`call`]) measures a getty client instead of a server: plain
+//! `send` + `on_message` against `Session::call` on the raw-tokio server, each variant on a
+//! fresh child, the order of variants alternating from round to round, in a table of its own.
 
 #![forbid(unsafe_code)]
 
+mod call;
 mod chart;
 mod child;
 mod loadgen;
@@ -33,6 +39,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use getty::BoxError;
 
+use call::{CallResults, Variant};
 use child::{ServerProcess, Target};
 use report::Results;
 use servers::ServerImpl;
@@ -127,6 +134,13 @@ struct BenchArgs {
     /// `many`: concurrent connections [default: 10000, 2000 with --quick].
     #[arg(long)]
     many_conns: Option<usize>,
+    /// `call`: payload bytes after the 8-byte id [default: 64].
+    #[arg(long)]
+    call_size: Option<usize>,
+    /// `call`: messages in flight in the deep variants (depth 1 is always measured too)
+    /// [default: 16].
+    #[arg(long)]
+    call_depth: Option<usize>,
 }
 
 impl BenchArgs {
@@ -151,6 +165,8 @@ impl BenchArgs {
             idle_conns: self.idle_conns.unwrap_or(base.idle_conns).max(1),
             idle_time: secs(self.idle_secs, base.idle_time),
             many_conns: self.many_conns.unwrap_or(base.many_conns),
+            call_size: self.call_size.unwrap_or(base.call_size),
+            call_depth: self.call_depth.unwrap_or(base.call_depth).max(1),
         }
     }
 }
@@ -190,6 +206,7 @@ impl Plan {
             ("latency", params.latency_size),
             ("small", params.small_size),
             ("bulk", params.bulk_size),
+            ("call", params.call_size + call::ID_LEN),
         ] {
             if size > servers::MAX_PAYLOAD {
                 return Err(
@@ -272,8 +289,24 @@ fn bench(args: &BenchArgs) -> Result<(), BoxError> {
 
     let started = Instant::now();
     let mut results = Results::default();
+    let mut call_results = CallResults::default();
     for round in 0..plan.rounds {
         for &workload in &plan.workloads {
+            if workload == Workload::Call {
+                for variant in Variant::round(plan.params.call_depth, round) {
+                    eprintln!(
+                        "[{:>5.1}s] round {}/{}: call: {variant}, on {}",
+                        started.elapsed().as_secs_f64(),
+                        round + 1,
+                        plan.rounds,
+                        call::SERVER.label()
+                    );
+                    let quantities = measure_call(&rt, variant, &plan.params)
+                        .map_err(|err| format!("call: {variant}: {err}"))?;
+                    call_results.record(variant, &quantities);
+                }
+                continue;
+            }
             for target in plan.targets(workload, round) {
                 eprintln!(
                     "[{:>5.1}s] round {}/{}: {workload} on {}",
@@ -290,7 +323,7 @@ fn bench(args: &BenchArgs) -> Result<(), BoxError> {
     }
     let elapsed = started.elapsed();
 
-    let markdown = render(&plan, &results, elapsed);
+    let markdown = render(&plan, &results, &call_results, elapsed);
     println!("{markdown}");
     write_file(&args.out_md, markdown.as_bytes())?;
     if let Some(dir) = args.out_svg.parent() {
@@ -317,8 +350,18 @@ fn measure(
     rt.block_on(workloads::measure(workload, &mut server, params))
 }
 
+/// One measurement of the `call` workload on a fresh raw-tokio child.
+fn measure_call(
+    rt: &tokio::runtime::Runtime,
+    variant: Variant,
+    params: &Params,
+) -> Result<Vec<(call::Quantity, f64)>, BoxError> {
+    let mut server = ServerProcess::start(call::SERVER)?;
+    rt.block_on(call::measure(&mut server, variant, params))
+}
+
 /// The whole markdown report.
-fn render(plan: &Plan, results: &Results, elapsed: Duration) -> String {
+fn render(plan: &Plan, results: &Results, call_results: &CallResults, elapsed: Duration) -> String {
     let p = &plan.params;
     let mut out = String::new();
     let _ = writeln!(out, "# getty-rs echo benchmark\n");
@@ -340,7 +383,9 @@ fn render(plan: &Plan, results: &Results, elapsed: Duration) -> String {
          - bulk: {} connections x {} in flight, {} B payloads (MB = 10^6 payload bytes echoed)\n\
          - idle: {} connections echo once then idle; server RSS growth per connection, server \
          CPU over {:.1?} of idleness\n\
-         - many: {} concurrent connections, each echoing once (getty and raw-tokio only)\n",
+         - many: {} concurrent connections, each echoing once (getty and raw-tokio only)\n\
+         - call: a getty-tokio client on raw-tokio, `Session::call` ÷ plain `send` + \
+         `on_message`, at depth 1 and {} ({} B after an 8-byte id; its own table below)\n",
         p.latency_size,
         p.small_conns,
         p.small_inflight,
@@ -350,9 +395,14 @@ fn render(plan: &Plan, results: &Results, elapsed: Duration) -> String {
         p.bulk_size,
         p.idle_conns,
         p.idle_time,
-        p.many_conns
+        p.many_conns,
+        p.call_depth,
+        p.call_size
     );
-    out.push_str(&report::main_table(results, &plan.metrics(), &plan.servers));
+    let metrics = plan.metrics();
+    if !metrics.is_empty() {
+        out.push_str(&report::main_table(results, &metrics, &plan.servers));
+    }
     let scaling_metrics: Vec<Metric> = plan
         .metrics()
         .into_iter()
@@ -367,6 +417,13 @@ fn render(plan: &Plan, results: &Results, elapsed: Duration) -> String {
     if plan.scaling && !scaling_metrics.is_empty() && !getty.is_empty() {
         let _ = writeln!(out, "\n## Scaling: getty on 1 and 2 threads\n");
         out.push_str(&report::scaling_table(results, &scaling_metrics, &getty));
+    }
+    if plan.workloads.contains(&Workload::Call) {
+        let _ = writeln!(
+            out,
+            "\n## Request/response: `Session::call` against plain `send` + `on_message`\n"
+        );
+        out.push_str(&call::table(call_results, p));
     }
     out
 }

@@ -31,17 +31,10 @@ pub struct Summary {
     pub max: f64,
 }
 
-impl Results {
-    /// Records what one measurement of `target` produced.
-    pub fn record(&mut self, target: Target, metrics: &[(Metric, f64)]) {
-        for &(metric, value) in metrics {
-            self.values.entry((metric, target)).or_default().push(value);
-        }
-    }
-
-    /// The summary of `metric` for `target`, if it was measured.
-    pub fn summary(&self, metric: Metric, target: Target) -> Option<Summary> {
-        let mut values = self.values.get(&(metric, target))?.clone();
+impl Summary {
+    /// The median and range of `values` (one per round); `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<Summary> {
+        let mut values = values.to_vec();
         if values.is_empty() {
             return None;
         }
@@ -57,6 +50,20 @@ impl Results {
             min: values[0],
             max: values[n - 1],
         })
+    }
+}
+
+impl Results {
+    /// Records what one measurement of `target` produced.
+    pub fn record(&mut self, target: Target, metrics: &[(Metric, f64)]) {
+        for &(metric, value) in metrics {
+            self.values.entry((metric, target)).or_default().push(value);
+        }
+    }
+
+    /// The summary of `metric` for `target`, if it was measured.
+    pub fn summary(&self, metric: Metric, target: Target) -> Option<Summary> {
+        Summary::of(self.values.get(&(metric, target))?)
     }
 
     /// The median of `metric` for `target`, if it was measured.

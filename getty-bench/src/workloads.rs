@@ -37,16 +37,21 @@ pub enum Workload {
     Idle,
     /// Very many concurrent connections, each echoing once: how many are served, how fast.
     Many,
+    /// Not a server measurement: a getty-tokio client against the raw-tokio server, plain
+    /// `send` + `on_message` against `Session::call`, at depth 1 and `--call-depth` (see
+    /// [`crate::call`]).
+    Call,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Latency,
         Workload::Small,
         Workload::Bulk,
         Workload::Idle,
         Workload::Many,
+        Workload::Call,
     ];
 
     /// The name on the command line and in reports.
@@ -57,10 +62,11 @@ impl Workload {
             Workload::Bulk => "bulk",
             Workload::Idle => "idle",
             Workload::Many => "many",
+            Workload::Call => "call",
         }
     }
 
-    /// The metrics this workload reports.
+    /// The metrics this workload reports in the main table (`call` has a table of its own).
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Workload::Latency => &[Metric::P50, Metric::P99, Metric::RoundTrips],
@@ -68,6 +74,7 @@ impl Workload {
             Workload::Bulk => &[Metric::BulkRate],
             Workload::Idle => &[Metric::IdleRss, Metric::IdleCpu],
             Workload::Many => &[Metric::ManyServed, Metric::ManySeconds],
+            Workload::Call => &[],
         }
     }
 }
@@ -164,6 +171,10 @@ pub struct Params {
     pub idle_time: Duration,
     /// `many`: connections.
     pub many_conns: usize,
+    /// `call`: payload bytes after the 8-byte id.
+    pub call_size: usize,
+    /// `call`: messages in flight in the deep variants.
+    pub call_depth: usize,
 }
 
 impl Params {
@@ -182,6 +193,8 @@ impl Params {
             idle_conns: 1000,
             idle_time: Duration::from_secs(2),
             many_conns: 10_000,
+            call_size: 64,
+            call_depth: 16,
         }
     }
 
@@ -235,6 +248,9 @@ pub async fn measure(
         }
         Workload::Idle => idle(server, params).await?,
         Workload::Many => many(server, params).await?,
+        Workload::Call => {
+            return Err("`call` is measured per client variant (call::measure)".into())
+        }
     };
     server.check_alive()?;
     Ok(metrics)
