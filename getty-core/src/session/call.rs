@@ -10,8 +10,11 @@
 //! [`Error::SessionClosed`]: no reply can arrive any more.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -20,12 +23,16 @@ use super::{lock, Session};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 
-/// One waiting caller: where its reply (or the reason it will get none) goes.
-type Slot<T> = async_channel::Sender<Result<T>>;
+/// One call in flight: its reply once it came, and the waker of the task awaiting it. Kept in
+/// the table itself (no channel per call): a call costs one map entry.
+struct Slot<T> {
+    reply: Option<Result<T>>,
+    waker: Option<Waker>,
+}
 
 /// The calls in flight on one session.
 pub(crate) struct Calls<T> {
-    /// How many calls wait: the driver skips the lock when none does.
+    /// How many calls wait for a reply: the driver skips the lock when none does.
     waiting: AtomicUsize,
     state: Mutex<State<T>>,
 }
@@ -52,65 +59,114 @@ impl<T> Default for Calls<T> {
 }
 
 impl<T> Calls<T> {
-    /// Takes a new id and its slot; `None` once the session is closing.
-    fn register(&self) -> Option<(u64, async_channel::Receiver<Result<T>>)> {
+    /// Takes a new id with an empty slot; `None` once the session is closing.
+    fn register(&self) -> Option<u64> {
         let mut state = lock(&self.state);
         if state.closed {
             return None;
         }
         let id = state.next_id;
         state.next_id += 1;
-        let (sender, receiver) = async_channel::bounded(1);
-        state.slots.insert(id, sender);
+        state.slots.insert(
+            id,
+            Slot {
+                reply: None,
+                waker: None,
+            },
+        );
         self.waiting.fetch_add(1, Ordering::Release);
-        Some((id, receiver))
+        Some(id)
     }
 
     /// Forgets call `id` (it ended: answered, timed out, or its future was dropped).
     fn forget(&self, id: u64) {
-        if lock(&self.state).slots.remove(&id).is_some() {
+        let removed = lock(&self.state).slots.remove(&id);
+        if removed.is_some_and(|slot| slot.reply.is_none()) {
             self.waiting.fetch_sub(1, Ordering::Release);
         }
     }
 
-    /// Hands `reply` to the call `id` waits for; gives it back when no call waits for it.
+    /// Hands `reply` to the call `id` waits for; gives it back when no call waits for it (none
+    /// has that id, or it was answered already).
     pub(crate) fn answer(&self, id: u64, reply: T) -> Option<T> {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return Some(reply);
         }
-        let slot = lock(&self.state).slots.remove(&id);
-        let Some(slot) = slot else {
-            return Some(reply);
+        let waker = {
+            let mut state = lock(&self.state);
+            match state.slots.get_mut(&id) {
+                Some(slot) if slot.reply.is_none() => {
+                    slot.reply = Some(Ok(reply));
+                    self.waiting.fetch_sub(1, Ordering::Release);
+                    slot.waker.take()
+                }
+                _ => return Some(reply),
+            }
         };
-        self.waiting.fetch_sub(1, Ordering::Release);
-        // The slot holds one value and only this sends to it; a caller that stopped waiting
-        // between the removal and now just drops the reply, as it would a late one.
-        let _ = slot.try_send(Ok(reply));
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         None
     }
 
     /// Fails every call in flight (the session `id` is closing) and refuses new ones.
     pub(crate) fn close(&self, id: u64) {
-        let slots = {
+        let wakers: Vec<Waker> = {
             let mut state = lock(&self.state);
             state.closed = true;
-            std::mem::take(&mut state.slots)
+            let mut unanswered = 0;
+            let wakers = state
+                .slots
+                .values_mut()
+                .filter(|slot| slot.reply.is_none())
+                .filter_map(|slot| {
+                    unanswered += 1;
+                    slot.reply = Some(Err(Error::SessionClosed { id }));
+                    slot.waker.take()
+                })
+                .collect();
+            self.waiting.fetch_sub(unanswered, Ordering::Release);
+            wakers
         };
-        self.waiting.fetch_sub(slots.len(), Ordering::Release);
-        for slot in slots.into_values() {
-            let _ = slot.try_send(Err(Error::SessionClosed { id }));
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The reply to call `id` once it is there (taking it), else registers `cx`'s waker.
+    fn poll_reply(&self, id: u64, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.slots.get_mut(&id) else {
+            // Removed with its reply below, and a completed future is not polled again.
+            return Poll::Ready(Err(Error::SessionClosed { id: 0 }));
+        };
+        if slot.reply.is_none() {
+            match &mut slot.waker {
+                Some(waker) => waker.clone_from(cx.waker()),
+                none => *none = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
         }
+        // Answered: the slot goes with its reply (so `forget` finds nothing to undo).
+        let reply = state.slots.remove(&id).and_then(|slot| slot.reply);
+        Poll::Ready(reply.unwrap_or(Err(Error::SessionClosed { id: 0 })))
     }
 }
 
-/// Forgets its call when dropped: a call future dropped by its caller (a `select!`, a
-/// cancelled task) leaves nothing behind.
-struct Pending<'a, T> {
+/// The reply of one call, as a future; forgets its call when dropped, so that a call future
+/// dropped by its caller (a `select!`, a cancelled task) leaves nothing behind.
+struct Reply<'a, T> {
     calls: &'a Calls<T>,
     id: u64,
 }
 
-impl<T> Drop for Pending<'_, T> {
+impl<T> Future for Reply<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        self.calls.poll_reply(self.id, cx)
+    }
+}
+
+impl<T> Drop for Reply<'_, T> {
     fn drop(&mut self) {
         self.calls.forget(self.id);
     }
@@ -182,11 +238,11 @@ impl<C: Codec> Session<C> {
     pub async fn call(&self, request: &C::Outbound, deadline: Duration) -> Result<C::Inbound> {
         let inner = self.inner();
         let dest = self.dest(None)?;
-        let (id, reply) = inner
+        let id = inner
             .calls
             .register()
             .ok_or(Error::SessionClosed { id: self.id() })?;
-        let _pending = Pending {
+        let reply = Reply {
             calls: &inner.calls,
             id,
         };
@@ -211,10 +267,9 @@ impl<C: Codec> Session<C> {
             }
             Err(err) => return Err(err),
         }
-        match self.until(deadline_at, reply.recv()).await {
-            Some(Ok(outcome)) => outcome,
-            // The slot was dropped without an answer: only closing does that.
-            Some(Err(_)) => Err(Error::SessionClosed { id: self.id() }),
+        match self.until(deadline_at, reply).await {
+            Some(Err(Error::SessionClosed { .. })) => Err(Error::SessionClosed { id: self.id() }),
+            Some(outcome) => outcome,
             None => Err(timed_out()),
         }
     }
@@ -224,33 +279,50 @@ impl<C: Codec> Session<C> {
 mod tests {
     use super::*;
 
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    fn poll<T>(calls: &Calls<T>, id: u64) -> Poll<Result<T>> {
+        let waker = Waker::from(std::sync::Arc::new(Noop));
+        calls.poll_reply(id, &mut Context::from_waker(&waker))
+    }
+
     #[test]
     fn ids_are_never_reused_and_late_replies_go_back() {
         let calls = Calls::<&str>::default();
-        let (first, rx1) = calls.register().unwrap();
-        let (second, rx2) = calls.register().unwrap();
+        let first = calls.register().unwrap();
+        let second = calls.register().unwrap();
         assert_ne!(first, second);
+        assert!(poll(&calls, second).is_pending());
         // The first caller gives up: its reply, when it comes, is nobody's.
-        drop(rx1);
         calls.forget(first);
         assert_eq!(calls.answer(first, "late"), Some("late"));
         assert_eq!(calls.answer(second, "on time"), None);
-        assert_eq!(rx2.try_recv().unwrap().unwrap(), "on time");
         // Answered once: a duplicate reply is nobody's either.
         assert_eq!(calls.answer(second, "again"), Some("again"));
-        let (third, _rx3) = calls.register().unwrap();
+        assert!(matches!(poll(&calls, second), Poll::Ready(Ok("on time"))));
+        calls.forget(second);
+        let third = calls.register().unwrap();
         assert!(third > second);
         assert_eq!(calls.waiting.load(Ordering::Acquire), 1);
+        calls.forget(third);
+        assert_eq!(calls.waiting.load(Ordering::Acquire), 0);
+        assert!(lock(&calls.state).slots.is_empty(), "nothing left behind");
     }
 
     #[test]
     fn closing_fails_every_call_and_refuses_new_ones() {
         let calls = Calls::<()>::default();
-        let (_, rx) = calls.register().unwrap();
+        let answered = calls.register().unwrap();
+        let waiting = calls.register().unwrap();
+        assert_eq!(calls.answer(answered, ()), None);
         calls.close(7);
+        assert!(matches!(poll(&calls, answered), Poll::Ready(Ok(()))));
         assert!(matches!(
-            rx.try_recv().unwrap(),
-            Err(Error::SessionClosed { id: 7 })
+            poll(&calls, waiting),
+            Poll::Ready(Err(Error::SessionClosed { id: 7 }))
         ));
         assert!(calls.register().is_none());
         assert_eq!(calls.waiting.load(Ordering::Acquire), 0);
