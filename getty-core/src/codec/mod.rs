@@ -20,16 +20,23 @@
 //! the limit in one place.
 //!
 //! Provided: [`LengthDelimited`] (a length header, then the payload; getty's hello framing),
-//! [`Lines`] (UTF-8 text lines) and [`RawBytes`] (no framing). Other formats implement
-//! [`Codec`] (see its example).
+//! [`Lines`] (UTF-8 text lines) and [`RawBytes`] (no framing), and for WebSocket (feature
+//! `ws`) `WsMessages`, whose packages are whole text or binary messages. Other formats
+//! implement [`Codec`] (see its example). On WebSocket sessions a codec can also tell text
+//! from binary messages ([`Codec::decode_message`]) and choose the kind of each outbound
+//! message ([`Codec::outbound_kind`]).
 
 mod length;
 mod lines;
 mod raw;
+#[cfg(feature = "ws")]
+mod ws_messages;
 
 pub use length::{Endian, LengthDelimited};
 pub use lines::Lines;
 pub use raw::RawBytes;
+#[cfg(feature = "ws")]
+pub use ws_messages::{Message, WsMessages};
 
 use bytes::BytesMut;
 
@@ -172,6 +179,79 @@ pub trait Codec: Send + Sync + 'static {
         let _ = pkg;
         None
     }
+
+    /// WebSocket: decodes from one whole inbound message of `kind` (text or binary). The
+    /// session calls it until the message is used up, every frame decoded being one package,
+    /// so a codec can tell text from binary messages. The default ignores `kind` and decodes
+    /// as [`decode_eof`](Codec::decode_eof) does (a message ending inside a frame is an
+    /// error). Text messages are valid UTF-8 (the WebSocket layer checked it: a peer sending
+    /// invalid UTF-8 is closed with 1007). Other transports never call it.
+    ///
+    /// ```
+    /// use getty_core::bytes::{Bytes, BytesMut};
+    /// use getty_core::codec::{Codec, CodecError, Decoded, MessageKind, RawBytes};
+    ///
+    /// /// Raw bytes, but text messages are refused.
+    /// struct BinaryOnly;
+    ///
+    /// impl Codec for BinaryOnly {
+    ///     type Inbound = Bytes;
+    ///     type Outbound = [u8];
+    ///
+    ///     fn decode(&self, buf: &mut BytesMut) -> Result<Decoded<Bytes>, CodecError> {
+    ///         RawBytes.decode(buf)
+    ///     }
+    ///
+    ///     fn encode(&self, pkg: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
+    ///         RawBytes.encode(pkg, dst)
+    ///     }
+    ///
+    ///     fn decode_message(
+    ///         &self,
+    ///         kind: MessageKind,
+    ///         msg: &mut BytesMut,
+    ///     ) -> Result<Decoded<Bytes>, CodecError> {
+    ///         match kind {
+    ///             MessageKind::Binary => self.decode(msg),
+    ///             MessageKind::Text => Err(CodecError::invalid("text messages are not spoken here")),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut msg = BytesMut::from(&b"\x01\x02"[..]);
+    /// let pkg = BinaryOnly.decode_message(MessageKind::Binary, &mut msg)?;
+    /// assert_eq!(pkg, Decoded::Frame(Bytes::from_static(b"\x01\x02")));
+    /// assert!(BinaryOnly.decode_message(MessageKind::Text, &mut BytesMut::from("hi")).is_err());
+    /// # Ok::<(), CodecError>(())
+    /// ```
+    fn decode_message(
+        &self,
+        kind: MessageKind,
+        msg: &mut BytesMut,
+    ) -> Result<Decoded<Self::Inbound>, CodecError> {
+        let _ = kind;
+        self.decode_eof(msg)
+    }
+
+    /// WebSocket: which kind of message an outbound package is sent as, one message per
+    /// package. The default is [`MessageKind::Binary`]; a codec returning
+    /// [`MessageKind::Text`] must encode that package as UTF-8 (a package that is not cannot
+    /// be sent, and closes the session). Other transports never call it. See `WsMessages`
+    /// for a codec that sends either kind.
+    fn outbound_kind(&self, pkg: &Self::Outbound) -> MessageKind {
+        let _ = pkg;
+        MessageKind::Binary
+    }
+}
+
+/// The two kinds of WebSocket data message (RFC 6455 §5.6): what
+/// [`Codec::decode_message`] is told and [`Codec::outbound_kind`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A text message: UTF-8.
+    Text,
+    /// A binary message.
+    Binary,
 }
 
 /// Why a codec could not decode or encode.

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -18,16 +19,16 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
 use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
-use crate::codec::Codec;
-use crate::driver::datagram::decode_all;
+use crate::codec::{Codec, CodecError, Decoded, MessageKind};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
+use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{CloseReason, Envelope, Outbox, Session};
@@ -177,9 +178,9 @@ where
     /// messages only, so a silent user is kicked even while pings flow).
     fn accept(&mut self, message: Message) -> Result<(), Error> {
         let session = &self.core.session;
-        let data: Bytes = match message {
-            Message::Binary(data) => data,
-            Message::Text(text) => text.into(),
+        let (kind, data): (MessageKind, Bytes) = match message {
+            Message::Binary(data) => (MessageKind::Binary, data),
+            Message::Text(text) => (MessageKind::Text, text.into()),
             Message::Ping(_) | Message::Pong(_) => {
                 // A ping's pong is queued by tungstenite: make sure it leaves now.
                 self.core.io.need_flush = true;
@@ -202,8 +203,53 @@ where
                 max,
             });
         }
-        self.pending.extend(decode_all(session.codec(), &data)?);
-        Ok(())
+        decode_message(session.codec(), kind, data, &mut self.pending)
+    }
+}
+
+/// Decodes every frame of one message with [`Codec::decode_message`] into `out`; any error (a
+/// frame cut short included) refuses the message. An empty message is one package if the
+/// codec makes one of it (the default codecs make none).
+fn decode_message<C: Codec>(
+    codec: &C,
+    kind: MessageKind,
+    data: Bytes,
+    out: &mut VecDeque<C::Inbound>,
+) -> Result<(), Error> {
+    // No copy when tungstenite's buffer is the message's alone.
+    let mut buf = BytesMut::from(data);
+    loop {
+        let before = buf.len();
+        // The codec is user code: a panic closes this session only.
+        let decoded =
+            std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_message(kind, &mut buf)))
+                .map_err(|payload| Error::HandlerPanic {
+                    handler: "decode",
+                    message: panic_message(payload.as_ref()),
+                })?
+                .map_err(Error::decoding)?;
+        match decoded {
+            Decoded::Frame(pkg) if before == 0 => {
+                out.push_back(pkg);
+                return Ok(());
+            }
+            Decoded::Frame(_) if buf.len() >= before => {
+                return Err(Error::Codec(CodecError::invalid(
+                    "the codec returned a frame without consuming any input",
+                )))
+            }
+            Decoded::Frame(pkg) => out.push_back(pkg),
+            Decoded::Incomplete(_) if buf.is_empty() => return Ok(()),
+            Decoded::Incomplete(_) => {
+                return Err(Error::Codec(CodecError::invalid(format!(
+                    "the message ends inside a frame ({} bytes left over)",
+                    buf.len()
+                ))))
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
     }
 }
 

@@ -10,8 +10,12 @@ use bytes::{Bytes, BytesMut};
 
 use super::write_queue::{Dest, Envelope};
 use super::{Session, TransportKind};
-use crate::codec::{Codec, CodecError};
+use crate::codec::{Codec, CodecError, MessageKind};
 use crate::error::{Error, Result};
+
+/// Why a package [`Codec::outbound_kind`] calls text is refused.
+const TEXT_NOT_UTF8: &str =
+    "the codec encoded a text message (Codec::outbound_kind) that is not UTF-8";
 
 /// Payloads shorter than this are copied into the write queue even as [`Frame::payload`]: an
 /// extra iovec costs more than copying a few hundred bytes.
@@ -381,9 +385,25 @@ impl<C: Codec> Session<C> {
         }
     }
 
-    /// Encodes `pkg` into the write queue.
+    /// Encodes `pkg` into the write queue; on WebSocket, as the kind of message the codec says
+    /// (binary unless [`Codec::outbound_kind`] says text).
     fn push_pkg(&self, pkg: &C::Outbound, force: bool, dest: Dest) -> Result<(u64, u64)> {
         let codec = &self.inner.codec;
+        if dest == Some(Envelope::Binary) && codec.outbound_kind(pkg) == MessageKind::Text {
+            // A text message must be UTF-8: refused here, the session goes on.
+            let text = Some(Envelope::Text);
+            return self
+                .inner
+                .queue
+                .push_encoded(self.id(), force, text, |dst| {
+                    let start = dst.len();
+                    codec.encode(pkg, dst)?;
+                    match std::str::from_utf8(&dst[start..]) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(CodecError::invalid(TEXT_NOT_UTF8)),
+                    }
+                });
+        }
         self.inner
             .queue
             .push_encoded(self.id(), force, dest, |dst| codec.encode(pkg, dst))
