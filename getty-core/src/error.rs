@@ -142,6 +142,11 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// An HTTP header given for a WebSocket handshake is not valid: a malformed name or value,
+    /// or one of the handshake's own headers (`Upgrade`, `Sec-WebSocket-Key`, ...), which
+    /// getty writes itself. The source is `http`'s error, or says which header and why.
+    #[error("invalid HTTP header: {0}")]
+    InvalidHeader(#[source] BoxError),
     /// A TLS configuration could not be built: a missing or unreadable file, PEM without the
     /// expected certificate or key, a key that does not match its certificate, ...
     #[error("TLS configuration: {what}: {source}")]
@@ -252,6 +257,8 @@ pub enum ErrorKind {
     WebSocket,
     /// [`Error::WebSocketHandshake`].
     WebSocketHandshake,
+    /// [`Error::InvalidHeader`].
+    InvalidHeader,
     /// [`Error::TlsConfig`].
     TlsConfig,
     /// [`Error::TlsHandshake`].
@@ -291,6 +298,7 @@ impl Error {
             Error::DatagramTooLarge { .. } => ErrorKind::DatagramTooLarge,
             Error::WebSocket(..) => ErrorKind::WebSocket,
             Error::WebSocketHandshake { .. } => ErrorKind::WebSocketHandshake,
+            Error::InvalidHeader(..) => ErrorKind::InvalidHeader,
             Error::TlsConfig { .. } => ErrorKind::TlsConfig,
             Error::TlsHandshake { .. } => ErrorKind::TlsHandshake,
             Error::Decompress { .. } => ErrorKind::Decompress,

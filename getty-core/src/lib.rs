@@ -56,7 +56,8 @@
 //! - `driver`: the per-session state machine (internal);
 //! - [`endpoint`]: servers and clients: closing, hostile peers, UDP, TLS, WebSocket, the task
 //!   pool, socket options;
-//! - `tls`: TLS configurations (feature `tls`).
+//! - `tls`: TLS configurations (feature `tls`);
+//! - `ws`: what a WebSocket session knows of its upgrade, and refusing one (feature `ws`).
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
@@ -77,7 +78,7 @@ pub mod session;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "ws")]
-pub(crate) mod ws;
+pub mod ws;
 
 pub use codec::{Codec, CodecError, Decoded};
 pub use compress::Compression;
@@ -92,3 +93,7 @@ pub use session::{Frame, Session, SessionConfig, SessionGroup, Stats};
 
 /// The byte buffer types used by codecs.
 pub use bytes;
+/// The HTTP types of WebSocket handshakes ([`HeaderMap`](http::HeaderMap) and its names and
+/// values), feature `ws`.
+#[cfg(feature = "ws")]
+pub use http;

@@ -64,6 +64,21 @@ pub struct Tcp {
     tls: Option<TlsClientConfig>,
     websocket: Option<WsTarget>,
     options: TcpOptions,
+    /// What a WebSocket upgrade request carries besides its target.
+    #[cfg(feature = "ws")]
+    ws_request: Box<WsRequest>,
+}
+
+/// The subprotocols and headers of a client's WebSocket upgrade requests.
+#[cfg(feature = "ws")]
+#[derive(Debug, Clone, Default)]
+struct WsRequest {
+    /// The subprotocols offered, most preferred first.
+    protocols: Vec<String>,
+    /// Extra headers, as given (checked when the client starts).
+    headers: Vec<(String, String)>,
+    /// `headers`, checked: filled when the client starts.
+    header_map: http::HeaderMap,
 }
 
 /// Where a WebSocket client upgrades.
@@ -234,6 +249,128 @@ impl ClientBuilder<Tcp> {
         }
         self
     }
+
+    /// Offers these WebSocket subprotocols (`Sec-WebSocket-Protocol`), most preferred first.
+    /// The server's choice is [`WebSocketInfo::protocol`](crate::ws::WebSocketInfo::protocol)
+    /// on the session ([`Session::websocket`](crate::Session::websocket)). As browsers do, a
+    /// `101` naming a protocol that was not offered, or none when some were, fails the
+    /// connect ([`Error::WebSocketHandshake`], retried with backoff). Names must be distinct
+    /// HTTP tokens, checked when the client starts ([`Error::InvalidConfig`]).
+    ///
+    /// ```no_run
+    /// use getty_core::prelude::*;
+    ///
+    /// struct Print;
+    /// impl EventListener<RawBytes> for Print {
+    ///     async fn on_message(&self, _: &Session<RawBytes>, _: Bytes) {}
+    /// }
+    ///
+    /// # async fn demo<R: Runtime>(rt: R) -> getty_core::Result<()> {
+    /// let client = TcpClientBuilder::websocket_url("ws://127.0.0.1:8080/chat")?
+    ///     .websocket_protocols(["chat.v2", "chat.v1"])
+    ///     .websocket_header("Authorization", "Bearer let-me-in")
+    ///     .start(rt, RawBytes, Print)?;
+    /// client.wait_for_sessions(1).await?;
+    /// let session = client.session().expect("connected");
+    /// let chosen = session.websocket().and_then(|ws| ws.protocol());
+    /// println!("the server speaks {chosen:?}");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "ws")]
+    pub fn websocket_protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.kind.ws_request.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a header to every WebSocket upgrade request (repeatable), such as
+    /// `Authorization: Bearer ...` or a `Cookie`. Checked when the client starts: a malformed
+    /// name or value, or one of the handshake's own headers (`Host`, `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Key`, `Sec-WebSocket-Version`, `Sec-WebSocket-Extensions`; and
+    /// `Sec-WebSocket-Protocol` and `Origin`, which have their own methods), is
+    /// [`Error::InvalidHeader`].
+    #[cfg(feature = "ws")]
+    pub fn websocket_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.kind
+            .ws_request
+            .headers
+            .push((name.into(), value.into()));
+        self
+    }
+}
+
+#[cfg(feature = "ws")]
+impl Tcp {
+    /// Checks the WebSocket settings, and builds the extra request headers.
+    fn check_websocket(&mut self) -> Result<()> {
+        let Some(ws) = &self.websocket else {
+            if !self.ws_request.protocols.is_empty() || !self.ws_request.headers.is_empty() {
+                return Err(Error::invalid(
+                    "websocket_protocols and websocket_header need websocket(path) or \
+                     websocket_url first",
+                ));
+            }
+            return Ok(());
+        };
+        if !ws.path.starts_with('/') || ws.path.parse::<http::uri::PathAndQuery>().is_err() {
+            return Err(Error::invalid(format!(
+                "the WebSocket path must be a path starting with '/', with an optional query \
+                 (got {:?})",
+                ws.path
+            )));
+        }
+        if let Some(origin) = &ws.origin {
+            if http::HeaderValue::from_str(origin).is_err() {
+                return Err(Error::invalid(format!(
+                    "the WebSocket origin {origin:?} is not a valid header value"
+                )));
+            }
+        }
+        for (i, protocol) in self.ws_request.protocols.iter().enumerate() {
+            if !handshake::is_token(protocol) {
+                return Err(Error::invalid(format!(
+                    "the WebSocket subprotocol {protocol:?} is not an HTTP token"
+                )));
+            }
+            if self.ws_request.protocols[..i].contains(protocol) {
+                return Err(Error::invalid(format!(
+                    "the WebSocket subprotocol {protocol:?} is offered twice"
+                )));
+            }
+        }
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &self.ws_request.headers {
+            let (name, value) = crate::ws::header_pair(name.as_str(), value.as_str())?;
+            let own_method = match name.as_str() {
+                "sec-websocket-protocol" => Some("websocket_protocols"),
+                "origin" => Some("websocket_origin"),
+                _ => None,
+            };
+            if let Some(method) = own_method {
+                return Err(Error::InvalidHeader(
+                    format!("{name} is set with {method}, not websocket_header").into(),
+                ));
+            }
+            crate::ws::refuse_reserved(
+                &name,
+                &[
+                    "host",
+                    "upgrade",
+                    "connection",
+                    "sec-websocket-key",
+                    "sec-websocket-version",
+                    "sec-websocket-extensions",
+                ],
+                "websocket_header",
+            )?;
+            map.append(name, value);
+        }
+        self.ws_request.header_map = map;
+        Ok(())
+    }
 }
 
 impl ClientBuilder<Udp> {
@@ -375,7 +512,12 @@ impl<K: ClientKind> ClientBuilder<K> {
                 "max_reconnect_attempts must be positive (None retries forever)",
             ));
         }
-        let kind = self.kind.kind();
+        #[cfg_attr(not(feature = "ws"), allow(unused_mut))]
+        let mut kind = self.kind.kind();
+        #[cfg(feature = "ws")]
+        if let Kind::Tcp(tcp) = &mut kind {
+            tcp.check_websocket()?;
+        }
         let config = self.session_config.resolve(&codec)?;
         config.check_transport(!matches!(
             kind,
@@ -962,14 +1104,16 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
         #[cfg(feature = "ws")]
         {
             let host = ws.host.clone().unwrap_or_else(|| peer.to_string());
-            let handshake = handshake::connect(
-                &mut io,
-                &host,
-                &ws.path,
-                ws.origin.as_deref(),
-                MAX_RESPONSE_HEAD,
-            );
-            let leftover = timeout(&self.rt, self.options.connect_timeout, handshake)
+            let request = handshake::ClientRequest {
+                host: &host,
+                path_and_query: &ws.path,
+                origin: ws.origin.as_deref(),
+                protocols: &tcp.ws_request.protocols,
+                headers: &tcp.ws_request.header_map,
+                max_head_len: MAX_RESPONSE_HEAD,
+            };
+            let handshake = handshake::connect(&mut io, request);
+            let connected = timeout(&self.rt, self.options.connect_timeout, handshake)
                 .await
                 .map_err(|_| Error::ConnectTimeout {
                     addr: peer,
@@ -979,10 +1123,17 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                     peer,
                     source: Box::new(err),
                 })?;
+            let info = crate::ws::WebSocketInfo::client(
+                ws.path.clone(),
+                connected.headers,
+                tcp.ws_request.protocols.clone(),
+                connected.protocol,
+            );
             let transport = Transport::WebSocket {
                 io,
                 role: Role::Client,
-                leftover,
+                leftover: connected.leftover,
+                info: Some(Box::new(info)),
             };
             let kind = if secure { "wss-client" } else { "ws-client" };
             self.start(transport, local, peer, kind)

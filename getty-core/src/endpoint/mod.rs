@@ -99,6 +99,29 @@
 //! extension is negotiated: permessage-deflate is not supported, and compression on a
 //! WebSocket session is refused.
 //!
+//! A valid upgrade request reaches the server's new-session callback *before* it is answered:
+//! `Session::websocket` shows its path, query, headers (`Cookie`,
+//! `Authorization`, ...) and subprotocols. The callback may choose the subprotocol, add
+//! headers to the `101` (a `Set-Cookie`), or refuse with an HTTP status and headers by
+//! returning a `ws::Reject` (`401` with `WWW-Authenticate`, say); any
+//! other error of its is a `403` whose body does not repeat it. A refused upgrade opens no
+//! session: no `on_open`, no `on_close`, the session count unchanged. `on_open` runs once the
+//! `101` is written; `handshake_timeout` bounds everything before it. Subprotocols:
+//! `TcpServerBuilder::websocket_protocols` lists the server's in its order of preference (the
+//! first one the client offered is chosen; none in common, none named, and the session still
+//! opens); `TcpClientBuilder::websocket_protocols` offers some, and a client fails a `101`
+//! naming one it did not offer, or none when it offered some, as browsers do. A client adds
+//! request headers with `TcpClientBuilder::websocket_header` (`Authorization: Bearer ...`);
+//! its session's `ws::WebSocketInfo` holds the `101`'s headers and
+//! the server's choice.
+//!
+//! Text and binary messages: a codec is told which kind each inbound message is
+//! ([`Codec::decode_message`]) and says which kind each package
+//! goes out as ([`Codec::outbound_kind`]);
+//! `codec::WsMessages` hands out `Message::Text` and
+//! `Message::Binary` and sends each as its kind. A text message that is not UTF-8 closes its
+//! session with close code 1007 and an `Error::WebSocket` for `on_error`.
+//!
 //! # Task pool
 //! Handlers run on the session's task by default. With `task_pool(TaskPoolConfig)` on a server
 //! or client, `on_message` and `on_cron` run on a bounded set of worker tasks instead, and the
@@ -296,18 +319,31 @@ pub(crate) enum Transport<R: Runtime, T> {
     /// A connected byte stream.
     Stream(T),
     /// A byte stream that completed a WebSocket opening handshake as `role`, with the bytes
-    /// read after the handshake.
+    /// read after the handshake, and the handshake for the session (`None` when it was
+    /// attached already).
     #[cfg(feature = "ws")]
     WebSocket {
         io: T,
         role: Role,
         leftover: Vec<u8>,
+        info: Option<Box<crate::ws::WebSocketInfo>>,
     },
     /// A UDP socket, with a datagram that arrived before the session started.
     Datagram {
         socket: R::Udp,
         first: Option<(Bytes, SocketAddr)>,
     },
+}
+
+impl<R: Runtime, T> Transport<R, T> {
+    fn kind(&self) -> TransportKind {
+        match self {
+            Transport::Stream(_) => TransportKind::Stream,
+            Transport::Datagram { .. } => TransportKind::Datagram,
+            #[cfg(feature = "ws")]
+            Transport::WebSocket { .. } => TransportKind::WebSocket,
+        }
+    }
 }
 
 /// Turns a connected socket into a running session: builds the session, runs the new-session
@@ -317,7 +353,7 @@ pub(crate) enum Transport<R: Runtime, T> {
 pub(crate) fn start_session<R, C, N, T, S>(
     rt: &R,
     dyn_rt: &Arc<dyn DynRuntime>,
-    transport: Transport<R, T>,
+    #[cfg_attr(not(feature = "ws"), allow(unused_mut))] mut transport: Transport<R, T>,
     local: SocketAddr,
     peer: Option<SocketAddr>,
     kind: &str,
@@ -336,12 +372,75 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: SessionControl + Clone + 'static,
 {
-    let kind_of = match transport {
-        Transport::Stream(_) => TransportKind::Stream,
-        Transport::Datagram { .. } => TransportKind::Datagram,
-        #[cfg(feature = "ws")]
-        Transport::WebSocket { .. } => TransportKind::WebSocket,
+    #[cfg(feature = "ws")]
+    let info = match &mut transport {
+        Transport::WebSocket { info, .. } => info.take(),
+        _ => None,
     };
+    let prepared = prepare_session(
+        dyn_rt,
+        transport.kind(),
+        local,
+        peer,
+        kind,
+        codec,
+        config,
+        new_session,
+        |_session| {
+            #[cfg(feature = "ws")]
+            if let Some(info) = info {
+                _session.set_websocket(*info);
+            }
+        },
+    )?;
+    Ok(launch_session(
+        rt, prepared, transport, set, pool, group, wrap,
+    ))
+}
+
+/// A session whose new-session callback accepted it, not yet running. Dropped without
+/// [`launch_session`], it is marked closed (no `on_open`, no `on_close`: it never opened).
+pub(crate) struct Prepared<C: Codec, L> {
+    session: Session<C>,
+    listener: Arc<L>,
+    launched: bool,
+}
+
+impl<C: Codec, L> Prepared<C, L> {
+    /// The session.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn session(&self) -> &Session<C> {
+        &self.session
+    }
+}
+
+impl<C: Codec, L> Drop for Prepared<C, L> {
+    fn drop(&mut self) {
+        if !self.launched {
+            self.session.finish_closed();
+        }
+    }
+}
+
+/// Builds a session for a socket of kind `kind_of`, lets `attach` add to it, then runs the
+/// new-session callback: its listener, or why the session is refused (the callback's
+/// [`Error::Refused`], or [`Error::HandlerPanic`]). A refused session is marked closed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_session<C, N>(
+    dyn_rt: &Arc<dyn DynRuntime>,
+    kind_of: TransportKind,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+    kind: &str,
+    codec: &Arc<C>,
+    config: &SessionConfig,
+    new_session: &N,
+    attach: impl FnOnce(&Session<C>),
+) -> Result<Prepared<C, N::Listener>, Error>
+where
+    C: Codec,
+    N: NewSession<C>,
+{
     let session = Session::new(
         dyn_rt.clone(),
         codec.clone(),
@@ -351,22 +450,50 @@ where
         kind_of,
         config,
     );
+    attach(&session);
     let configured =
         std::panic::catch_unwind(AssertUnwindSafe(|| new_session.new_session(&session)));
-    let listener = match configured {
-        Ok(Ok(listener)) => listener,
+    match configured {
+        Ok(Ok(listener)) => Ok(Prepared {
+            session,
+            listener,
+            launched: false,
+        }),
         Ok(Err(reason)) => {
             session.finish_closed();
-            return Err(Error::Refused(reason));
+            Err(Error::Refused(reason))
         }
         Err(payload) => {
             session.finish_closed();
-            return Err(Error::HandlerPanic {
+            Err(Error::HandlerPanic {
                 handler: "new-session callback",
                 message: panic_message(payload.as_ref()),
-            });
+            })
         }
-    };
+    }
+}
+
+/// Registers a prepared session in `set` and spawns its driver on `transport`.
+pub(crate) fn launch_session<R, C, L, T, S>(
+    rt: &R,
+    mut prepared: Prepared<C, L>,
+    transport: Transport<R, T>,
+    set: &Arc<SessionSet<S>>,
+    pool: Option<&Arc<TaskPool>>,
+    group: Option<&SessionGroup<C>>,
+    wrap: impl FnOnce(&Session<C>) -> S,
+) -> Session<C>
+where
+    R: Runtime,
+    C: Codec,
+    L: crate::listener::EventListener<C>,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: SessionControl + Clone + 'static,
+{
+    prepared.launched = true;
+    let session = prepared.session.clone();
+    let listener = prepared.listener.clone();
+    drop(prepared);
     // From here on the setting is the session's for good.
     let compression = session.inner().settings.fix_compression();
     let entry = wrap(&session);
@@ -412,7 +539,9 @@ where
                     }
                 }
                 #[cfg(feature = "ws")]
-                Transport::WebSocket { io, role, leftover } => {
+                Transport::WebSocket {
+                    io, role, leftover, ..
+                } => {
                     let session = task_session;
                     message::run(
                         task_rt,
@@ -441,7 +570,7 @@ where
         }
         drop(guard);
     });
-    Ok(session)
+    session
 }
 
 /// Removes a session from its set when its task ends, and marks it closed if the task ended

@@ -12,6 +12,8 @@ use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+#[cfg(feature = "ws")]
+use super::{launch_session, prepare_session, Prepared};
 use super::{start_session, SessionSet, Signal, Transport};
 use crate::codec::{Codec, LengthDelimited};
 use crate::error::BoxError;
@@ -22,11 +24,15 @@ use crate::runtime::socket::TcpOptions;
 #[cfg(any(feature = "tls", feature = "ws"))]
 use crate::runtime::timeout_at;
 use crate::runtime::{DynRuntime, Runtime};
+#[cfg(feature = "ws")]
+use crate::session::TransportKind;
 use crate::session::{CloseReason, Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsServerConfig;
 #[cfg(feature = "ws")]
 use crate::ws::handshake::{self, HandshakeOptions};
+#[cfg(feature = "ws")]
+use crate::ws::{Reject, WebSocketInfo};
 
 /// What serving TLS takes; nothing can be built without the `tls` feature.
 #[cfg(not(feature = "tls"))]
@@ -55,6 +61,8 @@ pub struct TcpServerBuilder {
     ws_path: Option<String>,
     #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     ws_origins: Option<Vec<String>>,
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    ws_protocols: Option<Vec<String>>,
     tcp_options: TcpOptions,
     reuse_port: bool,
     task_pool: Option<TaskPoolConfig>,
@@ -70,6 +78,7 @@ impl Default for TcpServerBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ws_path: None,
             ws_origins: None,
+            ws_protocols: None,
             tcp_options: TcpOptions::default(),
             reuse_port: false,
             task_pool: None,
@@ -148,6 +157,15 @@ impl TcpServerBuilder {
     /// [`tls`](Self::tls)): a connection becomes a session once it upgrades on `path`. Other
     /// requests are answered and dropped: another path gets 404, a method other than GET 405,
     /// a request that is not a valid upgrade 400, another protocol version 426.
+    ///
+    /// A valid upgrade request is handed to the new-session callback *before* it is answered
+    /// ([`Session::websocket`](crate::Session::websocket) shows its path, query, headers and
+    /// subprotocols): the callback may choose the subprotocol, add headers to the `101`, or
+    /// refuse with an HTTP status by returning a [`Reject`](crate::ws::Reject) (any other
+    /// error: 403). Only then is the `101` written, and `on_open` runs once it is. A refused
+    /// upgrade opens no session (no `on_open`, no `on_close`, the session count unchanged).
+    /// [`handshake_timeout`](Self::handshake_timeout) bounds it all, from the first byte to
+    /// the `101`.
     pub fn websocket(mut self, path: impl Into<String>) -> Self {
         self.ws_path = Some(path.into());
         self
@@ -163,6 +181,44 @@ impl TcpServerBuilder {
         S: Into<String>,
     {
         self.ws_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    #[cfg(feature = "ws")]
+    /// The WebSocket subprotocols this server speaks, most preferred first. Of those a client
+    /// offers (`Sec-WebSocket-Protocol`), the server chooses the first of this list and names
+    /// it in the `101`; with none in common the `101` names none (RFC 6455) and the session
+    /// opens all the same: a browser that offered some then fails the connection itself. The
+    /// new-session callback sees the offer and the choice
+    /// ([`Session::websocket`](crate::Session::websocket)) and may choose another offered one
+    /// ([`WebSocketInfo::select_protocol`](crate::ws::WebSocketInfo::select_protocol)).
+    /// Names must be HTTP tokens, checked when the server starts ([`Error::InvalidConfig`]).
+    ///
+    /// ```no_run
+    /// use getty_core::prelude::*;
+    ///
+    /// struct Chat;
+    /// impl EventListener<RawBytes> for Chat {
+    ///     async fn on_message(&self, _: &Session<RawBytes>, _: Bytes) {}
+    /// }
+    ///
+    /// # fn demo<R: Runtime>(rt: R) -> getty_core::Result<()> {
+    /// let server = TcpServer::builder()
+    ///     .websocket("/chat")
+    ///     .websocket_protocols(["chat.v2", "chat.v1"])
+    ///     .serve_with(rt, RawBytes, |session: &Session<RawBytes>| {
+    ///         let ws = session.websocket().expect("WebSocket");
+    ///         log::info!("{} offered {:?}, speaking {:?}", session.name(), ws.offered_protocols(), ws.protocol());
+    ///         Ok(Chat)
+    ///     })?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn websocket_protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ws_protocols = Some(protocols.into_iter().map(Into::into).collect());
         self
     }
 
@@ -205,23 +261,35 @@ impl TcpServerBuilder {
         #[cfg(not(feature = "ws"))]
         let websocket: Option<Arc<HandshakeOptions>> = None;
         #[cfg(feature = "ws")]
-        let websocket = match (self.ws_path, self.ws_origins) {
-            (None, None) => None,
-            (None, Some(_)) => {
+        let websocket = match (self.ws_path, self.ws_origins, self.ws_protocols) {
+            (None, None, None) => None,
+            (None, Some(_), _) => {
                 return Err(Error::invalid(
                     "websocket_allowed_origins needs a websocket path",
                 ))
             }
-            (Some(path), _) if !path.starts_with('/') => {
+            (None, _, Some(_)) => {
+                return Err(Error::invalid("websocket_protocols needs a websocket path"))
+            }
+            (Some(path), _, _) if !path.starts_with('/') => {
                 return Err(Error::invalid(format!(
                     "the WebSocket path must start with '/' (got {path:?})"
                 )))
             }
-            (Some(path), allowed_origins) => Some(Arc::new(HandshakeOptions {
-                path,
-                allowed_origins,
-                ..HandshakeOptions::default()
-            })),
+            (Some(path), allowed_origins, protocols) => {
+                let protocols = protocols.unwrap_or_default();
+                if let Some(bad) = protocols.iter().find(|p| !handshake::is_token(p)) {
+                    return Err(Error::invalid(format!(
+                        "the WebSocket subprotocol {bad:?} is not an HTTP token"
+                    )));
+                }
+                Some(Arc::new(HandshakeOptions {
+                    path,
+                    allowed_origins,
+                    protocols,
+                    ..HandshakeOptions::default()
+                }))
+            }
         };
         let config = self.session_config.resolve(&codec)?;
         config.check_transport(websocket.is_none())?;
@@ -434,6 +502,91 @@ struct Starter<R: Runtime, C: Codec, N> {
 }
 
 impl<R: Runtime, C: Codec, N: NewSession<C>> Starter<R, C, N> {
+    /// Answers a valid upgrade request: builds the session, runs the new-session callback
+    /// with the request visible, then writes the `101` (with the chosen subprotocol and the
+    /// callback's headers) or the refusal. Returns the session to launch, with the bytes read
+    /// after the request; `None` when refused or when the `101` could not be written (the
+    /// session is then dropped unopened).
+    #[cfg(feature = "ws")]
+    async fn answer_upgrade<T>(
+        &self,
+        io: &mut T,
+        request: handshake::Request,
+        options: &HandshakeOptions,
+        local: SocketAddr,
+        peer: SocketAddr,
+        kind: &str,
+    ) -> Option<(Prepared<C, N::Listener>, Vec<u8>)>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let chosen = request.preferred_protocol(&options.protocols);
+        let handshake::Request {
+            path_and_query,
+            headers,
+            offered,
+            accept_key,
+            leftover,
+        } = request;
+        let info = WebSocketInfo::server(path_and_query, headers, offered, chosen);
+        let prepared = prepare_session(
+            &self.dyn_rt,
+            TransportKind::WebSocket,
+            local,
+            Some(peer),
+            kind,
+            &self.codec,
+            &self.config,
+            &self.new_session,
+            |session| session.set_websocket(info),
+        );
+        match prepared {
+            Ok(prepared) => {
+                let response = match prepared.session().websocket() {
+                    Some(ws) => {
+                        ws.seal();
+                        let extra = ws.take_response_headers();
+                        handshake::switching_protocols(&accept_key, ws.protocol(), &extra)
+                    }
+                    None => {
+                        handshake::switching_protocols(&accept_key, None, &http::HeaderMap::new())
+                    }
+                };
+                match handshake::write_response(io, &response).await {
+                    Ok(()) => Some((prepared, leftover)),
+                    Err(err) => {
+                        log::info!("dropping {peer}: writing the 101 failed: {err}");
+                        None
+                    }
+                }
+            }
+            Err(err) => {
+                let (status, reason, headers) = refusal_for(&err);
+                log::info!("refusing the WebSocket upgrade of {peer} with {status}: {err}");
+                let response = handshake::refusal(status, &reason, &headers);
+                handshake::write_refusal(io, status, &response).await;
+                None
+            }
+        }
+    }
+
+    /// Registers and runs a session the new-session callback accepted.
+    #[cfg(feature = "ws")]
+    fn launch<T>(&self, prepared: Prepared<C, N::Listener>, transport: Transport<R, T>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        launch_session(
+            &self.rt,
+            prepared,
+            transport,
+            &self.sessions,
+            self.pool.as_ref(),
+            Some(&self.group),
+            Session::clone,
+        );
+    }
+
     fn start<T>(&self, transport: Transport<R, T>, local: SocketAddr, peer: SocketAddr, kind: &str)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -604,17 +757,52 @@ async fn upgrade<R, C, N, T>(
         match *options {}
     }
     #[cfg(feature = "ws")]
-    match timeout_at(rt, deadline, handshake::accept(&mut io, &options)).await {
-        Ok(Ok(upgrade)) => {
-            let transport = Transport::WebSocket {
-                io,
-                role: Role::Server,
-                leftover: upgrade.leftover,
+    {
+        let kind = if secure { "wss" } else { "ws" };
+        let request =
+            match timeout_at(rt, deadline, handshake::read_request(&mut io, &options)).await {
+                Ok(Ok(request)) => request,
+                Ok(Err(err)) => return log::info!("dropping {peer}: {err}"),
+                Err(_) => return log::info!("dropping {peer}: the WebSocket handshake timed out"),
             };
-            starter.start(transport, local, peer, if secure { "wss" } else { "ws" });
+        let answer = starter.answer_upgrade(&mut io, request, &options, local, peer, kind);
+        match timeout_at(rt, deadline, answer).await {
+            Ok(Some((prepared, leftover))) => {
+                let transport = Transport::WebSocket {
+                    io,
+                    role: Role::Server,
+                    leftover,
+                    info: None,
+                };
+                starter.launch(prepared, transport);
+            }
+            // Refused, and logged.
+            Ok(None) => {}
+            // The session the callback accepted is dropped unopened (no on_open, no on_close).
+            Err(_) => log::info!("dropping {peer}: the WebSocket handshake timed out"),
         }
-        Ok(Err(err)) => log::info!("dropping {peer}: {err}"),
-        Err(_) => log::info!("dropping {peer}: the WebSocket handshake timed out"),
+    }
+}
+
+/// The HTTP refusal for a new-session callback's error on a WebSocket upgrade: a
+/// [`Reject`]'s status, reason and headers; 500 for a panic; 403 for any other error, with a
+/// body that does not repeat it.
+#[cfg(feature = "ws")]
+fn refusal_for(err: &Error) -> (u16, String, http::HeaderMap) {
+    match err {
+        Error::Refused(reason) => match reason.downcast_ref::<Reject>() {
+            Some(reject) => (
+                reject.status_code(),
+                reject.reason().to_owned(),
+                reject.headers().clone(),
+            ),
+            None => (403, "forbidden".to_owned(), http::HeaderMap::new()),
+        },
+        _ => (
+            500,
+            "internal server error".to_owned(),
+            http::HeaderMap::new(),
+        ),
     }
 }
 

@@ -139,6 +139,9 @@ pub(crate) struct Inner<C: Codec> {
     peer_addr: Option<SocketAddr>,
     /// How packages travel.
     transport: TransportKind,
+    /// The opening handshake of a WebSocket session, set before the new-session callback.
+    #[cfg(feature = "ws")]
+    websocket: std::sync::OnceLock<crate::ws::WebSocketInfo>,
     created: Instant,
     /// Nanoseconds after `created` of the last package read.
     last_active: AtomicU64,
@@ -182,6 +185,8 @@ impl<C: Codec> Session<C> {
                 local_addr,
                 peer_addr,
                 transport,
+                #[cfg(feature = "ws")]
+                websocket: std::sync::OnceLock::new(),
                 created: Instant::now(),
                 last_active: AtomicU64::new(0),
                 stats: StatCounters::default(),
@@ -251,6 +256,34 @@ impl<C: Codec> Session<C> {
     /// as [`Frame::text`]).
     pub fn is_websocket(&self) -> bool {
         self.inner.transport == TransportKind::WebSocket
+    }
+
+    /// What a WebSocket session knows of its opening handshake: the request's path, query
+    /// and headers, the offered and the chosen subprotocol (see [`WebSocketInfo`]); `None`
+    /// on other sessions. On a server it is there from the new-session callback on, which may
+    /// use it to choose the subprotocol, add headers to the `101`, or refuse the upgrade.
+    ///
+    /// ```no_run
+    /// # use getty_core::{codec::RawBytes, Session};
+    /// # fn f(session: &Session<RawBytes>) {
+    /// if let Some(ws) = session.websocket() {
+    ///     println!("{} speaks {:?}", ws.path(), ws.protocol());
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// [`WebSocketInfo`]: crate::ws::WebSocketInfo
+    #[cfg(feature = "ws")]
+    pub fn websocket(&self) -> Option<&crate::ws::WebSocketInfo> {
+        self.inner.websocket.get()
+    }
+
+    /// Attaches the handshake of a WebSocket session (once; before the new-session callback).
+    #[cfg(feature = "ws")]
+    pub(crate) fn set_websocket(&self, info: crate::ws::WebSocketInfo) {
+        if self.inner.websocket.set(info).is_err() {
+            log::error!("session {}: WebSocket handshake attached twice", self.id());
+        }
     }
 
     /// The codec this session encodes and decodes with.

@@ -1,18 +1,25 @@
-//! The WebSocket opening handshake (RFC 6455 §4): the server side ([`accept`]) and the client
-//! side ([`connect`]).
+//! The WebSocket opening handshake (RFC 6455 §4): the server side ([`read_request`], then
+//! [`switching_protocols`] or [`refusal`]) and the client side ([`connect`]).
 //!
 //! Done by hand rather than with tungstenite's `accept_hdr` so that every refusal is answered
 //! with a complete HTTP response (status, `Content-Length`, short text body) that a browser or
-//! load balancer can show, and so that the bytes a client sent right after its request head are
-//! kept for the framing layer instead of being lost.
+//! load balancer can show, so that the new-session callback sees the request before the
+//! answer is written (and can refuse it or add headers to the `101`), and so that the bytes a
+//! client sent right after its request head are kept for the framing layer instead of being
+//! lost.
 //!
-//! No subprotocol or extension is negotiated: `Sec-WebSocket-Protocol` and
-//! `Sec-WebSocket-Extensions` are never echoed, so permessage-deflate is never enabled.
+//! Subprotocols (`Sec-WebSocket-Protocol`) are negotiated: the server picks one of those the
+//! client offered (its own order of preference, or the new-session callback's choice) and
+//! echoes it; a client fails a `101` naming a protocol it did not offer, or naming none when
+//! it offered some (as browsers do). No extension is negotiated: `Sec-WebSocket-Extensions`
+//! is never echoed, so permessage-deflate is never enabled, and a client fails a `101` that
+//! names one.
 use std::io;
 
 use async_tungstenite::tungstenite::handshake::client::generate_key;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Most headers a request head may have; more is answered with 431.
 const MAX_HEADERS: usize = 64;
@@ -27,6 +34,8 @@ pub(crate) struct HandshakeOptions {
     pub allowed_origins: Option<Vec<String>>,
     /// Longest request head (request line, headers, final blank line) accepted; longer is 431.
     pub max_head_len: usize,
+    /// The subprotocols the server speaks, most preferred first.
+    pub protocols: Vec<String>,
 }
 
 impl Default for HandshakeOptions {
@@ -35,27 +44,53 @@ impl Default for HandshakeOptions {
             path: "/".to_owned(),
             allowed_origins: None,
             max_head_len: 8 * 1024,
+            protocols: Vec::new(),
         }
     }
 }
 
-/// A completed upgrade: the `101` has been written and flushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Upgrade {
+/// A valid upgrade request, read and checked; nothing has been answered yet.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
     /// The request target as sent, query string included.
     pub path_and_query: String,
-    /// The `Origin` header, if any.
-    pub origin: Option<String>,
+    /// Every header of the request.
+    pub headers: HeaderMap,
+    /// The subprotocols the client offered, in its order.
+    pub offered: Vec<String>,
+    /// The `Sec-WebSocket-Accept` value the `101` must carry.
+    pub accept_key: String,
     /// Bytes read after the request head: the start of the client's first frames, which the
     /// framing layer must see before anything read from the stream.
     pub leftover: Vec<u8>,
+}
+
+impl Request {
+    /// The server's default choice: the first protocol of `preference` the client offered.
+    pub fn preferred_protocol(&self, preference: &[String]) -> Option<usize> {
+        preference
+            .iter()
+            .find_map(|p| self.offered.iter().position(|o| o == p))
+    }
+}
+
+/// A client's completed handshake.
+#[derive(Debug, Clone)]
+pub(crate) struct Connected {
+    /// Bytes read after the response head (the server's first frames).
+    pub leftover: Vec<u8>,
+    /// The headers of the server's `101`.
+    pub headers: HeaderMap,
+    /// Which of the offered protocols the server chose (an index into them).
+    pub protocol: Option<usize>,
 }
 
 /// Why the handshake did not complete.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
     /// The request was refused; an HTTP response with `status` was written (as far as the
-    /// peer let us) and the connection should be closed.
+    /// peer let us) and the connection should be closed. On the client side: the server
+    /// answered with `status`, not `101`.
     #[error("WebSocket upgrade refused with {status}: {reason}")]
     Refused {
         /// The HTTP status sent.
@@ -63,7 +98,10 @@ pub(crate) enum HandshakeError {
         /// Why, for logs (also the response body).
         reason: String,
     },
-    /// Reading the request or writing the `101` failed, including EOF before a full head.
+    /// The client side: the server's answer is not a valid `101` for the request sent.
+    #[error("invalid WebSocket handshake response: {0}")]
+    InvalidResponse(String),
+    /// Reading the request or writing the answer failed, including EOF before a full head.
     #[error("WebSocket handshake I/O: {0}")]
     Io(#[from] io::Error),
 }
@@ -73,8 +111,8 @@ pub(crate) enum HandshakeError {
 struct Refusal {
     status: u16,
     reason: &'static str,
-    /// Extra header lines, each ending in CRLF.
-    headers: &'static str,
+    /// Extra headers, as `(name, value)`.
+    headers: &'static [(&'static str, &'static str)],
 }
 
 impl Refusal {
@@ -82,17 +120,18 @@ impl Refusal {
         Refusal {
             status,
             reason,
-            headers: "",
+            headers: &[],
         }
     }
 }
 
-/// Reads the request head from `stream`, checks it against `opts` and answers it: `101` and
-/// `Ok` if it is a valid upgrade, otherwise an HTTP error response and `Err(Refused)`.
-pub(crate) async fn accept<S>(
+/// Reads the request head from `stream` and checks it against `opts`. A valid upgrade is
+/// returned unanswered; anything else is answered with an HTTP error response and is
+/// `Err(Refused)`.
+pub(crate) async fn read_request<S>(
     stream: &mut S,
     opts: &HandshakeOptions,
-) -> Result<Upgrade, HandshakeError>
+) -> Result<Request, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -102,44 +141,100 @@ where
         Err(refusal) => Err(refusal),
     };
     match checked {
-        Ok(((path_and_query, origin, accept_key), head_len)) => {
-            let response = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
-            );
-            stream.write_all(response.as_bytes()).await?;
-            stream.flush().await?;
+        Ok((mut request, head_len)) => {
             buf.drain(..head_len);
-            Ok(Upgrade {
-                path_and_query,
-                origin,
-                leftover: buf,
-            })
+            request.leftover = buf;
+            Ok(request)
         }
         Err(refusal) => {
-            let body = format!("{}\n", refusal.reason);
-            let response = format!(
-                "HTTP/1.1 {} {}\r\n{}Content-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                refusal.status,
-                reason_phrase(refusal.status),
-                refusal.headers,
-                body.len(),
-            );
-            // The refusal is the outcome worth reporting; a peer that is already gone and
-            // cannot read the response changes nothing.
-            let written = async {
-                stream.write_all(response.as_bytes()).await?;
-                stream.flush().await
-            };
-            if let Err(e) = written.await {
-                log::debug!("writing the {} refusal failed: {e}", refusal.status);
+            let mut headers = HeaderMap::new();
+            for (name, value) in refusal.headers {
+                headers.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
             }
+            let response = self::refusal(refusal.status, refusal.reason, &headers);
+            write_refusal(stream, refusal.status, &response).await;
             Err(HandshakeError::Refused {
                 status: refusal.status,
                 reason: refusal.reason.to_owned(),
             })
         }
+    }
+}
+
+/// Writes and flushes a response.
+pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &[u8],
+) -> io::Result<()> {
+    stream.write_all(response).await?;
+    stream.flush().await
+}
+
+/// Writes a refusal; a peer that is already gone and cannot read it changes nothing (the
+/// refusal is the outcome worth reporting).
+pub(crate) async fn write_refusal<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    response: &[u8],
+) {
+    if let Err(e) = write_response(stream, response).await {
+        log::debug!("writing the {status} refusal failed: {e}");
+    }
+}
+
+/// The `101 Switching Protocols` for a request whose key gave `accept_key`, naming `protocol`
+/// if one was chosen, with `extra` headers after the handshake's own.
+pub(crate) fn switching_protocols(
+    accept_key: &str,
+    protocol: Option<&str>,
+    extra: &HeaderMap,
+) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept_key}\r\n"
+    )
+    .into_bytes();
+    if let Some(protocol) = protocol {
+        response.extend_from_slice(format!("Sec-WebSocket-Protocol: {protocol}\r\n").as_bytes());
+    }
+    put_headers(&mut response, extra);
+    response.extend_from_slice(b"\r\n");
+    response
+}
+
+/// A complete refusal: status line, `headers`, a plain-text body of `reason` and a newline
+/// (`Content-Type` unless `headers` has one, `Content-Length`, `Connection: close`).
+pub(crate) fn refusal(status: u16, reason: &str, headers: &HeaderMap) -> Vec<u8> {
+    let body = format!("{reason}\n");
+    let phrase = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut response = format!("HTTP/1.1 {status} {phrase}\r\n").into_bytes();
+    put_headers(&mut response, headers);
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        response.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    response.extend_from_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    response
+}
+
+/// Appends `headers` as header lines (values as their bytes: `HeaderValue` holds no CR or LF).
+fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -176,13 +271,10 @@ async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Checks a complete head, returning the request target, the origin and the
-/// `Sec-WebSocket-Accept` value. The order of the checks decides which status a request with
-/// several faults gets: method, path, upgrade headers, version, origin.
-fn check(
-    head: &[u8],
-    opts: &HandshakeOptions,
-) -> Result<(String, Option<String>, String), Refusal> {
+/// Checks a complete head, returning the request (without its leftover). The order of the
+/// checks decides which status a request with several faults gets: method, path, upgrade
+/// headers, version, origin.
+fn check(head: &[u8], opts: &HandshakeOptions) -> Result<Request, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -197,7 +289,7 @@ fn check(
 
     if method != "GET" {
         return Err(Refusal {
-            headers: "Allow: GET\r\n",
+            headers: &[("allow", "GET")],
             ..Refusal::new(405, "only GET can be upgraded")
         });
     }
@@ -227,22 +319,43 @@ fn check(
     {
         return Err(Refusal {
             // 426 must name the upgrade (RFC 9110 §15.5.22), and RFC 6455 §4.4 the versions.
-            headers: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+            headers: &[("upgrade", "websocket"), ("sec-websocket-version", "13")],
             ..Refusal::new(426, "unsupported WebSocket version, 13 is")
         });
     }
-    let origin = values(headers, "origin")
-        .next()
-        .map(|o| o.trim().to_owned());
     if let Some(allowed) = &opts.allowed_origins {
-        let ok = origin
-            .as_deref()
-            .is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
+        let origin = values(headers, "origin").next().map(str::trim);
+        let ok = origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
         if !ok {
             return Err(Refusal::new(403, "origin not allowed"));
         }
     }
-    Ok((target.to_owned(), origin, accept_key(key)))
+    let offered = token_list(headers, "sec-websocket-protocol");
+    let header_map = header_map(headers)?;
+    Ok(Request {
+        path_and_query: target.to_owned(),
+        headers: header_map,
+        offered,
+        accept_key: accept_key(key),
+        leftover: Vec::new(),
+    })
+}
+
+/// The request's headers as a [`HeaderMap`]; httparse already checked their syntax, so a
+/// failure here is a value `http` refuses (a control character): 400.
+fn header_map(headers: &[httparse::Header<'_>]) -> Result<HeaderMap, Refusal> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for h in headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes());
+        let value = HeaderValue::from_bytes(h.value);
+        match (name, value) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => return Err(Refusal::new(400, "malformed HTTP header")),
+        }
+    }
+    Ok(map)
 }
 
 /// The values of every header called `name` (ASCII case-insensitively); non-UTF-8 values are
@@ -255,6 +368,17 @@ fn values<'a>(
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
         .filter_map(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// The comma-separated elements of every header called `name`, in order, trimmed, empty
+/// elements skipped: `Sec-WebSocket-Protocol: a, b` and two headers `a` and `b` are the same.
+fn token_list(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    values(headers, name)
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether some header `name` has `token` in its comma-separated list: browsers send
@@ -273,48 +397,61 @@ fn is_valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    }
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as a subprotocol name must be (RFC 6455
+/// §4.1).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The client side: sends the upgrade request for `path_and_query` on `host` and checks the
-/// server's answer (status 101, `Upgrade`, `Connection`, and `Sec-WebSocket-Accept` matching
-/// the key sent). Returns the bytes read after the response head (the server's first frames).
-/// Any other answer is `Refused` with its status.
+/// What a client sends and expects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientRequest<'a> {
+    /// The `Host` header.
+    pub host: &'a str,
+    /// The request target.
+    pub path_and_query: &'a str,
+    /// The `Origin` header, if any.
+    pub origin: Option<&'a str>,
+    /// The subprotocols offered, most preferred first (none: no header).
+    pub protocols: &'a [String],
+    /// More headers, after the handshake's own.
+    pub headers: &'a HeaderMap,
+    /// The longest response head accepted.
+    pub max_head_len: usize,
+}
+
+/// The client side: sends the upgrade request and checks the server's answer (status 101,
+/// `Upgrade`, `Connection`, `Sec-WebSocket-Accept` matching the key sent, a subprotocol among
+/// those offered, and one if any was offered; no extension). Any other status is `Refused`
+/// with it; a `101` that is wrong is `InvalidResponse`.
 pub(crate) async fn connect<S>(
     stream: &mut S,
-    host: &str,
-    path_and_query: &str,
-    origin: Option<&str>,
-    max_head_len: usize,
-) -> Result<Vec<u8>, HandshakeError>
+    req: ClientRequest<'_>,
+) -> Result<Connected, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let key = generate_key();
-    let origin = origin
-        .map(|o| format!("Origin: {o}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         {origin}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    stream.flush().await?;
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+        req.path_and_query, req.host
+    )
+    .into_bytes();
+    if let Some(origin) = req.origin {
+        request.extend_from_slice(format!("Origin: {origin}\r\n").as_bytes());
+    }
+    if !req.protocols.is_empty() {
+        let list = req.protocols.join(", ");
+        request.extend_from_slice(format!("Sec-WebSocket-Protocol: {list}\r\n").as_bytes());
+    }
+    put_headers(&mut request, req.headers);
+    request.extend_from_slice(b"\r\n");
+    write_response(stream, &request).await?;
 
-    let refused = |status: u16, reason: &str| HandshakeError::Refused {
-        status,
-        reason: reason.to_owned(),
-    };
+    let invalid = |why: String| HandshakeError::InvalidResponse(why);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
@@ -330,29 +467,69 @@ where
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
         let head_len = match response.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) if len <= max_head_len => len,
-            Ok(httparse::Status::Partial) if buf.len() <= max_head_len => continue,
+            Ok(httparse::Status::Complete(len)) if len <= req.max_head_len => len,
+            Ok(httparse::Status::Partial) if buf.len() <= req.max_head_len => continue,
             Ok(_) | Err(httparse::Error::TooManyHeaders) => {
-                return Err(refused(0, "response head too large"))
+                return Err(invalid("response head too large".into()))
             }
-            Err(_) => return Err(refused(0, "malformed HTTP response")),
+            Err(_) => return Err(invalid("malformed HTTP response".into())),
         };
         let status = response.code.unwrap_or(0);
         if status != 101 {
-            return Err(refused(status, "the server did not switch protocols"));
+            return Err(HandshakeError::Refused {
+                status,
+                reason: "the server did not switch protocols".into(),
+            });
         }
         let headers = response.headers;
         if !has_token(headers, "upgrade", "websocket")
             || !has_token(headers, "connection", "upgrade")
         {
-            return Err(refused(status, "101 without the WebSocket upgrade headers"));
+            return Err(invalid("101 without the WebSocket upgrade headers".into()));
         }
         let accept = values(headers, "sec-websocket-accept").next();
         if accept != Some(accept_key(&key).as_str()) {
-            return Err(refused(status, "wrong Sec-WebSocket-Accept"));
+            return Err(invalid("wrong Sec-WebSocket-Accept".into()));
         }
+        let protocol = chosen_protocol(headers, req.protocols).map_err(invalid)?;
+        if let Some(extensions) = token_list(headers, "sec-websocket-extensions").first() {
+            return Err(invalid(format!(
+                "the server enabled the extension {extensions:?}, which was not offered"
+            )));
+        }
+        let map = header_map(headers).map_err(|r| invalid(r.reason.into()))?;
         buf.drain(..head_len);
-        return Ok(buf);
+        return Ok(Connected {
+            leftover: buf,
+            headers: map,
+            protocol,
+        });
+    }
+}
+
+/// Checks the subprotocol a `101` names against those `offered`: which one (an index), or
+/// why the answer must be failed (RFC 6455 §4.1, and browsers: a protocol that was not
+/// offered, or none when some were).
+fn chosen_protocol(
+    headers: &[httparse::Header<'_>],
+    offered: &[String],
+) -> Result<Option<usize>, String> {
+    let named = token_list(headers, "sec-websocket-protocol");
+    match (named.as_slice(), offered.is_empty()) {
+        ([], true) => Ok(None),
+        ([], false) => Err(format!(
+            "the server chose none of the offered subprotocols {offered:?}"
+        )),
+        ([one], _) => offered
+            .iter()
+            .position(|o| o == one)
+            .map(Some)
+            .ok_or_else(|| {
+                format!("the server chose the subprotocol {one:?}, which was not offered (offered: {offered:?})")
+            }),
+        (many, _) => Err(format!(
+            "the server named several subprotocols {many:?}; it must choose one"
+        )),
     }
 }
 
@@ -443,11 +620,24 @@ mod tests {
         }
     }
 
+    /// What the server does without a new-session callback: reads the request and answers
+    /// `101` with the protocol of its preference.
+    async fn accept(io: &mut Duplex, opts: &HandshakeOptions) -> Result<Request, HandshakeError> {
+        let request = read_request(io, opts).await?;
+        let protocol = request
+            .preferred_protocol(&opts.protocols)
+            .map(|i| request.offered[i].clone());
+        let response =
+            switching_protocols(&request.accept_key, protocol.as_deref(), &HeaderMap::new());
+        write_response(io, &response).await?;
+        Ok(request)
+    }
+
     fn run_chunked(
         input: Vec<u8>,
         opts: &HandshakeOptions,
         max_read: usize,
-    ) -> (Result<Upgrade, HandshakeError>, String) {
+    ) -> (Result<Request, HandshakeError>, String) {
         let mut io = Duplex {
             input: Cursor::new(input),
             max_read,
@@ -457,7 +647,7 @@ mod tests {
         (result, String::from_utf8(io.output).unwrap())
     }
 
-    fn run(input: Vec<u8>, opts: &HandshakeOptions) -> (Result<Upgrade, HandshakeError>, String) {
+    fn run(input: Vec<u8>, opts: &HandshakeOptions) -> (Result<Request, HandshakeError>, String) {
         run_chunked(input, opts, usize::MAX)
     }
 
@@ -493,7 +683,11 @@ mod tests {
         );
         assert!(!body.is_empty());
         if !header.is_empty() {
-            assert!(headers.contains(&header), "{header} not in {headers:?}");
+            // Names are case-insensitive: ours are written as `http` spells them, lowercase.
+            assert!(
+                headers.iter().any(|h| h.eq_ignore_ascii_case(header)),
+                "{header} not in {headers:?}"
+            );
         }
     }
 
@@ -506,15 +700,12 @@ mod tests {
     fn valid_upgrade_gets_exact_101() {
         let (result, output) = run(head(VALID), &opts());
         assert_eq!(output, expected_101());
-        let upgrade = result.unwrap();
-        assert_eq!(
-            upgrade,
-            Upgrade {
-                path_and_query: "/ws".to_owned(),
-                origin: None,
-                leftover: vec![]
-            }
-        );
+        let request = result.unwrap();
+        assert_eq!(request.path_and_query, "/ws");
+        assert!(request.leftover.is_empty());
+        assert!(request.offered.is_empty());
+        assert_eq!(request.headers.len(), VALID.len() - 1);
+        assert_eq!(request.headers["host"], "example.com");
     }
 
     #[test]
@@ -643,10 +834,7 @@ mod tests {
         lines.push("Origin: https://GOOD.example");
         let (result, output) = run(head(&lines), &opts);
         assert_eq!(output, expected_101());
-        assert_eq!(
-            result.unwrap().origin.as_deref(),
-            Some("https://GOOD.example")
-        );
+        assert_eq!(result.unwrap().headers["origin"], "https://GOOD.example");
     }
 
     #[test]
@@ -687,5 +875,316 @@ mod tests {
         assert_eq!(output, expected_101());
         // One-byte reads never read past the head.
         assert_eq!(result.unwrap().leftover, b"");
+    }
+
+    fn with_lines(extra: &[&str]) -> Vec<u8> {
+        let mut lines = VALID.to_vec();
+        lines.extend_from_slice(extra);
+        head(&lines)
+    }
+
+    #[test]
+    fn offered_protocols_come_from_every_header_and_list() {
+        let input = with_lines(&[
+            "Sec-WebSocket-Protocol: chat.v2, , chat.v1",
+            "sec-websocket-protocol: json",
+        ]);
+        let (result, _) = run(input, &opts());
+        let request = result.unwrap();
+        assert_eq!(request.offered, ["chat.v2", "chat.v1", "json"]);
+        let prefs = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The server's order decides, not the client's.
+        assert_eq!(
+            request.preferred_protocol(&prefs(&["json", "chat.v2"])),
+            Some(2)
+        );
+        assert_eq!(request.preferred_protocol(&prefs(&["chat.v1"])), Some(1));
+        // Names are compared exactly.
+        assert_eq!(request.preferred_protocol(&prefs(&["JSON", "mqtt"])), None);
+        assert_eq!(request.preferred_protocol(&[]), None);
+    }
+
+    #[test]
+    fn the_101_echoes_the_chosen_protocol_only() {
+        let opts = HandshakeOptions {
+            protocols: vec!["mqtt".into(), "chat".into()],
+            ..opts()
+        };
+        let (_, output) = run(with_lines(&["Sec-WebSocket-Protocol: chat, mqtt"]), &opts);
+        let expected =
+            expected_101().replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n");
+        assert_eq!(output, expected);
+        // Nothing in common: no header at all (RFC 6455 §4.2.2), the upgrade still succeeds.
+        let (result, output) = run(with_lines(&["Sec-WebSocket-Protocol: xmpp"]), &opts);
+        assert_eq!(output, expected_101());
+        assert_eq!(result.unwrap().offered, ["xmpp"]);
+        // Nothing offered: nothing chosen.
+        let (_, output) = run(head(VALID), &opts);
+        assert_eq!(output, expected_101());
+    }
+
+    #[test]
+    fn request_headers_are_kept_with_repeats() {
+        let (result, _) = run(
+            with_lines(&[
+                "Cookie: a=1",
+                "cookie: b=2",
+                "Authorization: Bearer abc",
+                "X-Opaque: caf\u{e9}",
+            ]),
+            &opts(),
+        );
+        let headers = result.unwrap().headers;
+        let cookies: Vec<_> = headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(headers["authorization"], "Bearer abc");
+        assert_eq!(headers["x-opaque"].as_bytes(), "caf\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn extra_101_headers_follow_the_handshake_ones() {
+        let mut extra = HeaderMap::new();
+        extra.append("set-cookie", HeaderValue::from_static("sid=1; HttpOnly"));
+        extra.append("set-cookie", HeaderValue::from_static("theme=dark"));
+        let response =
+            String::from_utf8(switching_protocols(ACCEPT, Some("chat"), &extra)).unwrap();
+        assert_eq!(
+            response,
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {ACCEPT}\r\nSec-WebSocket-Protocol: chat\r\n\
+                 set-cookie: sid=1; HttpOnly\r\nset-cookie: theme=dark\r\n\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn refusals_are_complete_responses() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "www-authenticate",
+            HeaderValue::from_static("Bearer realm=\"chat\""),
+        );
+        let response = String::from_utf8(refusal(401, "log in first", &headers)).unwrap();
+        assert_eq!(
+            response,
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"chat\"\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 13\r\n\
+             Connection: close\r\n\r\nlog in first\n"
+        );
+        // A status without a standard phrase, and the user's own content type.
+        headers.clear();
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        let response = String::from_utf8(refusal(499, "<p>no</p>", &headers)).unwrap();
+        assert!(response.starts_with("HTTP/1.1 499 Error\r\ncontent-type: text/html\r\n"));
+        assert!(!response.contains("text/plain"));
+    }
+
+    #[test]
+    fn tokens() {
+        for ok in ["chat", "v2.json", "a-b_c~d!", "x|y"] {
+            assert!(is_token(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a,b", "é", "a\r\n", "(x)", "a:b", "\"q\""] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+    }
+
+    /// Runs the client side against `response` (sent whatever the request): the result and
+    /// the request written.
+    fn client(
+        response: &str,
+        protocols: &[&str],
+        headers: &HeaderMap,
+    ) -> (Result<Connected, HandshakeError>, String) {
+        let mut io = Duplex {
+            input: Cursor::new(response.as_bytes().to_vec()),
+            max_read: usize::MAX,
+            output: Vec::new(),
+        };
+        let protocols: Vec<String> = protocols.iter().map(|p| p.to_string()).collect();
+        let request = ClientRequest {
+            host: "example.com",
+            path_and_query: "/ws?room=1",
+            origin: Some("https://example.com"),
+            protocols: &protocols,
+            headers,
+            max_head_len: 8 * 1024,
+        };
+        let result = block_on(connect(&mut io, request));
+        (result, String::from_utf8(io.output).unwrap())
+    }
+
+    /// A 101 answering the request in `sent` (its key), with `extra` header lines.
+    fn answer(sent: &str, extra: &[&str]) -> String {
+        let key = sent
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key");
+        let mut lines = vec![
+            "HTTP/1.1 101 Switching Protocols".to_string(),
+            "Upgrade: websocket".into(),
+            "Connection: Upgrade".into(),
+            format!("Sec-WebSocket-Accept: {}", accept_key(key)),
+        ];
+        lines.extend(extra.iter().map(|l| l.to_string()));
+        format!("{}\r\n\r\nfirst frame", lines.join("\r\n"))
+    }
+
+    /// The client against a server answering its request with `answer(extra)` (the key is
+    /// random per connect, so the answer is made once the request is written).
+    fn client_answered(
+        protocols: &[&str],
+        extra: &[&str],
+    ) -> (Result<Connected, HandshakeError>, String) {
+        let mut io = Duplex {
+            input: Cursor::new(Vec::new()),
+            max_read: usize::MAX,
+            output: Vec::new(),
+        };
+        let protocols: Vec<String> = protocols.iter().map(|p| p.to_string()).collect();
+        let headers = HeaderMap::new();
+        let request = ClientRequest {
+            host: "example.com",
+            path_and_query: "/ws",
+            origin: None,
+            protocols: &protocols,
+            headers: &headers,
+            max_head_len: 8 * 1024,
+        };
+        // A stream that answers once it has seen the request.
+        let mut answering = Answering {
+            extra: extra.iter().map(|l| l.to_string()).collect(),
+            inner: &mut io,
+            answered: false,
+        };
+        let result = block_on(connect(&mut answering, request));
+        (result, String::from_utf8(io.output).unwrap())
+    }
+
+    /// A server that answers the request written to it with [`answer`].
+    struct Answering<'a> {
+        extra: Vec<String>,
+        inner: &'a mut Duplex,
+        answered: bool,
+    }
+
+    impl AsyncRead for Answering<'_> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if !this.answered {
+                this.answered = true;
+                let sent = String::from_utf8(this.inner.output.clone()).unwrap();
+                let extra: Vec<&str> = this.extra.iter().map(String::as_str).collect();
+                this.inner.input = Cursor::new(answer(&sent, &extra).into_bytes());
+            }
+            Pin::new(&mut *this.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Answering<'_> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+        }
+        fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.get_mut().inner).poll_close(cx)
+        }
+    }
+
+    #[test]
+    fn client_request_offers_protocols_and_sends_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append("authorization", HeaderValue::from_static("Bearer t0k"));
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        let (result, sent) = client("", &["chat.v2", "chat.v1"], &headers);
+        assert!(
+            matches!(result, Err(HandshakeError::Io(_))),
+            "EOF: {result:?}"
+        );
+        let lines: Vec<&str> = sent.trim_end().split("\r\n").collect();
+        assert_eq!(lines[0], "GET /ws?room=1 HTTP/1.1");
+        for line in [
+            "Host: example.com",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+            "Origin: https://example.com",
+            "Sec-WebSocket-Protocol: chat.v2, chat.v1",
+            "authorization: Bearer t0k",
+            "cookie: a=1",
+        ] {
+            assert!(lines.contains(&line), "{line} not in {lines:?}");
+        }
+        assert!(sent.ends_with("\r\n\r\n"));
+        // Nothing offered: no header.
+        let (_, sent) = client("", &[], &HeaderMap::new());
+        assert!(!sent.contains("Sec-WebSocket-Protocol"));
+    }
+
+    #[test]
+    fn client_takes_the_servers_choice_among_those_offered() {
+        let (result, _) = client_answered(
+            &["a", "b"],
+            &["Sec-WebSocket-Protocol: b", "Set-Cookie: s=1"],
+        );
+        let connected = result.unwrap();
+        assert_eq!(connected.protocol, Some(1));
+        assert_eq!(connected.headers["set-cookie"], "s=1");
+        assert_eq!(connected.leftover, b"first frame");
+        let (result, _) = client_answered(&[], &[]);
+        assert_eq!(result.unwrap().protocol, None);
+    }
+
+    #[test]
+    fn client_fails_a_bad_or_absent_choice() {
+        let cases: &[(&[&str], &[&str], &str)] = &[
+            (&["a", "b"], &["Sec-WebSocket-Protocol: c"], "not offered"),
+            (&[], &["Sec-WebSocket-Protocol: a"], "not offered"),
+            (&["a", "b"], &[], "none of the offered"),
+            (&["a", "b"], &["Sec-WebSocket-Protocol: a, b"], "several"),
+            (
+                &["a"],
+                &["Sec-WebSocket-Protocol: a", "Sec-WebSocket-Protocol: a"],
+                "several",
+            ),
+            (
+                &[],
+                &["Sec-WebSocket-Extensions: permessage-deflate"],
+                "extension",
+            ),
+        ];
+        for (offered, extra, why) in cases {
+            let (result, _) = client_answered(offered, extra);
+            match result {
+                Err(err @ HandshakeError::InvalidResponse(_)) => {
+                    assert!(err.to_string().contains(why), "{err} lacks {why:?}")
+                }
+                other => panic!("{offered:?} {extra:?}: expected a failure, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_reports_a_refusal_with_its_status() {
+        let (result, _) = client(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n",
+            &[],
+            &HeaderMap::new(),
+        );
+        assert!(
+            matches!(result, Err(HandshakeError::Refused { status: 401, .. })),
+            "{result:?}"
+        );
     }
 }
