@@ -13,11 +13,11 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::certs::TestCa;
 use super::rfc6455::{self, Frame};
 use super::support::*;
-use getty_core::codec::{LengthDelimited, RawBytes};
+use getty_core::codec::{LengthDelimited, Message, RawBytes, WsMessages};
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
 use getty_core::runtime::Runtime;
 use getty_core::session::CloseReason;
-use getty_core::{Error, Session};
+use getty_core::{BoxError, Error, EventListener, Session};
 
 const PATH: &str = "/getty";
 
@@ -62,6 +62,32 @@ async fn ws_client<R: Runtime>(
 }
 
 fn no_config(_: &Session<Hello>) -> getty_core::Result<()> {
+    Ok(())
+}
+
+/// [`ws_server`] with a new-session callback that may refuse with any error (a
+/// [`Reject`](getty_core::ws::Reject) included).
+async fn ws_gate<R: Runtime>(
+    rt: &R,
+    builder: TcpServerBuilder,
+    listener: TestListener,
+    gate: impl Fn(&Session<Hello>) -> Result<(), BoxError> + Send + Sync + 'static,
+) -> TcpServer {
+    let listener = Arc::new(listener);
+    builder
+        .websocket(PATH)
+        .serve_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            move |s: &Session<Hello>| {
+                gate(s)?;
+                Ok(listener.clone())
+            },
+        )
+        .expect("server starts")
+}
+
+fn no_gate(_: &Session<Hello>) -> Result<(), BoxError> {
     Ok(())
 }
 
@@ -515,7 +541,7 @@ pub async fn ws_text_messages<R: Runtime>(rt: R) {
 }
 
 /// Upgrades a raw connection to `srv` with the independent client of [`rfc6455`].
-async fn raw_ws_client<R: Runtime>(rt: &R, srv: &TcpServer) -> R::Tcp {
+async fn raw_ws_client<R: Runtime, C: getty_core::Codec>(rt: &R, srv: &TcpServer<C>) -> R::Tcp {
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     raw.write_all(rfc6455::upgrade_request(PATH, "localhost", key).as_bytes())
@@ -598,4 +624,715 @@ pub async fn ws_close_codes_tell_the_peer_why<R: Runtime>(rt: R) {
     within(&rt, "srv close", srv.close()).await;
     let (code, text) = read_close(&rt, &mut raw).await;
     assert_eq!((code, text.as_str()), (1001, "the server is shutting down"));
+}
+
+/// Reads an HTTP request head (up to its blank line) from a raw socket, byte by byte.
+async fn read_request_head<R: Runtime>(rt: &R, raw: &mut R::Tcp) -> String {
+    within(rt, "a request head", async {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            raw.read_exact(&mut byte).await.expect("request byte");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).expect("UTF-8 head")
+    })
+    .await
+}
+
+/// The value of header `name` in a raw request head.
+fn request_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// An upgrade request for `target` with `extra` header lines.
+fn request_with(target: &str, extra: &[&str]) -> String {
+    let mut request = rfc6455::upgrade_request(target, "localhost", "dGhlIHNhbXBsZSBub25jZQ==");
+    request.truncate(request.len() - 2);
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request
+}
+
+/// Sends a raw request and reads the whole response: `(status, headers, body)`, and the
+/// socket (still open after a `101`).
+async fn raw_exchange<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    request: &str,
+) -> (u16, rfc6455::Headers, Vec<u8>, R::Tcp) {
+    let mut raw = rt.connect(addr, None).await.expect("connect");
+    raw.write_all(request.as_bytes()).await.expect("write");
+    let (status, headers, body) =
+        within(rt, "HTTP response", rfc6455::read_http_response(&mut raw))
+            .await
+            .expect("response");
+    (status, headers, body, raw)
+}
+
+/// What a new-session callback saw of the upgrade, per session.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Seen {
+    path: String,
+    query: Option<String>,
+    cookie: Option<String>,
+    authorization: Option<String>,
+    offered: Vec<String>,
+    protocol: Option<String>,
+}
+
+impl Seen {
+    fn of(ws: &getty_core::ws::WebSocketInfo) -> Self {
+        let header = |name: &str| {
+            ws.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Seen {
+            path: ws.path().to_owned(),
+            query: ws.query().map(str::to_owned),
+            cookie: header("cookie"),
+            authorization: header("authorization"),
+            offered: ws.offered_protocols().to_vec(),
+            protocol: ws.protocol().map(str::to_owned),
+        }
+    }
+}
+
+/// Subprotocols: the server picks the first of *its* list that the client offered, names it
+/// in the `101`, and both sessions show it (with the offer); the new-session callback can
+/// choose another offered one but not one that was not offered; with none in common the
+/// `101` names none and the session still opens.
+pub async fn ws_subprotocol_chosen_by_server_preference<R: Runtime>(rt: R) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = Recorder::new();
+    let srv = ws_gate(
+        &rt,
+        TcpServer::builder().websocket_protocols(["chat.v3", "chat.v2", "chat.v1"]),
+        TestListener::silent(&rec),
+        {
+            let seen = seen.clone();
+            move |s| {
+                let ws = s.websocket().expect("a WebSocket session");
+                lock(&seen).push(Seen::of(ws));
+                // Not offered: refused, and the choice stays.
+                assert!(matches!(
+                    ws.select_protocol("chat.v3"),
+                    Err(Error::InvalidConfig(_))
+                ));
+                if ws.query() == Some("prefer=v1") {
+                    ws.select_protocol("chat.v1")?;
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let client_rec = Recorder::new();
+    let cli = ws_client(
+        &rt,
+        TcpClientBuilder::new(srv.local_addr()).websocket_protocols(["chat.v1", "chat.v2"]),
+        1,
+        TestListener::silent(&client_rec),
+    )
+    .await;
+    let client_session = cli.sessions()[0].clone();
+    let client_ws = client_session.websocket().expect("ws");
+    assert_eq!(
+        client_ws.protocol(),
+        Some("chat.v2"),
+        "the server's preference wins"
+    );
+    assert_eq!(client_ws.offered_protocols(), ["chat.v1", "chat.v2"]);
+    rec.wait(&rt, "the server session", |e| !e.is_empty()).await;
+    let server_session = rec.sessions()[0].clone();
+    let server_ws = server_session.websocket().expect("ws");
+    assert_eq!(server_ws.protocol(), Some("chat.v2"));
+    assert_eq!(server_ws.offered_protocols(), ["chat.v1", "chat.v2"]);
+    // Outside the callback the choice is final.
+    assert!(server_ws.select_protocol("chat.v1").is_err());
+    assert_eq!(
+        lock(&seen)[0],
+        Seen {
+            path: PATH.into(),
+            offered: vec!["chat.v1".into(), "chat.v2".into()],
+            protocol: Some("chat.v2".into()),
+            ..Seen::default()
+        }
+    );
+    cli.close().await;
+
+    // The callback overrides the preference (the client offered both).
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .websocket(format!("{PATH}?prefer=v1"))
+        .websocket_protocols(["chat.v2", "chat.v1"])
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    within(&rt, "session", cli.wait_for_sessions(1))
+        .await
+        .expect("connects");
+    let session = cli.sessions()[0].clone();
+    assert_eq!(session.websocket().expect("ws").protocol(), Some("chat.v1"));
+    cli.close().await;
+
+    // Several headers and a list, as the independent client sends them; nothing in common.
+    let offer = [
+        "Sec-WebSocket-Protocol: mqtt",
+        "Sec-WebSocket-Protocol: chat.v1, chat.v2",
+    ];
+    let (status, headers, _, _raw) =
+        raw_exchange(&rt, srv.local_addr(), &request_with(PATH, &offer)).await;
+    assert_eq!(status, 101);
+    assert_eq!(
+        rfc6455::header(&headers, "sec-websocket-protocol"),
+        Some("chat.v2")
+    );
+    let (status, headers, _, _raw2) = raw_exchange(
+        &rt,
+        srv.local_addr(),
+        &request_with(PATH, &["Sec-WebSocket-Protocol: xmpp"]),
+    )
+    .await;
+    assert_eq!(status, 101, "no protocol in common still upgrades");
+    assert_eq!(rfc6455::header(&headers, "sec-websocket-protocol"), None);
+    assert_eq!(lock(&seen)[3].offered, ["xmpp"]);
+    assert_eq!(lock(&seen)[3].protocol, None);
+    srv.close().await;
+}
+
+/// The client's failure after a failed handshake: the `GaveUp`'s last error, as a failure.
+async fn handshake_failure<R: Runtime>(rt: &R, cli: &Client<Hello>) -> Failure {
+    match within(rt, "the client gives up", cli.wait_for_sessions(1)).await {
+        Err(Error::GaveUp {
+            last: Some(last), ..
+        }) => Failure::of(&last),
+        other => panic!("expected GaveUp with a last error, got {other:?}"),
+    }
+}
+
+/// A client fails the handshake, as browsers do, when the server chose a protocol it did not
+/// offer, or none although it offered some; the error is `WebSocketHandshake` with the
+/// reason in its source.
+pub async fn ws_client_refuses_a_bad_or_absent_protocol_choice<R: Runtime>(rt: R) {
+    // A getty server that speaks no subprotocol: the 101 names none.
+    let rec = Recorder::new();
+    let srv = ws_gate(
+        &rt,
+        TcpServer::builder(),
+        TestListener::silent(&rec),
+        no_gate,
+    )
+    .await;
+    let client_rec = Recorder::new();
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .websocket(PATH)
+        .websocket_protocols(["chat"])
+        .max_reconnect_attempts(Some(1))
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    let failure = handshake_failure(&rt, &cli).await;
+    assert_eq!(failure.kind, ErrorKind::WebSocketHandshake);
+    assert!(
+        failure.text.contains("none of the offered subprotocols"),
+        "{}",
+        failure.text
+    );
+    assert!(client_rec.events().is_empty(), "no session");
+    srv.close().await;
+
+    // A hand-written server that names a protocol that was not offered.
+    let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let listener = rt.listen(any).await.expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let cli = TcpClientBuilder::new(addr)
+        .websocket(PATH)
+        .websocket_protocols(["chat"])
+        .max_reconnect_attempts(Some(1))
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    let (mut raw, _) = within(&rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    let head = read_request_head(&rt, &mut raw).await;
+    assert_eq!(
+        request_header(&head, "sec-websocket-protocol"),
+        Some("chat")
+    );
+    let key = request_header(&head, "sec-websocket-key").expect("a key");
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+        rfc6455::accept_key(key)
+    );
+    raw.write_all(answer.as_bytes()).await.expect("write");
+    let failure = handshake_failure(&rt, &cli).await;
+    assert_eq!(failure.kind, ErrorKind::WebSocketHandshake);
+    assert!(
+        failure.text.contains("\"mqtt\", which was not offered"),
+        "{}",
+        failure.text
+    );
+    assert!(client_rec.events().is_empty(), "no session");
+}
+
+/// The new-session callback sees the upgrade request before it is answered: path, query,
+/// `Cookie`, `Authorization`. It refuses with `401` and `WWW-Authenticate` (a complete
+/// response, read raw), any other error of its gets a `403` that does not leak the error's
+/// text, and an accepted upgrade carries the callback's `Set-Cookie` in its `101`, which a
+/// getty client sees in its session's headers. A getty client's custom headers reach the
+/// server.
+pub async fn ws_callback_reads_the_request_and_refuses_or_accepts<R: Runtime>(rt: R) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = Recorder::new();
+    let srv = ws_gate(&rt, TcpServer::builder(), TestListener::silent(&rec), {
+        let seen = seen.clone();
+        move |s| {
+            let ws = s.websocket().expect("a WebSocket session");
+            let seen_now = Seen::of(ws);
+            lock(&seen).push(seen_now.clone());
+            match seen_now.authorization.as_deref() {
+                None => Err(getty_core::ws::Reject::status(401, "log in first")?
+                    .header("WWW-Authenticate", "Bearer realm=\"getty\"")?
+                    .into()),
+                Some("Bearer secret-internal") => {
+                    Err(Error::InvalidConfig("secret internal detail".into()).into())
+                }
+                Some(_) => {
+                    ws.add_response_header("Set-Cookie", "sid=42; HttpOnly")?;
+                    ws.add_response_header("Set-Cookie", "theme=dark")?;
+                    Ok(())
+                }
+            }
+        }
+    })
+    .await;
+    let addr = srv.local_addr();
+
+    let (status, headers, body, _) = raw_exchange(
+        &rt,
+        addr,
+        &request_with(&format!("{PATH}?room=7"), &["Cookie: a=1"]),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        rfc6455::header(&headers, "www-authenticate"),
+        Some("Bearer realm=\"getty\"")
+    );
+    assert_eq!(rfc6455::header(&headers, "connection"), Some("close"));
+    assert_eq!(body, b"log in first\n");
+    assert_eq!(
+        lock(&seen)[0],
+        Seen {
+            path: PATH.into(),
+            query: Some("room=7".into()),
+            cookie: Some("a=1".into()),
+            ..Seen::default()
+        }
+    );
+
+    let (status, _, body, _) = raw_exchange(
+        &rt,
+        addr,
+        &request_with(PATH, &["Authorization: Bearer secret-internal"]),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let body = String::from_utf8(body).expect("UTF-8 body");
+    assert!(!body.contains("secret"), "the error's text leaked: {body}");
+
+    let (status, headers, _, _raw) = raw_exchange(
+        &rt,
+        addr,
+        &request_with(PATH, &["Authorization: Bearer ok", "Cookie: sid=1"]),
+    )
+    .await;
+    assert_eq!(status, 101);
+    let cookies: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["sid=42; HttpOnly", "theme=dark"]);
+    assert_eq!(lock(&seen)[2].authorization.as_deref(), Some("Bearer ok"));
+    within(&rt, "the accepted session", srv.wait_for_sessions(1))
+        .await
+        .expect("session");
+    assert_eq!(rec.sessions().len(), 1, "only the accepted upgrade opened");
+
+    // A getty client: its custom headers reach the callback; it sees the 101's headers.
+    let client_rec = Recorder::new();
+    let cli = ws_client(
+        &rt,
+        TcpClientBuilder::new(addr)
+            .websocket_header("Authorization", "Bearer from-getty")
+            .websocket_header("Cookie", "c=3"),
+        1,
+        TestListener::silent(&client_rec),
+    )
+    .await;
+    let seen_last = lock(&seen).last().cloned().expect("seen");
+    assert_eq!(
+        (
+            seen_last.authorization.as_deref(),
+            seen_last.cookie.as_deref()
+        ),
+        (Some("Bearer from-getty"), Some("c=3"))
+    );
+    let session = cli.sessions()[0].clone();
+    let ws = session.websocket().expect("ws");
+    assert!(!ws.is_server());
+    assert_eq!(ws.path(), PATH);
+    let cookies: Vec<_> = ws.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["sid=42; HttpOnly", "theme=dark"]);
+    cli.close().await;
+    srv.close().await;
+}
+
+/// A refused upgrade leaves no session behind: no `on_open`, no `on_close`, no error for it,
+/// the server's count unchanged, and the session the callback saw is closed. Accepted
+/// sessions around it are unaffected, and the server closes cleanly.
+pub async fn ws_refused_upgrade_leaves_no_session<R: Runtime>(rt: R) {
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<Session<Hello>>::new()));
+    let rec = Recorder::new();
+    let srv = ws_gate(&rt, TcpServer::builder(), TestListener::silent(&rec), {
+        let refused = refused.clone();
+        move |s| {
+            if s.websocket().and_then(|ws| ws.query()) == Some("no") {
+                lock(&refused).push(s.clone());
+                return Err(getty_core::ws::Reject::status(403, "not you")?.into());
+            }
+            Ok(())
+        }
+    })
+    .await;
+    let addr = srv.local_addr();
+    let (_, _, _, _first) = raw_exchange(&rt, addr, &request_with(PATH, &[])).await;
+    within(&rt, "one session", srv.wait_for_sessions(1))
+        .await
+        .expect("session");
+    for _ in 0..3 {
+        let (status, _, body, mut raw) =
+            raw_exchange(&rt, addr, &request_with(&format!("{PATH}?no"), &[])).await;
+        assert_eq!((status, body.as_slice()), (403, &b"not you\n"[..]));
+        // The server closes the connection after the refusal.
+        let mut rest = Vec::new();
+        within(&rt, "EOF after the refusal", raw.read_to_end(&mut rest))
+            .await
+            .expect("EOF");
+        assert!(rest.is_empty());
+    }
+    let (_, _, _, _last) = raw_exchange(&rt, addr, &request_with(PATH, &[])).await;
+    within(&rt, "two sessions", srv.wait_for_session_count(2))
+        .await
+        .expect("sessions");
+    assert_eq!(srv.session_count(), 2);
+    assert_eq!(srv.sessions().len(), 2);
+    let refused = lock(&refused).clone();
+    assert_eq!(refused.len(), 3);
+    for session in &refused {
+        assert!(session.is_closed(), "a refused session is closed");
+        assert!(!srv.sessions().iter().any(|s| s.id() == session.id()));
+        assert!(
+            rec.of(session.id()).is_empty(),
+            "no events for a refused session"
+        );
+    }
+    assert_eq!(
+        rec.events()
+            .iter()
+            .filter(|r| matches!(r, Rec::Open(_)))
+            .count(),
+        2
+    );
+    within(&rt, "close", srv.close()).await;
+    rec.wait(&rt, "both closes", |e| {
+        e.iter().filter(|r| matches!(r, Rec::Close(_))).count() == 2
+    })
+    .await;
+}
+
+/// Client settings are checked when it starts: a malformed header name or value and the
+/// handshake's own headers are `InvalidHeader`; bad or repeated subprotocols, and WebSocket
+/// settings without a WebSocket path, `InvalidConfig`; the same for the server's list.
+pub async fn ws_client_header_and_protocol_settings_are_checked<R: Runtime>(rt: R) {
+    let addr = free_addr(&rt).await;
+    let start = |builder: TcpClientBuilder| {
+        let rec = Recorder::new();
+        builder.start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&rec).factory(),
+        )
+    };
+    let ws = || TcpClientBuilder::new(addr).websocket(PATH);
+    for (name, value) in [
+        ("bad name", "x"),
+        ("X-Ok", "line\r\nInjected: 1"),
+        ("Host", "elsewhere"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Upgrade", "h2c"),
+        ("Connection", "close"),
+        ("Sec-WebSocket-Version", "8"),
+        ("Sec-WebSocket-Protocol", "chat"),
+        ("Origin", "https://a.example"),
+    ] {
+        match start(ws().websocket_header(name, value)) {
+            Err(Error::InvalidHeader(_)) => {}
+            other => panic!("{name}: {value:?}: expected InvalidHeader, got {other:?}"),
+        }
+    }
+    for protocols in [vec!["a b"], vec![""], vec!["chat", "chat"], vec!["é"]] {
+        assert!(
+            matches!(
+                start(ws().websocket_protocols(protocols.clone())),
+                Err(Error::InvalidConfig(_))
+            ),
+            "{protocols:?}"
+        );
+    }
+    assert!(matches!(
+        start(TcpClientBuilder::new(addr).websocket_protocols(["chat"])),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        start(TcpClientBuilder::new(addr).websocket_header("Authorization", "x")),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        start(TcpClientBuilder::new(addr).websocket("/a b")),
+        Err(Error::InvalidConfig(_))
+    ));
+    let serve = |builder: TcpServerBuilder| {
+        let rec = Recorder::new();
+        builder.serve(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&rec),
+        )
+    };
+    assert!(matches!(
+        serve(
+            TcpServer::builder()
+                .websocket(PATH)
+                .websocket_protocols(["a,b"])
+        ),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        serve(TcpServer::builder().websocket_protocols(["chat"])),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
+/// A listener of whole messages that records each with its kind (`text:...`, `binary:...`)
+/// and echoes it as the same kind.
+#[derive(Debug, Clone)]
+struct Kinds {
+    rec: Arc<Recorder>,
+    echo: bool,
+}
+
+fn tagged(msg: &Message) -> Bytes {
+    match msg {
+        Message::Text(text) => Bytes::from(format!("text:{text}")),
+        Message::Binary(bytes) => Bytes::from([&b"binary:"[..], bytes].concat()),
+    }
+}
+
+impl EventListener<WsMessages> for Kinds {
+    async fn on_open(&self, session: &Session<WsMessages>) -> Result<(), BoxError> {
+        self.rec.push(Rec::Open(session.id()));
+        Ok(())
+    }
+
+    async fn on_message(&self, session: &Session<WsMessages>, msg: Message) {
+        self.rec.push(Rec::Msg(session.id(), tagged(&msg)));
+        if self.echo {
+            let _ = session.send(&msg).await;
+        }
+    }
+
+    async fn on_error(&self, session: &Session<WsMessages>, err: &Error) {
+        self.rec.push(Rec::Error(session.id(), Failure::of(err)));
+    }
+
+    async fn on_close(&self, session: &Session<WsMessages>) {
+        self.rec.push(Rec::Close(session.id()));
+    }
+}
+
+/// Text and binary messages are told apart both ways: with `WsMessages`, a text message
+/// arrives as `Message::Text` and a binary one as `Message::Binary` (an empty text message
+/// included), and each is sent back as its kind; the independent client reads the echo's
+/// opcodes.
+pub async fn ws_text_and_binary_told_apart<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .websocket(PATH)
+        .serve(
+            rt.clone(),
+            WsMessages,
+            Kinds {
+                rec: rec.clone(),
+                echo: true,
+            },
+        )
+        .expect("server");
+    let client_rec = Recorder::new();
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .websocket(PATH)
+        .start(
+            rt.clone(),
+            WsMessages,
+            Kinds {
+                rec: client_rec.clone(),
+                echo: false,
+            },
+        )
+        .expect("client");
+    within(&rt, "session", cli.wait_for_sessions(1))
+        .await
+        .expect("connects");
+    let session = cli.session().expect("session");
+    let sent = [
+        Message::from("héllo"),
+        Message::from(vec![0xff, 0x00, b'h']),
+        Message::from(Bytes::from_static(b"text-like bytes")),
+        Message::from("last"),
+    ];
+    for msg in &sent {
+        session.send(msg).await.expect("send");
+    }
+    let expected: Vec<Bytes> = sent.iter().map(tagged).collect();
+    client_rec.wait_msgs(&rt, sent.len()).await;
+    assert_eq!(
+        payloads(&rec.events()),
+        expected,
+        "the server got the kinds"
+    );
+    assert_eq!(
+        payloads(&client_rec.events()),
+        expected,
+        "the echo kept them"
+    );
+    cli.close().await;
+
+    // On the wire: the independent client's text frame comes back as a text frame, its
+    // binary frame as a binary frame. An empty text message is a package too (its echo, an
+    // empty package, sends nothing).
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    raw.write_all(&rfc6455::client_frame(
+        rfc6455::TEXT,
+        true,
+        b"",
+        [7, 7, 7, 7],
+    ))
+    .await
+    .expect("write");
+    for (opcode, payload) in [
+        (rfc6455::TEXT, &b"abc"[..]),
+        (rfc6455::BINARY, &b"\x01\x02"[..]),
+    ] {
+        raw.write_all(&rfc6455::client_frame(opcode, true, payload, [7, 7, 7, 7]))
+            .await
+            .expect("write");
+        let echo = within(&rt, "echo", rfc6455::read_frame(&mut raw))
+            .await
+            .expect("frame");
+        assert_eq!((echo.opcode, echo.payload.as_slice()), (opcode, payload));
+    }
+    let opened: Vec<u64> = rec
+        .events()
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Open(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let raw_id = opened[1];
+    let got = payloads(&rec.of(raw_id));
+    assert_eq!(
+        got,
+        [
+            Bytes::from_static(b"text:"),
+            Bytes::from_static(b"text:abc"),
+            Bytes::from_static(b"binary:\x01\x02")
+        ]
+    );
+    srv.close().await;
+    assert!(errors(&rec.events()).is_empty(), "{:?}", rec.events());
+}
+
+/// Invalid UTF-8 in a text message closes that session with close code 1007, and `on_error`
+/// gets a typed `Error::WebSocket` (whatever the codec: raw bytes or `WsMessages`); the
+/// server's other sessions go on.
+pub async fn ws_invalid_utf8_closes_with_1007<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .websocket(PATH)
+        .serve(
+            rt.clone(),
+            WsMessages,
+            Kinds {
+                rec: rec.clone(),
+                echo: true,
+            },
+        )
+        .expect("server");
+    let mut good = raw_ws_client(&rt, &srv).await;
+    let mut bad = raw_ws_client(&rt, &srv).await;
+    within(&rt, "two sessions", srv.wait_for_sessions(2))
+        .await
+        .expect("sessions");
+    // "é" cut in half.
+    let invalid = rfc6455::client_frame(rfc6455::TEXT, true, &[b'a', 0xc3], [1, 2, 3, 4]);
+    bad.write_all(&invalid).await.expect("write");
+    let (code, _) = read_close(&rt, &mut bad).await;
+    assert_eq!(code, 1007);
+    rec.wait(&rt, "the bad session's on_error and on_close", |e| {
+        e.iter().any(|r| matches!(r, Rec::Error(..)))
+            && e.iter().any(|r| matches!(r, Rec::Close(_)))
+    })
+    .await;
+    let failures = errors(&rec.events());
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].kind, ErrorKind::WebSocket);
+    assert!(failures[0].text.contains("UTF-8"), "{}", failures[0].text);
+    // The other session still echoes.
+    good.write_all(&rfc6455::client_frame(
+        rfc6455::TEXT,
+        true,
+        b"still here",
+        [5, 5, 5, 5],
+    ))
+    .await
+    .expect("write");
+    let echo = within(&rt, "echo", rfc6455::read_frame(&mut good))
+        .await
+        .expect("frame");
+    assert_eq!(
+        (echo.opcode, echo.payload.as_slice()),
+        (rfc6455::TEXT, &b"still here"[..])
+    );
+    srv.close().await;
 }
