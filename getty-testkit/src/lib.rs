@@ -133,6 +133,7 @@ macro_rules! conformance_suite {
             ws::ws_client_header_and_protocol_settings_are_checked,
             ws::ws_text_and_binary_told_apart,
             ws::ws_invalid_utf8_closes_with_1007,
+            ws::ws_outbound_text_must_be_utf8,
             udp::udp_replies_reach_the_right_peer,
             udp::udp_connect_ping_is_not_delivered,
             udp::udp_oversize_datagram_dropped,

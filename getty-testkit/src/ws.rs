@@ -13,7 +13,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::certs::TestCa;
 use super::rfc6455::{self, Frame};
 use super::support::*;
-use getty_core::codec::{LengthDelimited, Message, RawBytes, WsMessages};
+use getty_core::codec::{LengthDelimited, Message, MessageKind, RawBytes, WsMessages};
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
 use getty_core::runtime::Runtime;
 use getty_core::session::CloseReason;
@@ -1278,6 +1278,59 @@ pub async fn ws_text_and_binary_told_apart<R: Runtime>(rt: R) {
             Bytes::from_static(b"text:abc"),
             Bytes::from_static(b"binary:\x01\x02")
         ]
+    );
+    srv.close().await;
+    assert!(errors(&rec.events()).is_empty(), "{:?}", rec.events());
+}
+
+/// Raw bytes sent as text messages: a codec whose `outbound_kind` is always text.
+#[derive(Debug, Clone, Copy)]
+struct TextBytes;
+
+impl getty_core::Codec for TextBytes {
+    type Inbound = Bytes;
+    type Outbound = [u8];
+
+    fn decode(
+        &self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<getty_core::Decoded<Bytes>, getty_core::CodecError> {
+        RawBytes.decode(buf)
+    }
+
+    fn encode(&self, pkg: &[u8], dst: &mut bytes::BytesMut) -> Result<(), getty_core::CodecError> {
+        RawBytes.encode(pkg, dst)
+    }
+
+    fn outbound_kind(&self, _: &[u8]) -> MessageKind {
+        MessageKind::Text
+    }
+}
+
+/// A package a codec calls text (`outbound_kind`) goes out as a text frame; one that is not
+/// UTF-8 is refused at send with a codec error, and the session goes on.
+pub async fn ws_outbound_text_must_be_utf8<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .websocket(PATH)
+        .serve_with(rt.clone(), TextBytes, Probe::new(&rec, false).factory())
+        .expect("server");
+    let mut raw = raw_ws_client(&rt, &srv).await;
+    within(&rt, "the session", srv.wait_for_sessions(1))
+        .await
+        .expect("session");
+    let session = srv.sessions()[0].clone();
+    assert!(matches!(
+        session.try_send(&[b'a', 0xff]),
+        Err(Error::Codec(_))
+    ));
+    session.try_send("still open: é".as_bytes()).expect("send");
+    let frame = within(&rt, "the text frame", rfc6455::read_frame(&mut raw))
+        .await
+        .expect("frame");
+    assert_eq!(
+        (frame.opcode, frame.payload.as_slice()),
+        (rfc6455::TEXT, "still open: é".as_bytes())
     );
     srv.close().await;
     assert!(errors(&rec.events()).is_empty(), "{:?}", rec.events());
