@@ -9,7 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use event_listener::Event;
 
 use super::support::*;
-use getty_core::codec::{Codec, CodecError, Decoded};
+use getty_core::codec::{Codec, CodecError, Decoded, Message, MessageKind, WsMessages};
 use getty_core::endpoint::{TcpClientBuilder, TcpServer, UdpClientBuilder, UdpEndpointBuilder};
 use getty_core::runtime::Runtime;
 use getty_core::session::Session;
@@ -460,4 +460,94 @@ pub async fn udp_client_call<R: Runtime>(rt: R) {
 
 fn localhost() -> std::net::SocketAddr {
     (std::net::Ipv4Addr::LOCALHOST, 0).into()
+}
+
+/// Requests as WebSocket text messages `ID TEXT`: a codec over [`WsMessages`] that says its
+/// packages are text ([`Codec::outbound_kind`]).
+struct IdText;
+
+impl Codec for IdText {
+    type Inbound = (u64, String);
+    type Outbound = (u64, String);
+
+    fn decode(&self, buf: &mut BytesMut) -> Result<Decoded<(u64, String)>, CodecError> {
+        self.decode_message(MessageKind::Binary, buf)
+    }
+
+    fn decode_message(
+        &self,
+        kind: MessageKind,
+        msg: &mut BytesMut,
+    ) -> Result<Decoded<(u64, String)>, CodecError> {
+        let Decoded::Frame(Message::Text(text)) = WsMessages.decode_message(kind, msg)? else {
+            return Err(CodecError::invalid(
+                "a binary message where text was expected",
+            ));
+        };
+        let (id, text) = text.split_once(' ').unwrap_or((&text, ""));
+        let id = id.parse().map_err(|_| CodecError::invalid("no id"))?;
+        Ok(Decoded::Frame((id, text.to_owned())))
+    }
+
+    fn encode(&self, (id, text): &(u64, String), dst: &mut BytesMut) -> Result<(), CodecError> {
+        dst.extend_from_slice(format!("{id} {text}").as_bytes());
+        Ok(())
+    }
+
+    fn encode_request(
+        &self,
+        id: u64,
+        (_, text): &(u64, String),
+        dst: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        self.encode(&(id, text.clone()), dst)
+    }
+
+    fn reply_id(&self, (id, _): &(u64, String)) -> Option<u64> {
+        Some(*id)
+    }
+
+    fn outbound_kind(&self, _: &(u64, String)) -> MessageKind {
+        MessageKind::Text
+    }
+}
+
+/// A client listener that no package should reach.
+struct Unexpected;
+impl EventListener<IdText> for Unexpected {
+    async fn on_message(&self, _: &Session<IdText>, reply: (u64, String)) {
+        panic!("a reply without its call: {reply:?}");
+    }
+}
+
+/// Over WebSocket a request leaves as the message kind the codec says (text here), and the
+/// reply, a text message too, finds its call.
+pub async fn ws_call_sends_the_codecs_message_kind<R: Runtime>(rt: R) {
+    struct TextEcho;
+    impl EventListener<WsMessages> for TextEcho {
+        async fn on_message(&self, session: &Session<WsMessages>, msg: Message) {
+            // A binary request is answered in binary, which the caller's codec refuses.
+            let reply = match msg {
+                Message::Text(text) => Message::Text(text.to_uppercase()),
+                binary => binary,
+            };
+            session.send(&reply).await.expect("reply");
+        }
+    }
+    let srv = TcpServer::builder()
+        .websocket("/rpc")
+        .serve(rt.clone(), WsMessages, TextEcho)
+        .expect("server");
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .websocket("/rpc")
+        .start(rt.clone(), IdText, Unexpected)
+        .expect("client");
+    for text in ["hello", "world"] {
+        let (_, reply) = within(&rt, "ws call", cli.call(&(0, text.to_owned()), LONG))
+            .await
+            .expect("answered");
+        assert_eq!(reply, text.to_uppercase());
+    }
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }

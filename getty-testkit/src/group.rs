@@ -172,7 +172,11 @@ pub async fn group_slow_member_is_skipped_or_dropped<R: Runtime>(rt: R) {
             .expect("read");
         assert_eq!(frame.len(), payload.len(), "frame {i}");
     }
-    assert_eq!(fast_session.stats().pkgs_written, N as u64);
+    // Counted once the write completes, which the peer may see before the driver counts it.
+    eventually(&rt, "every package to the fast member counted", || {
+        fast_session.stats().pkgs_written == N as u64
+    })
+    .await;
 
     // The same members in a group that closes slow members.
     let strict = SessionGroup::with_policy(SlowMember::Close);

@@ -102,6 +102,7 @@ macro_rules! conformance_suite {
             call::call_fails_at_once_when_its_session_closes,
             call::client_call_survives_a_server_restart,
             call::udp_client_call,
+            call::ws_call_sends_the_codecs_message_kind,
             extras::socket_options_are_applied,
             extras::reuse_port_lets_servers_share_a_port,
             extras::task_pool_slow_handler_stalls_only_its_session,

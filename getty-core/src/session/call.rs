@@ -253,9 +253,10 @@ impl<C: Codec> Session<C> {
         };
         let codec = &inner.codec;
         let encode = |dst: &mut BytesMut| codec.encode_request(id, request, dst);
-        // Encoded into the queue as `send` does: waits for room (within the deadline), then
-        // queued past the high-water mark if another writer took the room meanwhile.
-        match inner.queue.push_encoded(self.id(), false, dest, encode) {
+        // Encoded into the queue as `send` does (as the message kind the codec says, on
+        // WebSocket): waits for room (within the deadline), then queued past the high-water
+        // mark if another writer took the room meanwhile.
+        match self.push_encoded_pkg(request, false, dest, encode) {
             Ok(_) => {}
             Err(Error::WouldBlock { .. }) => {
                 match self.until(deadline_at, inner.queue.wait_room()).await {
@@ -263,7 +264,7 @@ impl<C: Codec> Session<C> {
                     Some(Err(())) => return Err(Error::SessionClosed { id: self.id() }),
                     None => return Err(timed_out()),
                 }
-                inner.queue.push_encoded(self.id(), true, dest, encode)?;
+                self.push_encoded_pkg(request, true, dest, encode)?;
             }
             Err(err) => return Err(err),
         }

@@ -389,6 +389,18 @@ impl<C: Codec> Session<C> {
     /// (binary unless [`Codec::outbound_kind`] says text).
     fn push_pkg(&self, pkg: &C::Outbound, force: bool, dest: Dest) -> Result<(u64, u64)> {
         let codec = &self.inner.codec;
+        self.push_encoded_pkg(pkg, force, dest, |dst| codec.encode(pkg, dst))
+    }
+
+    /// [`push_pkg`](Self::push_pkg) with `encode` writing `pkg` (a request, say).
+    pub(super) fn push_encoded_pkg(
+        &self,
+        pkg: &C::Outbound,
+        force: bool,
+        dest: Dest,
+        encode: impl FnOnce(&mut BytesMut) -> std::result::Result<(), CodecError>,
+    ) -> Result<(u64, u64)> {
+        let codec = &self.inner.codec;
         if dest == Some(Envelope::Binary) && codec.outbound_kind(pkg) == MessageKind::Text {
             // A text message must be UTF-8: refused here, the session goes on.
             let text = Some(Envelope::Text);
@@ -397,7 +409,7 @@ impl<C: Codec> Session<C> {
                 .queue
                 .push_encoded(self.id(), force, text, |dst| {
                     let start = dst.len();
-                    codec.encode(pkg, dst)?;
+                    encode(dst)?;
                     match std::str::from_utf8(&dst[start..]) {
                         Ok(_) => Ok(()),
                         Err(_) => Err(CodecError::invalid(TEXT_NOT_UTF8)),
@@ -406,7 +418,7 @@ impl<C: Codec> Session<C> {
         }
         self.inner
             .queue
-            .push_encoded(self.id(), force, dest, |dst| codec.encode(pkg, dst))
+            .push_encoded(self.id(), force, dest, encode)
     }
 
     fn push_frame(&self, frame: Frame, force: bool, dest: Dest) -> Result<(u64, u64)> {
