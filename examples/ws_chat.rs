@@ -5,7 +5,8 @@
 //! ```
 //!
 //! It writes `chat.html` (a plain-JS page) to `--html-dir` (default: the temp dir) and prints
-//! the URL to open; open it in a few tabs. Every line goes to everyone as `nick: text`;
+//! the URL to open; open it in a few tabs. The page asks for the subprotocol "chat", which
+//! the server speaks. Every text message goes to everyone as `nick: text`;
 //! `/nick NAME` renames you; joins and leaves are announced; a member silent for
 //! `--idle-secs` gets a last message and is closed. Ctrl-C closes every session (browsers see
 //! close code 1001, "going away") and exits. `tests/browser.rs` drives the page in Chromium.
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use getty::codec::{Message, WsMessages};
 use getty::prelude::*;
 
 /// The page: a log, an input line, and a WebSocket to `?ws=ws://ADDR/chat`.
@@ -33,51 +35,54 @@ struct Args {
     html_dir: PathBuf,
 }
 
-/// The room. Each WebSocket message is one package (`RawBytes`); the nick is the session's name.
+/// The room. Packages are whole WebSocket messages, text or binary (`WsMessages`); the nick is
+/// the session's name.
 struct Chat {
-    room: SessionGroup<RawBytes>,
+    room: SessionGroup<WsMessages>,
     idle: Duration,
 }
 
 impl Chat {
-    /// To everyone (`except` one), as a text message: browsers get a string, not a Blob.
-    fn say(&self, except: Option<u64>, text: String) {
-        self.room.broadcast_frame(except, Frame::text(text));
+    /// To everyone, as a text message: browsers get a string, not a Blob.
+    fn say(&self, text: String) {
+        self.room.broadcast_frame(Frame::text(text));
     }
 }
 
-impl EventListener<RawBytes> for Chat {
-    async fn on_open(&self, s: &Session<RawBytes>) -> Result<(), BoxError> {
+impl EventListener<WsMessages> for Chat {
+    async fn on_open(&self, s: &Session<WsMessages>) -> Result<(), BoxError> {
         s.set_name(format!("guest-{}", s.id()));
-        s.try_send_frame(Frame::text(format!(
-            "* welcome, {}; /nick NAME renames you",
-            s.name()
-        )))?;
-        self.say(None, format!("* {} joined", s.name()));
+        let welcome = format!("* welcome, {}; /nick NAME renames you", s.name());
+        s.try_send_frame(Frame::text(welcome))?;
+        self.say(format!("* {} joined", s.name()));
         self.room.insert(s); // leaves by itself when the session closes
         Ok(())
     }
 
-    async fn on_message(&self, s: &Session<RawBytes>, msg: Bytes) {
-        let text = String::from_utf8_lossy(&msg);
+    async fn on_message(&self, s: &Session<WsMessages>, msg: Message) {
+        let Message::Text(text) = msg else {
+            let _ = s.try_send_frame(Frame::text("* text messages only, please"));
+            return;
+        };
         match text.trim().strip_prefix("/nick ").map(str::trim) {
             Some(nick) if !nick.is_empty() && nick.len() <= 24 => {
-                self.say(None, format!("* {} is now {nick}", s.name()));
+                self.say(format!("* {} is now {nick}", s.name()));
                 s.set_name(nick);
             }
             Some(_) => drop(s.try_send_frame(Frame::text("* a nick is 1 to 24 bytes"))),
-            None => self.say(None, format!("{}: {}", s.name(), text.trim())),
+            None => self.say(format!("{}: {}", s.name(), text.trim())),
         }
     }
 
     /// The idle timeout passed: a last word, flushed before the session closes.
-    async fn on_timeout(&self, s: &Session<RawBytes>, _: &Error) {
+    async fn on_timeout(&self, s: &Session<WsMessages>, _: &Error) {
         let bye = format!("* {} s without a word: bye", self.idle.as_secs());
         let _ = s.try_send_frame(Frame::text(bye));
     }
 
-    async fn on_close(&self, s: &Session<RawBytes>) {
-        self.say(Some(s.id()), format!("* {} left", s.name()));
+    async fn on_close(&self, s: &Session<WsMessages>) {
+        let left = Frame::text(format!("* {} left", s.name()));
+        self.room.broadcast_frame_except(s.id(), left);
     }
 }
 
@@ -92,8 +97,9 @@ fn main() -> Result<(), BoxError> {
         let server = TcpServer::builder()
             .addr(args.addr)
             .websocket("/chat")
+            .websocket_protocols(["chat"]) // a browser's new WebSocket(url, "chat") wants it
             .session_config(SessionConfig::new().idle_timeout(idle))
-            .serve(SmolRuntime::global(), RawBytes, chat)?;
+            .serve(SmolRuntime::global(), WsMessages, chat)?;
         let addr = server.local_addr();
         println!("listening on {addr}");
 

@@ -1,10 +1,11 @@
 //! examples/ws_chat in a real browser: headless Chromium opens the example's page, and this
 //! test joins the same chat as a second participant (the testkit's independent RFC 6455
 //! client, which sees opcodes and close codes). It proves, through a browser's own WebSocket:
-//! the page connects and joins (its join notice reaches the test), a line from the test
-//! reaches the page as a text message and the page answers it (both directions), the page
-//! reports the subprotocol it got, and Ctrl-C closes the test's session with code 1001 before
-//! the example exits cleanly.
+//! the page connects and joins (its join notice reaches the test), both it and the test get
+//! the subprotocol "chat" they asked for, a line from the test reaches the page as a text
+//! message and the page answers it (both directions), a binary message is refused with a
+//! notice, and Ctrl-C closes the test's session with code 1001 before the example exits
+//! cleanly.
 //!
 //! Without a Chromium (`/usr/bin/chromium`, or `chromium`, `chromium-browser`,
 //! `google-chrome` on PATH, or `GETTY_CHROMIUM`) the test prints why and passes, unless
@@ -21,15 +22,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use getty_testkit::rfc6455::{self, CLOSE, PING, PONG, TEXT};
+use getty_testkit::rfc6455::{self, BINARY, CLOSE, PING, PONG, TEXT};
 use smol::io::AsyncWriteExt;
 use smol::net::TcpStream;
 
 /// How long any one expected event may take (a cold Chromium start on a loaded CI machine).
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The subprotocol the page is expected to report (`ws.protocol`); empty: none negotiated.
-const PROTOCOL: &str = "";
+/// The subprotocol ws_chat speaks, and the page and the test ask for.
+const PROTOCOL: &str = "chat";
 
 #[test]
 fn chat_page_in_chromium() {
@@ -151,6 +152,9 @@ impl<'a> Test<'a> {
             .await;
         tester.send("/nick tester").await;
         self.expect(&mut tester, |m| m.ends_with(" is now tester"))
+            .await;
+        tester.write(BINARY, &[0xff, 0]).await;
+        self.expect(&mut tester, |m| m == "* text messages only, please")
             .await;
 
         // The browser joins: its join notice, its new nick, its hello with the subprotocol.
@@ -282,6 +286,10 @@ impl Peer {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = rfc6455::upgrade_request("/chat", &addr.to_string(), key);
+        let request = request.replace(
+            "\r\n\r\n",
+            &format!("\r\nSec-WebSocket-Protocol: {PROTOCOL}\r\n\r\n"),
+        );
         stream
             .write_all(request.as_bytes())
             .await
@@ -290,7 +298,11 @@ impl Peer {
             .await
             .map_err(|e| e.to_string())?;
         let accept = rfc6455::header(&headers, "sec-websocket-accept");
-        if status != 101 || accept != Some(rfc6455::accept_key(key).as_str()) {
+        let protocol = rfc6455::header(&headers, "sec-websocket-protocol");
+        if status != 101
+            || accept != Some(rfc6455::accept_key(key).as_str())
+            || protocol != Some(PROTOCOL)
+        {
             return Err(format!("upgrade refused: {status} {headers:?}"));
         }
         Ok(Peer { stream })
