@@ -106,6 +106,25 @@ pub async fn group_broadcast_and_membership<R: Runtime>(rt: R) {
         within(&rt, "b hears a", read_line(&mut b)).await,
         "still here"
     );
+    // Frames: the same bytes shared by every member, or by all but one.
+    let sent = room.broadcast_frame(getty_core::session::Frame::bytes("to all\n"));
+    assert_eq!(
+        (sent.sent, sent.skipped + sent.dropped + sent.failed),
+        (2, 0)
+    );
+    for (who, peer) in [("a", &mut a), ("b", &mut b)] {
+        assert_eq!(within(&rt, who, read_line(peer)).await, "to all");
+    }
+    let a_addr = rt.tcp_addrs(&a).ok().map(|(local, _)| local);
+    let a_id = room
+        .members()
+        .iter()
+        .find(|s| s.peer_addr() == a_addr)
+        .expect("a's session")
+        .id();
+    let sent = room.broadcast_frame_except(a_id, getty_core::session::Frame::bytes("not a\n"));
+    assert_eq!(sent.sent, 1);
+    assert_eq!(within(&rt, "b", read_line(&mut b)).await, "not a");
 
     // An explicit removal takes the close callback with it.
     let b_session = room.members()[1].clone();

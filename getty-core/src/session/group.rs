@@ -211,11 +211,17 @@ impl<C: Codec> SessionGroup<C> {
         self.send_each(Some(except), |s| s.try_send(pkg))
     }
 
-    /// Queues `frame` for every member but `except` (if any), never waiting: encode a package
-    /// once into a [`Frame::bytes`] (or use [`Frame::payload`]) and every member shares its
-    /// bytes without a copy.
-    pub fn broadcast_frame(&self, except: Option<u64>, frame: Frame) -> Broadcast {
-        self.send_each(except, |s| s.try_send_frame(frame.clone()))
+    /// Queues `frame` for every member, never waiting: encode a package once into a
+    /// [`Frame::bytes`] (or use [`Frame::payload`], or [`Frame::text`] for WebSocket text)
+    /// and every member shares its bytes without a copy.
+    pub fn broadcast_frame(&self, frame: Frame) -> Broadcast {
+        self.send_each(None, |s| s.try_send_frame(frame.clone()))
+    }
+
+    /// Queues `frame` for every member but session `except`, as
+    /// [`broadcast_frame`](Self::broadcast_frame) does.
+    pub fn broadcast_frame_except(&self, except: u64, frame: Frame) -> Broadcast {
+        self.send_each(Some(except), |s| s.try_send_frame(frame.clone()))
     }
 
     /// Closes every member (each leaves the group as it closes).
