@@ -1238,20 +1238,13 @@ pub async fn ws_text_and_binary_told_apart<R: Runtime>(rt: R) {
     cli.close().await;
 
     // On the wire: the independent client's text frame comes back as a text frame, its
-    // binary frame as a binary frame. An empty text message is a package too (its echo, an
-    // empty package, sends nothing).
+    // binary frame as a binary frame; an empty message, in and out, is a message too.
     let mut raw = raw_ws_client(&rt, &srv).await;
-    raw.write_all(&rfc6455::client_frame(
-        rfc6455::TEXT,
-        true,
-        b"",
-        [7, 7, 7, 7],
-    ))
-    .await
-    .expect("write");
     for (opcode, payload) in [
+        (rfc6455::TEXT, &b""[..]),
         (rfc6455::TEXT, &b"abc"[..]),
         (rfc6455::BINARY, &b"\x01\x02"[..]),
+        (rfc6455::BINARY, &b""[..]),
     ] {
         raw.write_all(&rfc6455::client_frame(opcode, true, payload, [7, 7, 7, 7]))
             .await
@@ -1276,7 +1269,8 @@ pub async fn ws_text_and_binary_told_apart<R: Runtime>(rt: R) {
         [
             Bytes::from_static(b"text:"),
             Bytes::from_static(b"text:abc"),
-            Bytes::from_static(b"binary:\x01\x02")
+            Bytes::from_static(b"binary:\x01\x02"),
+            Bytes::from_static(b"binary:"),
         ]
     );
     srv.close().await;

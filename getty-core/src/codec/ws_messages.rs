@@ -68,7 +68,7 @@ impl From<Vec<u8>> for Message {
 /// `session.send(&Message::Text(..))` sends a text message, `Message::Binary` a binary one
 /// (as browsers' `ws.send(string)` and `ws.send(arrayBuffer)` do). The session's maximum
 /// message length caps messages. An empty inbound message is a package (`Text("")` or an
-/// empty `Binary`); an empty outbound one sends nothing, as every empty package.
+/// empty `Binary`), and an empty outbound one is sent as an empty message.
 ///
 /// On a TCP or TLS session (where there are no messages) it decodes as [`RawBytes`](super::RawBytes)
 /// does, into `Binary`, and writes either kind's bytes as they are.

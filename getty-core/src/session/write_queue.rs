@@ -178,6 +178,10 @@ impl Outbox {
     pub(crate) fn front_package(&self, written: u64) -> Option<(Bytes, Envelope)> {
         let (&end, &envelope) = (self.ends.front()?, self.dests.front()?);
         let len = usize::try_from(end - written).unwrap_or(usize::MAX);
+        if len == 0 {
+            // An empty message (WebSocket) has no buffer.
+            return Some((Bytes::new(), envelope));
+        }
         let front = self.bufs.front()?;
         if front.len() >= len {
             return Some((front.slice(..len), envelope));
@@ -356,7 +360,9 @@ impl WriteQueue {
     fn finish_push(&self, state: &mut QueueState, added: usize, dest: Dest) -> (u64, u64) {
         let start = state.enqueued;
         let end = start + added as u64;
-        if end > start {
+        // An empty package is nothing on a stream or in a datagram (a getty peer would drop
+        // it), but an empty WebSocket message is a message.
+        if end > start || matches!(dest, Some(Envelope::Binary | Envelope::Text)) {
             state.enqueued = end;
             state.ends.push_back(end);
             if let Some(dest) = dest {
@@ -383,7 +389,8 @@ impl WriteQueue {
             slot => *slot = Some(waker.clone()),
         }
         state.seal_tail();
-        if !state.bufs.is_empty() {
+        // `ends` too: empty messages have no buffer.
+        if !state.bufs.is_empty() || !state.ends.is_empty() {
             if bufs.is_empty() {
                 std::mem::swap(bufs, &mut state.bufs);
             } else {
