@@ -9,18 +9,16 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 
-use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
-use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::{Runtime, UdpSocket};
 use crate::session::{Envelope, Outbox, Session};
@@ -198,12 +196,7 @@ pub(crate) fn decode_all<C: Codec>(codec: &C, datagram: &[u8]) -> Result<Vec<C::
     while !buf.is_empty() {
         let before = buf.len();
         // The codec is user code: a panic drops this datagram, not the endpoint.
-        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_eof(&mut buf)))
-            .map_err(|payload| Error::HandlerPanic {
-                handler: "decode",
-                message: panic_message(payload.as_ref()),
-            })?
-            .map_err(Error::decoding)?;
+        let decoded = guarded_decode(|| codec.decode_eof(&mut buf))?;
         match decoded {
             Decoded::Frame(_) if buf.len() >= before => {
                 return Err(Error::Codec(CodecError::invalid(

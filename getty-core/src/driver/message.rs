@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -24,11 +23,10 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
-use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded, MessageKind};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
-use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{CloseReason, Envelope, Outbox, Session};
@@ -221,13 +219,7 @@ fn decode_message<C: Codec>(
     loop {
         let before = buf.len();
         // The codec is user code: a panic closes this session only.
-        let decoded =
-            std::panic::catch_unwind(AssertUnwindSafe(|| codec.decode_message(kind, &mut buf)))
-                .map_err(|payload| Error::HandlerPanic {
-                    handler: "decode",
-                    message: panic_message(payload.as_ref()),
-                })?
-                .map_err(Error::decoding)?;
+        let decoded = guarded_decode(|| codec.decode_message(kind, &mut buf))?;
         match decoded {
             Decoded::Frame(pkg) if before == 0 => {
                 out.push_back(pkg);

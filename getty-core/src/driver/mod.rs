@@ -27,13 +27,27 @@ use std::time::Instant;
 use futures_lite::future::poll_fn;
 use futures_lite::FutureExt;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::{invoke, Call, EventListener};
 use crate::panic::panic_message;
 use crate::pool::{Jobs, Lane, TaskPool};
 use crate::runtime::{timeout_at, BoxFuture, Runtime, Timer};
 use crate::session::{CloseReason, Session};
+
+/// Runs one call of the user's codec: a panic becomes [`Error::HandlerPanic`] (the caller
+/// closes its session, or drops its datagram, as for a handler's), a codec error the read
+/// error it is.
+pub(crate) fn guarded_decode<T>(
+    decode: impl FnOnce() -> Result<Decoded<T>, CodecError>,
+) -> Result<Decoded<T>, Error> {
+    std::panic::catch_unwind(AssertUnwindSafe(decode))
+        .map_err(|payload| Error::HandlerPanic {
+            handler: "decode",
+            message: panic_message(payload.as_ref()),
+        })?
+        .map_err(Error::decoding)
+}
 
 /// Runs a user handler future, turning a panic into [`Error::HandlerPanic`].
 pub(crate) async fn catch_handler<F: Future>(

@@ -5,7 +5,6 @@
 //! the session's `BytesMut`: partial frames stay in the buffer, never in a cancelled future.
 
 use std::io::{self, IoSlice};
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -15,11 +14,10 @@ use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{cron, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::{Call, EventListener};
-use crate::panic::panic_message;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Outbox, Session};
@@ -161,18 +159,13 @@ where
         let eof = self.core.io.eof;
         let buffered = buf.len();
         // The codec is user code: a panic in it closes this session like a handler's would.
-        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let decoded = guarded_decode(|| {
             if eof {
                 codec.decode_eof(buf)
             } else {
                 codec.decode(buf)
             }
-        }))
-        .map_err(|payload| Error::HandlerPanic {
-            handler: "decode",
-            message: panic_message(payload.as_ref()),
-        })?
-        .map_err(Error::decoding)?;
+        })?;
         let max = self.core.session.max_msg_len();
         match decoded {
             // A codec that hands out frames without consuming input would loop forever.
