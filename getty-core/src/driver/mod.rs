@@ -38,6 +38,8 @@ use crate::session::{CloseReason, Session};
 /// Runs one call of the user's codec: a panic becomes [`Error::HandlerPanic`] (the caller
 /// closes its session, or drops its datagram, as for a handler's), a codec error the read
 /// error it is.
+// Runs once per frame: inlined into each driver's decode loop, as the code it replaced was.
+#[inline(always)]
 pub(crate) fn guarded_decode<T>(
     decode: impl FnOnce() -> Result<Decoded<T>, CodecError>,
 ) -> Result<Decoded<T>, Error> {
