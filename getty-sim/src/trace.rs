@@ -1,0 +1,75 @@
+//! What a simulation did, in order: a test can assert on it, print it, or compare two runs.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One thing that happened in a simulation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A task was spawned.
+    Spawn {
+        /// Its id (in spawn order).
+        task: usize,
+    },
+    /// A task was polled.
+    Poll {
+        /// Its id.
+        task: usize,
+    },
+    /// A task completed.
+    Done {
+        /// Its id.
+        task: usize,
+    },
+    /// No task could run: the clock jumped to the next timer.
+    Clock,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Spawn { task } => write!(f, "spawn task {task}"),
+            Event::Poll { task } => write!(f, "poll task {task}"),
+            Event::Done { task } => write!(f, "task {task} done"),
+            Event::Clock => write!(f, "clock jumps"),
+        }
+    }
+}
+
+/// The events of a run with their virtual times. Equal traces mean the same run, event for
+/// event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    events: Vec<(Duration, Event)>,
+}
+
+impl Trace {
+    pub(crate) fn push(&mut self, at: Duration, event: Event) {
+        self.events.push((at, event));
+    }
+
+    /// The events, each with the virtual time it happened at.
+    pub fn events(&self) -> &[(Duration, Event)] {
+        &self.events
+    }
+
+    /// How many events were recorded.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (at, event) in &self.events {
+            writeln!(f, "{:>12.6}s  {event}", at.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
