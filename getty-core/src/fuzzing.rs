@@ -24,7 +24,7 @@ use crate::compress::{Compressed, Compression, CorruptStream};
 use crate::driver::stream;
 use crate::error::Error;
 use crate::listener::EventListener;
-use crate::runtime::{socket, DynRuntime, Runtime, Timer, UdpSocket};
+use crate::runtime::{os, DynExecutor, Executor, Network, TcpOptions, Timer, UdpSocket};
 use crate::session::{lock, Session, SessionConfig, TransportKind};
 
 /// [`decompress`] stops once it has produced this many bytes, so that a small input that
@@ -311,10 +311,7 @@ fn no_sockets() -> io::Error {
     )
 }
 
-impl Runtime for FuzzRuntime {
-    type Tcp = NoSocket;
-    type Listener = NoSocket;
-    type Udp = NoSocket;
+impl Executor for FuzzRuntime {
     type Timer = NeverTimer;
 
     fn spawn<F>(&self, _future: F)
@@ -328,16 +325,26 @@ impl Runtime for FuzzRuntime {
         NeverTimer
     }
 
+    fn now(&self) -> Instant {
+        os::now()
+    }
+
+    fn random_u64(&self) -> u64 {
+        os::random_u64()
+    }
+}
+
+impl Network for FuzzRuntime {
+    type Tcp = NoSocket;
+    type Listener = NoSocket;
+    type Udp = NoSocket;
+
     async fn connect(&self, _addr: SocketAddr, _local: Option<SocketAddr>) -> io::Result<NoSocket> {
         Err(no_sockets())
     }
 
-    fn listener_from_std(&self, _listener: std::net::TcpListener) -> io::Result<NoSocket> {
+    fn listen(&self, _addr: SocketAddr, _reuse_port: bool) -> io::Result<NoSocket> {
         Err(no_sockets())
-    }
-
-    fn tcp_socket<'a>(&self, stream: &'a NoSocket) -> socket::SockRef<'a> {
-        match *stream {}
     }
 
     fn listener_addr(&self, listener: &NoSocket) -> io::Result<SocketAddr> {
@@ -352,7 +359,15 @@ impl Runtime for FuzzRuntime {
         match *stream {}
     }
 
-    fn udp_from_std(&self, _socket: std::net::UdpSocket) -> io::Result<NoSocket> {
+    fn set_tcp_options(&self, stream: &NoSocket, _options: &TcpOptions) -> io::Result<()> {
+        match *stream {}
+    }
+
+    fn bind_udp(&self, _addr: SocketAddr) -> io::Result<NoSocket> {
+        Err(no_sockets())
+    }
+
+    fn connect_udp(&self, _peer: SocketAddr, _local: Option<SocketAddr>) -> io::Result<NoSocket> {
         Err(no_sockets())
     }
 }
@@ -531,7 +546,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Probe<T> {
 /// out.
 pub fn run_stream_session(case: &StreamCase<'_>) -> StreamReport {
     let rt = FuzzRuntime;
-    let dyn_rt: Arc<dyn DynRuntime> = Arc::new(rt);
+    let dyn_rt: Arc<dyn DynExecutor> = Arc::new(rt);
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 2));
     let session = Session::new(

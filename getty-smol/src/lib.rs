@@ -45,8 +45,9 @@
 //! ```
 //!
 //! [`SmolRuntime::global`] spawns on smol's global executor, [`SmolRuntime::with_executor`] on
-//! an executor of yours. [`SmolRuntime`] implements getty-core's [`Runtime`] with async-io's
-//! sockets and timers; [`SmolTcp`] only makes `close` send a FIN.
+//! an executor of yours. [`SmolRuntime`] implements getty-core's [`Runtime`] (its
+//! [`Executor`](runtime::Executor) with smol's spawner and async-io's timers on the OS clock;
+//! its [`Network`] with async-io's sockets, set up by [`runtime::os`]); [`SmolTcp`] only makes `close` send a FIN.
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -62,8 +63,8 @@ use std::time::Instant;
 use async_executor::Executor;
 use async_io::Async;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use getty_core::runtime::socket::{self, SockRef};
-use getty_core::runtime::{Timer, UdpSocket};
+use getty_core::runtime::os::{self, OsNetwork, SockRef};
+use getty_core::runtime::{Network, TcpOptions, Timer, UdpSocket};
 
 /// Everything getty-core offers, so that this crate alone is enough to depend on.
 pub use getty_core::*;
@@ -102,10 +103,7 @@ impl SmolRuntime {
     }
 }
 
-impl Runtime for SmolRuntime {
-    type Tcp = SmolTcp;
-    type Listener = Async<TcpListener>;
-    type Udp = SmolUdp;
+impl runtime::Executor for SmolRuntime {
     type Timer = SmolTimer;
 
     fn spawn<F>(&self, future: F)
@@ -123,20 +121,31 @@ impl Runtime for SmolRuntime {
         SmolTimer(async_io::Timer::at(at))
     }
 
+    fn now(&self) -> Instant {
+        // async-io's timers follow the OS clock.
+        os::now()
+    }
+
+    fn random_u64(&self) -> u64 {
+        os::random_u64()
+    }
+}
+
+impl Network for SmolRuntime {
+    type Tcp = SmolTcp;
+    type Listener = Async<TcpListener>;
+    type Udp = SmolUdp;
+
     async fn connect(&self, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<SmolTcp> {
-        let stream = Async::new_nonblocking(socket::start_connect(addr, local)?)?;
+        let stream = Async::new_nonblocking(os::start_connect(addr, local)?)?;
         // Writable means the handshake ended, successfully or not.
         stream.writable().await?;
-        socket::finish_connect(stream.get_ref())?;
+        os::finish_connect(stream.get_ref())?;
         Ok(SmolTcp(stream))
     }
 
-    fn listener_from_std(&self, listener: TcpListener) -> io::Result<Async<TcpListener>> {
-        Async::new_nonblocking(listener)
-    }
-
-    fn tcp_socket<'a>(&self, stream: &'a SmolTcp) -> SockRef<'a> {
-        SockRef::from(stream.0.get_ref())
+    fn listen(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<Async<TcpListener>> {
+        Async::new_nonblocking(os::listen(addr, reuse_port)?)
     }
 
     fn listener_addr(&self, listener: &Async<TcpListener>) -> io::Result<SocketAddr> {
@@ -159,8 +168,24 @@ impl Runtime for SmolRuntime {
         Ok((stream.local_addr()?, stream.peer_addr()?))
     }
 
-    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<SmolUdp> {
-        Ok(SmolUdp(Async::new_nonblocking(socket)?))
+    fn set_tcp_options(&self, stream: &SmolTcp, options: &TcpOptions) -> io::Result<()> {
+        os::apply_tcp_options(SockRef::from(stream.0.get_ref()), options)
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<SmolUdp> {
+        Ok(SmolUdp(Async::new_nonblocking(os::bind_udp(addr)?)?))
+    }
+
+    fn connect_udp(&self, peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<SmolUdp> {
+        Ok(SmolUdp(Async::new_nonblocking(os::connect_udp(
+            peer, local,
+        )?)?))
+    }
+}
+
+impl OsNetwork for SmolRuntime {
+    fn os_socket<'a>(&self, stream: &'a SmolTcp) -> SockRef<'a> {
+        SockRef::from(stream.0.get_ref())
     }
 }
 
@@ -309,7 +334,7 @@ mod tests {
     fn connected_and_accepted_streams_have_nodelay() {
         smol::block_on(async {
             let rt = SmolRuntime::global();
-            let listener = rt.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let listener = rt.listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
             let addr = rt.listener_addr(&listener).unwrap();
             let (client, accepted) =
                 futures_lite::future::zip(rt.connect(addr, None), rt.accept(&listener)).await;

@@ -68,14 +68,14 @@ pub async fn close_callbacks_order_replace_remove_panic<R: Runtime>(rt: R) {
 
 /// Socket options set on a server and a client are on their sockets, read back from the
 /// sockets themselves; by default TCP_NODELAY is on and keep-alive off.
-pub async fn socket_options_are_applied<R: Runtime>(rt: R) {
+pub async fn socket_options_are_applied<R: Runtime + getty_core::runtime::os::OsNetwork>(rt: R) {
     use std::time::Duration;
 
     use crate::instrumented::Instrumented;
     use getty_core::endpoint::{TcpClientBuilder, TcpServer};
-    use getty_core::runtime::socket::TcpOptions;
+    use getty_core::runtime::TcpOptions;
 
-    let rt = Instrumented::new(rt);
+    let rt = Instrumented::with_socket_copies(rt);
     let server_options = TcpOptions::default()
         .nodelay(false)
         .keepalive(Some(Duration::from_secs(42)))

@@ -6,8 +6,8 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::support::*;
 use getty_core::codec::{LengthDelimited, Lines};
 use getty_core::endpoint::TcpServer;
-use getty_core::runtime::socket::TcpOptions;
 use getty_core::runtime::Runtime;
+use getty_core::runtime::TcpOptions;
 use getty_core::session::{Session, SessionGroup, SlowMember};
 use getty_core::{BoxError, EventListener};
 
@@ -155,8 +155,7 @@ pub async fn group_slow_member_is_skipped_or_dropped<R: Runtime>(rt: R) {
         .expect("server");
     let mut fast = rt.connect(srv.local_addr(), None).await.expect("fast");
     let slow = rt.connect(srv.local_addr(), None).await.expect("slow");
-    rt.tcp_socket(&slow)
-        .set_recv_buffer_size(4096)
+    rt.set_tcp_options(&slow, &TcpOptions::default().recv_buffer_size(4096))
         .expect("rcvbuf");
     within(&rt, "two sessions", srv.wait_for_sessions(2))
         .await

@@ -14,6 +14,7 @@ use super::rfc6455;
 use super::support::*;
 use getty_core::codec::{LengthDelimited, Lines, RawBytes};
 use getty_core::endpoint::{TcpClientBuilder, TcpServer};
+use getty_core::runtime::os::OsNetwork;
 use getty_core::runtime::Runtime;
 use getty_core::ErrorKind;
 use getty_core::{BoxError, EventListener, Session, SessionConfig};
@@ -140,7 +141,7 @@ pub async fn codec_error_closes_only_its_session<R: Runtime>(rt: R) {
 
 /// A connection reset in the middle of a frame is an error for that session (the reset, or
 /// the frame cut short), and only that session closes.
-pub async fn reset_mid_frame_closes_only_its_session<R: Runtime>(rt: R) {
+pub async fn reset_mid_frame_closes_only_its_session<R: Runtime + OsNetwork>(rt: R) {
     let rec = Recorder::new();
     let srv = echo_server(&rt, &rec, 0, |_| Ok(())).await;
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
@@ -152,7 +153,7 @@ pub async fn reset_mid_frame_closes_only_its_session<R: Runtime>(rt: R) {
     })
     .await;
     // Closing with a zero linger time sends a reset instead of a FIN.
-    rt.tcp_socket(&raw)
+    rt.os_socket(&raw)
         .set_linger(Some(Duration::ZERO))
         .expect("linger");
     drop(raw);

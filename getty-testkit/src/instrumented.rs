@@ -1,17 +1,19 @@
 //! A runtime wrapper that counts connects, accepts and tasks and can make accepts fail, so
 //! scenarios can check how endpoints behave under faults the OS rarely produces on demand
 //! (EMFILE), and that closing an endpoint leaves no task behind.
-//! Sockets stay real: every call that succeeds is the wrapped runtime's.
+//! Every call that succeeds is the wrapped runtime's. It wraps any [`Runtime`]; on an OS
+//! runtime ([`OsNetwork`]), [`Instrumented::with_socket_copies`] also keeps a second handle on
+//! every stream, to read its options back from the kernel.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use getty_core::runtime::socket::SockRef;
-use getty_core::runtime::Runtime;
+use getty_core::runtime::os::{OsNetwork, SockRef};
+use getty_core::runtime::{Executor, Network, Runtime, TcpOptions};
 
 /// What an [`Instrumented`] runtime counted, and the faults still to inject.
 #[derive(Debug, Default)]
@@ -25,18 +27,14 @@ pub struct Counters {
     /// Calls to `accept` of the wrapped runtime that returned an error (real ones, such as a
     /// real EMFILE; the injected failures are `failed_accepts`).
     pub accept_errors: AtomicUsize,
-    /// Tasks spawned through the runtime (`spawn`, and so also `DynRuntime::spawn_boxed`).
+    /// Tasks spawned through the runtime (`spawn`, and so also `DynExecutor::spawn_boxed`).
     pub tasks_spawned: AtomicUsize,
     /// Tasks spawned through the runtime whose future has not been dropped yet. A task counts
     /// as gone once its future is dropped: when it finished, or when it was dropped unfinished
     /// (by its executor shutting down, say).
     pub tasks_live: AtomicUsize,
-    /// When set, streams accepted and connected are not duplicated into `accepted` and
-    /// `connected` (whose copies keep every descriptor open): for scenarios that count
-    /// descriptors or open thousands of connections. See [`Instrumented::lean`].
-    pub skip_copies: AtomicBool,
     /// A second handle (a duplicated descriptor) on every stream accepted, to read its options
-    /// back after the endpoint configured it.
+    /// back after the endpoint configured it; only with [`Instrumented::with_socket_copies`].
     pub accepted: Mutex<Vec<socket2::Socket>>,
     /// The same for every stream connected.
     pub connected: Mutex<Vec<socket2::Socket>>,
@@ -52,14 +50,6 @@ impl Counters {
     pub fn live_tasks(&self) -> usize {
         self.tasks_live.load(Ordering::SeqCst)
     }
-
-    fn keep_copy(&self, list: &Mutex<Vec<socket2::Socket>>, socket: SockRef<'_>) -> io::Result<()> {
-        if !self.skip_copies.load(Ordering::SeqCst) {
-            let dup = socket.try_clone()?;
-            crate::support::lock(list).push(dup);
-        }
-        Ok(())
-    }
 }
 
 /// Travels with a spawned future: counts its task as gone when dropped, which happens when the
@@ -72,29 +62,47 @@ impl Drop for TaskGuard {
     }
 }
 
+/// Duplicates the OS socket under a stream (see [`Instrumented::with_socket_copies`]).
+type Copier<R> = fn(&R, &<R as Network>::Tcp) -> io::Result<socket2::Socket>;
+
 /// Wraps runtime `R`, counting and injecting faults as [`Counters`] says.
 #[derive(Debug, Clone)]
-pub struct Instrumented<R> {
+pub struct Instrumented<R: Runtime> {
     inner: R,
+    /// Duplicates accepted and connected streams into `counters`, when set.
+    copier: Option<Copier<R>>,
     /// Shared by every clone.
     pub counters: Arc<Counters>,
 }
 
 impl<R: Runtime> Instrumented<R> {
-    /// Wraps `inner` with zeroed counters and no faults.
+    /// Wraps `inner` with zeroed counters and no faults. It holds no socket of its own.
     pub fn new(inner: R) -> Self {
         Instrumented {
             inner,
+            copier: None,
             counters: Arc::default(),
         }
     }
 
-    /// Wraps `inner` with zeroed counters, no faults, and no copies of streams (see
-    /// [`Counters::skip_copies`]): the wrapper then holds no descriptor of its own.
-    pub fn lean(inner: R) -> Self {
-        let wrapped = Self::new(inner);
-        wrapped.counters.skip_copies.store(true, Ordering::SeqCst);
-        wrapped
+    fn keep_copy(&self, list: &Mutex<Vec<socket2::Socket>>, stream: &R::Tcp) -> io::Result<()> {
+        if let Some(copier) = self.copier {
+            let dup = copier(&self.inner, stream)?;
+            crate::support::lock(list).push(dup);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Runtime + OsNetwork> Instrumented<R> {
+    /// Wraps `inner` like [`new`](Self::new), and also keeps a second handle (a duplicated
+    /// descriptor) on every stream accepted and connected, in [`Counters::accepted`] and
+    /// [`Counters::connected`]: every such descriptor then stays open.
+    pub fn with_socket_copies(inner: R) -> Self {
+        Instrumented {
+            copier: Some(|rt, stream| rt.os_socket(stream).try_clone()),
+            ..Self::new(inner)
+        }
     }
 }
 
@@ -105,10 +113,7 @@ fn emfile() -> io::Error {
     return io::Error::other("too many open files (simulated)");
 }
 
-impl<R: Runtime> Runtime for Instrumented<R> {
-    type Tcp = R::Tcp;
-    type Listener = R::Listener;
-    type Udp = R::Udp;
+impl<R: Runtime> Executor for Instrumented<R> {
     type Timer = R::Timer;
 
     fn spawn<F>(&self, future: F)
@@ -134,20 +139,25 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         self.inner.now()
     }
 
+    fn random_u64(&self) -> u64 {
+        self.inner.random_u64()
+    }
+}
+
+impl<R: Runtime> Network for Instrumented<R> {
+    type Tcp = R::Tcp;
+    type Listener = R::Listener;
+    type Udp = R::Udp;
+
     async fn connect(&self, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<Self::Tcp> {
         self.counters.connects.fetch_add(1, Ordering::SeqCst);
         let stream = self.inner.connect(addr, local).await?;
-        let counters = &self.counters;
-        counters.keep_copy(&counters.connected, self.inner.tcp_socket(&stream))?;
+        self.keep_copy(&self.counters.connected, &stream)?;
         Ok(stream)
     }
 
-    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
-        self.inner.listener_from_std(listener)
-    }
-
-    fn tcp_socket<'a>(&self, stream: &'a Self::Tcp) -> SockRef<'a> {
-        self.inner.tcp_socket(stream)
+    fn listen(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<Self::Listener> {
+        self.inner.listen(addr, reuse_port)
     }
 
     fn listener_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
@@ -174,7 +184,7 @@ impl<R: Runtime> Runtime for Instrumented<R> {
                 return Err(err);
             }
         };
-        counters.keep_copy(&counters.accepted, self.inner.tcp_socket(&stream))?;
+        self.keep_copy(&counters.accepted, &stream)?;
         Ok((stream, peer))
     }
 
@@ -182,12 +192,22 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         self.inner.tcp_addrs(stream)
     }
 
-    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<Self::Udp> {
-        self.inner.udp_from_std(socket)
+    fn set_tcp_options(&self, stream: &Self::Tcp, options: &TcpOptions) -> io::Result<()> {
+        self.inner.set_tcp_options(stream, options)
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<Self::Udp> {
+        self.inner.bind_udp(addr)
     }
 
     fn connect_udp(&self, peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<Self::Udp> {
         self.counters.connects.fetch_add(1, Ordering::SeqCst);
         self.inner.connect_udp(peer, local)
+    }
+}
+
+impl<R: Runtime + OsNetwork> OsNetwork for Instrumented<R> {
+    fn os_socket<'a>(&self, stream: &'a Self::Tcp) -> SockRef<'a> {
+        self.inner.os_socket(stream)
     }
 }

@@ -35,9 +35,30 @@ pub mod ws;
 ///     getty_testkit::conformance_suite!(block_on);
 /// }
 /// ```
+///
+/// The scenarios come in two groups:
+/// - `@portable`: every scenario that needs only [`Runtime`](getty_core::Runtime), so any
+///   runtime (one with a simulated network too) runs them;
+/// - `@os`: the few that need the OS socket under a stream
+///   ([`OsNetwork`](getty_core::runtime::os::OsNetwork)): reading socket options back from the
+///   kernel, and sending a TCP reset with a zero linger time.
+///
+/// `conformance_suite!(block_on)` instantiates both (for OS runtimes, such as tokio and smol);
+/// `conformance_suite!(@portable block_on)` only the first, for a runtime that is not
+/// `OsNetwork`.
 #[macro_export]
 macro_rules! conformance_suite {
     ($block_on:path) => {
+        $crate::conformance_suite!(@portable $block_on);
+        $crate::conformance_suite!(@os $block_on);
+    };
+    (@os $block_on:path) => {
+        $crate::conformance_suite!(@tests $block_on;
+            hostile::reset_mid_frame_closes_only_its_session,
+            extras::socket_options_are_applied,
+        );
+    };
+    (@portable $block_on:path) => {
         $crate::conformance_suite!(@tests $block_on;
             runtime::seam_tcp_round_trip,
             runtime::seam_vectored_write_is_one_write,
@@ -87,7 +108,6 @@ macro_rules! conformance_suite {
             hostile::idle_timeout_closes_trickling_and_vanished_peers,
             hostile::codec_error_closes_only_its_session,
             hostile::timeout_close_sends_a_last_message,
-            hostile::reset_mid_frame_closes_only_its_session,
             hostile::blocked_handler_stalls_only_its_session,
             hostile::ws_invalid_frame_closes_only_that_session,
             hostile::pending_handshakes_count_toward_max_sessions,
@@ -103,7 +123,6 @@ macro_rules! conformance_suite {
             call::client_call_survives_a_server_restart,
             call::udp_client_call,
             call::ws_call_sends_the_codecs_message_kind,
-            extras::socket_options_are_applied,
             extras::reuse_port_lets_servers_share_a_port,
             extras::task_pool_slow_handler_stalls_only_its_session,
             extras::task_pool_ordered_keeps_order_under_load,

@@ -88,7 +88,7 @@ pub async fn endpoint_close_leaves_no_task_with_task_pool<R: Runtime>(rt: R) {
 async fn close_leaves_no_task<R: Runtime>(rt: R, pool: Option<TaskPoolConfig>) {
     const SESSIONS: usize = 4;
     const CLOSE_WAIT: Duration = Duration::from_millis(100);
-    let rt = Instrumented::lean(rt);
+    let rt = Instrumented::new(rt);
     let counters = rt.counters.clone();
     let baseline = counters.live_tasks();
     let hang = |rec: &Arc<Recorder>, echo: bool| {
@@ -187,7 +187,7 @@ mod linux {
     use getty_core::codec::LengthDelimited;
     use getty_core::endpoint::{TcpClientBuilder, TcpServer};
     use getty_core::listener::EventListener;
-    use getty_core::runtime::Runtime;
+    use getty_core::runtime::{Executor as _, Network as _, Runtime};
     use getty_core::session::Session;
     use getty_core::BoxError;
     use getty_core::Error;
@@ -523,7 +523,7 @@ mod linux {
         const WARMUP: usize = 100;
         const FD_SLACK: usize = 8;
         const RSS_SLACK: i64 = 16 << 20;
-        let rt = Instrumented::lean(rt);
+        let rt = Instrumented::new(rt);
         let counters = rt.counters.clone();
         let server_tally = Tally::new(true);
         let srv = TcpServer::builder()
@@ -629,7 +629,7 @@ mod linux {
         const CLIENTS: usize = 3;
         const WINDOW: Duration = Duration::from_secs(1);
         const MAX_ATTEMPTS: usize = 20;
-        let rt = Instrumented::lean(rt);
+        let rt = Instrumented::new(rt);
         let counters = rt.counters.clone();
         let tally = Tally::new(true);
         let srv = TcpServer::builder()

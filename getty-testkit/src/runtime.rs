@@ -19,7 +19,7 @@ fn localhost() -> SocketAddr {
 
 /// A connected pair: (client side, accepted side).
 async fn pair<R: Runtime>(rt: &R) -> (R::Tcp, R::Tcp) {
-    let listener = rt.listen(localhost()).await.expect("listen");
+    let listener = rt.listen(localhost(), false).expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
     let (client, accepted) = within(
         rt,
@@ -73,7 +73,7 @@ pub async fn seam_vectored_write_is_one_write<R: Runtime>(rt: R) {
 
 /// A listener can be opened again on a port whose connections sit in TIME_WAIT.
 pub async fn seam_listen_again_on_port_in_time_wait<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
+    let listener = rt.listen(localhost(), false).expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
     let (client, accepted) = future::zip(rt.connect(addr, None), rt.accept(&listener)).await;
     let (mut server, mut client) = (accepted.expect("accept").0, client.expect("connect"));
@@ -84,8 +84,7 @@ pub async fn seam_listen_again_on_port_in_time_wait<R: Runtime>(rt: R) {
         .expect("read");
     assert_eq!(n, 0);
     drop((server, client, listener));
-    rt.listen(addr)
-        .await
+    rt.listen(addr, false)
         .expect("listen again on the same port");
 }
 
@@ -101,7 +100,7 @@ pub async fn seam_connect_refused<R: Runtime>(rt: R) {
 
 /// `connect` with a local address binds the socket to it.
 pub async fn seam_connect_from_local_address<R: Runtime>(rt: R) {
-    let listener = rt.listen(localhost()).await.expect("listen");
+    let listener = rt.listen(localhost(), false).expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
     let local = free_addr(&rt).await;
     let (client, accepted) = within(

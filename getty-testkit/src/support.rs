@@ -383,7 +383,7 @@ pub fn payloads(events: &[Rec]) -> Vec<Bytes> {
 /// An address on 127.0.0.1 where nothing listens (a port that was just free).
 pub async fn free_addr<R: Runtime>(rt: &R) -> std::net::SocketAddr {
     let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let probe = rt.listen(any).await.expect("probe");
+    let probe = rt.listen(any, false).expect("probe");
     rt.listener_addr(&probe).expect("probe address")
 }
 
@@ -401,7 +401,7 @@ where
     L: EventListener<C>,
 {
     let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let listener = rt.listen(any).await.expect("listen");
+    let listener = rt.listen(any, false).expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
     let cli = getty_core::endpoint::TcpClientBuilder::new(addr)
         .start_with(rt.clone(), codec, new_session)

@@ -15,7 +15,7 @@ use super::support::*;
 use getty_core::codec::{LengthDelimited, Lines};
 use getty_core::endpoint::{TcpClient, TcpClientBuilder, TcpServer};
 use getty_core::listener::EventListener;
-use getty_core::runtime::{self, Runtime};
+use getty_core::runtime::{self, Executor as _, Network as _, Runtime};
 use getty_core::session::{Session, SessionConfig};
 use getty_core::BoxError;
 use getty_core::Error;

@@ -857,7 +857,7 @@ pub async fn ws_client_refuses_a_bad_or_absent_protocol_choice<R: Runtime>(rt: R
 
     // A hand-written server that names a protocol that was not offered.
     let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let listener = rt.listen(any).await.expect("listen");
+    let listener = rt.listen(any, false).expect("listen");
     let addr = rt.listener_addr(&listener).expect("addr");
     let cli = TcpClientBuilder::new(addr)
         .websocket(PATH)

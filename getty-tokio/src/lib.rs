@@ -44,8 +44,9 @@
 //! ```
 //!
 //! On the multi-threaded runtime (feature `rt-multi-thread`, plain `#[tokio::main]`) it is the
-//! same. [`TokioRuntime`] implements getty-core's [`Runtime`] with tokio's spawner, timers and
-//! sockets; streams are adapted to futures-io by [`TokioTcp`] (without zeroing read buffers).
+//! same. [`TokioRuntime`] implements getty-core's [`Runtime`] (its [`Executor`] with tokio's
+//! spawner, timers and clock; its [`Network`] with tokio's sockets, set up by
+//! [`runtime::os`]); streams are adapted to futures-io by [`TokioTcp`] (without zeroing read buffers).
 
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -58,8 +59,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use getty_core::runtime::socket::{self, SockRef};
-use getty_core::runtime::{Timer, UdpSocket};
+use getty_core::runtime::os::{self, OsNetwork, SockRef};
+use getty_core::runtime::{Executor, Network, TcpOptions, Timer, UdpSocket};
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -110,10 +111,7 @@ impl TokioRuntime {
     }
 }
 
-impl Runtime for TokioRuntime {
-    type Tcp = TokioTcp;
-    type Listener = TcpListener;
-    type Udp = TokioUdp;
+impl Executor for TokioRuntime {
     type Timer = TokioTimer;
 
     fn spawn<F>(&self, future: F)
@@ -135,25 +133,32 @@ impl Runtime for TokioRuntime {
         tokio::time::Instant::now().into_std()
     }
 
+    fn random_u64(&self) -> u64 {
+        os::random_u64()
+    }
+}
+
+impl Network for TokioRuntime {
+    type Tcp = TokioTcp;
+    type Listener = TcpListener;
+    type Udp = TokioUdp;
+
     async fn connect(&self, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TokioTcp> {
         let stream = {
-            let connecting = socket::start_connect(addr, local)?;
+            let connecting = os::start_connect(addr, local)?;
             let _enter = self.handle.enter();
             TcpStream::from_std(connecting)?
         };
         // Writable means the handshake ended, successfully or not.
         stream.writable().await?;
-        socket::finish_connect(&stream)?;
+        os::finish_connect(&stream)?;
         Ok(TokioTcp(stream))
     }
 
-    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {
+    fn listen(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+        let listener = os::listen(addr, reuse_port)?;
         let _enter = self.handle.enter();
         TcpListener::from_std(listener)
-    }
-
-    fn tcp_socket<'a>(&self, stream: &'a TokioTcp) -> SockRef<'a> {
-        SockRef::from(&stream.0)
     }
 
     fn listener_addr(&self, listener: &TcpListener) -> io::Result<SocketAddr> {
@@ -177,7 +182,28 @@ impl Runtime for TokioRuntime {
         Ok((stream.0.local_addr()?, stream.0.peer_addr()?))
     }
 
-    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<TokioUdp> {
+    fn set_tcp_options(&self, stream: &TokioTcp, options: &TcpOptions) -> io::Result<()> {
+        os::apply_tcp_options(SockRef::from(&stream.0), options)
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<TokioUdp> {
+        self.udp(os::bind_udp(addr)?)
+    }
+
+    fn connect_udp(&self, peer: SocketAddr, local: Option<SocketAddr>) -> io::Result<TokioUdp> {
+        self.udp(os::connect_udp(peer, local)?)
+    }
+}
+
+impl OsNetwork for TokioRuntime {
+    fn os_socket<'a>(&self, stream: &'a TokioTcp) -> SockRef<'a> {
+        SockRef::from(&stream.0)
+    }
+}
+
+impl TokioRuntime {
+    /// Registers a bound, nonblocking std UDP socket with the reactor.
+    fn udp(&self, socket: std::net::UdpSocket) -> io::Result<TokioUdp> {
         let _enter = self.handle.enter();
         Ok(TokioUdp(tokio::net::UdpSocket::from_std(socket)?))
     }
@@ -310,7 +336,7 @@ mod tests {
     use std::time::Duration;
 
     async fn pair(rt: &TokioRuntime) -> (TokioTcp, TokioTcp) {
-        let listener = rt.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = rt.listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = rt.listener_addr(&listener).unwrap();
         let (client, accepted) =
             futures_lite::future::zip(rt.connect(addr, None), rt.accept(&listener)).await;

@@ -21,8 +21,8 @@ use crate::error::BoxError;
 use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
-use crate::runtime::socket::TcpOptions;
-use crate::runtime::{recv_from, send_to, timeout, DynRuntime, Runtime, UdpSocket};
+use crate::runtime::TcpOptions;
+use crate::runtime::{recv_from, send_to, timeout, DynExecutor, Runtime, UdpSocket};
 use crate::session::{lock, CloseReason, Session, SessionConfig, SessionGroup};
 #[cfg(feature = "tls")]
 use crate::tls::TlsClientConfig;
@@ -534,7 +534,7 @@ impl<K: ClientKind> ClientBuilder<K> {
             }
             None => None,
         };
-        let dyn_rt: Arc<dyn DynRuntime> = Arc::new(rt.clone());
+        let dyn_rt: Arc<dyn DynExecutor> = Arc::new(rt.clone());
         let shared = Arc::new(Shared {
             rt: dyn_rt.clone(),
             next_call: AtomicUsize::new(0),
@@ -588,7 +588,7 @@ pub type TcpClient<C> = Client<C>;
 pub type UdpClient<C> = Client<C>;
 
 struct Shared<C: Codec> {
-    rt: Arc<dyn DynRuntime>,
+    rt: Arc<dyn DynExecutor>,
     /// Round-robin position of [`Client::call`] among the live sessions.
     next_call: AtomicUsize,
     pool: Option<Arc<TaskPool>>,
@@ -964,7 +964,7 @@ impl<C: Codec> Shared<C> {
 /// made one at a time, so a restarting server sees no storm.
 struct Worker<R: Runtime, C: Codec, N> {
     rt: R,
-    dyn_rt: Arc<dyn DynRuntime>,
+    dyn_rt: Arc<dyn DynExecutor>,
     codec: Arc<C>,
     config: SessionConfig,
     new_session: N,
@@ -1051,8 +1051,8 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
     /// Connects one TCP session, with TLS and the WebSocket upgrade when configured.
     async fn connect_stream(&self, tcp: &Tcp) -> Result<Session<C>> {
         let (stream, local, peer) = self.connect_tcp().await?;
-        tcp.options
-            .apply(self.rt.tcp_socket(&stream))
+        self.rt
+            .set_tcp_options(&stream, &tcp.options)
             .map_err(|source| Error::Connect { addr: peer, source })?;
         let Some(tls) = &tcp.tls else {
             return self.upgrade(stream, tcp, local, peer).await;

@@ -177,7 +177,7 @@ use crate::error::Error;
 use crate::listener::NewSession;
 use crate::panic::panic_message;
 use crate::pool::TaskPool;
-use crate::runtime::{DynRuntime, Runtime};
+use crate::runtime::{DynExecutor, Runtime};
 use crate::session::{
     lock, CloseReason, Session, SessionConfig, SessionControl, SessionGroup, TransportKind,
 };
@@ -352,7 +352,7 @@ impl<R: Runtime, T> Transport<R, T> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_session<R, C, N, T, S>(
     rt: &R,
-    dyn_rt: &Arc<dyn DynRuntime>,
+    dyn_rt: &Arc<dyn DynExecutor>,
     #[cfg_attr(not(feature = "ws"), allow(unused_mut))] mut transport: Transport<R, T>,
     local: SocketAddr,
     peer: Option<SocketAddr>,
@@ -427,7 +427,7 @@ impl<C: Codec, L> Drop for Prepared<C, L> {
 /// [`Error::Refused`], or [`Error::HandlerPanic`]). A refused session is marked closed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare_session<C, N>(
-    dyn_rt: &Arc<dyn DynRuntime>,
+    dyn_rt: &Arc<dyn DynExecutor>,
     kind_of: TransportKind,
     local: SocketAddr,
     peer: Option<SocketAddr>,

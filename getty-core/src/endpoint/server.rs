@@ -20,10 +20,10 @@ use crate::error::BoxError;
 use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
 use crate::pool::{TaskPool, TaskPoolConfig};
-use crate::runtime::socket::TcpOptions;
 #[cfg(any(feature = "tls", feature = "ws"))]
 use crate::runtime::timeout_at;
-use crate::runtime::{DynRuntime, Runtime};
+use crate::runtime::TcpOptions;
+use crate::runtime::{DynExecutor, Runtime};
 #[cfg(feature = "ws")]
 use crate::session::TransportKind;
 use crate::session::{CloseReason, Session, SessionConfig, SessionGroup};
@@ -294,7 +294,7 @@ impl TcpServerBuilder {
         let config = self.session_config.resolve(&codec)?;
         config.check_transport(websocket.is_none())?;
         let listener = rt
-            .listen_with(self.addr, self.reuse_port)
+            .listen(self.addr, self.reuse_port)
             .map_err(|e| Error::io("listen", e))?;
         let local_addr = rt
             .listener_addr(&listener)
@@ -492,7 +492,7 @@ struct AcceptLoop<R: Runtime, C: Codec, N> {
 /// What turns a connection, once ready, into a session: shared with handshake tasks.
 struct Starter<R: Runtime, C: Codec, N> {
     rt: R,
-    dyn_rt: Arc<dyn DynRuntime>,
+    dyn_rt: Arc<dyn DynExecutor>,
     codec: Arc<C>,
     config: SessionConfig,
     new_session: N,
@@ -662,7 +662,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 return;
             }
         };
-        if let Err(err) = self.tcp_options.apply(self.rt.tcp_socket(&stream)) {
+        if let Err(err) = self.rt.set_tcp_options(&stream, &self.tcp_options) {
             // Only a connection already reset fails here.
             log::debug!("dropping {peer}: setting socket options: {err}");
             return;

@@ -12,7 +12,7 @@ use crate::codec::Codec;
 use crate::error::BoxError;
 use crate::error::{Error, Result};
 use crate::listener::{EventListener, NewSession, SharedListener};
-use crate::runtime::{DynRuntime, Runtime, UdpSocket};
+use crate::runtime::{DynExecutor, Runtime, UdpSocket};
 use crate::session::{Session, SessionConfig};
 
 /// Options of a [`UdpEndpoint`].
@@ -96,7 +96,7 @@ impl UdpEndpointBuilder {
         let socket = rt.bind_udp(self.addr).map_err(|e| Error::io("bind", e))?;
         let local_addr = socket.local_addr().map_err(|e| Error::io("bind", e))?;
         let sessions = Arc::new(SessionSet::default());
-        let dyn_rt: Arc<dyn DynRuntime> = Arc::new(rt.clone());
+        let dyn_rt: Arc<dyn DynExecutor> = Arc::new(rt.clone());
         let session = start_session::<R, C, N, R::Tcp, _>(
             &rt,
             &dyn_rt,

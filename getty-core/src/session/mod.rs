@@ -82,7 +82,7 @@ use event_listener::Event;
 use crate::codec::Codec;
 use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::runtime::DynRuntime;
+use crate::runtime::DynExecutor;
 use attributes::Attributes;
 pub(crate) use call::Calls;
 use close_callbacks::CloseCallbacks;
@@ -159,13 +159,13 @@ pub(crate) struct Inner<C: Codec> {
     close_reason: Mutex<Option<CloseReason>>,
     /// Request/response calls in flight ([`Session::call`]).
     pub(crate) calls: Calls<C::Inbound>,
-    rt: Arc<dyn DynRuntime>,
+    rt: Arc<dyn DynExecutor>,
     codec: Arc<C>,
 }
 
 impl<C: Codec> Session<C> {
     pub(crate) fn new(
-        rt: Arc<dyn DynRuntime>,
+        rt: Arc<dyn DynExecutor>,
         codec: Arc<C>,
         local_addr: SocketAddr,
         peer_addr: Option<SocketAddr>,

@@ -1,15 +1,20 @@
-//! Socket setup shared by every adapter: creating, binding and starting to connect or listen
-//! on OS sockets (with socket2), before the adapter registers them with its reactor.
+//! OS sockets, shared by the adapters on OS runtimes (getty-tokio, getty-smol): creating,
+//! binding, listening (backlog, SO_REUSEADDR, SO_REUSEPORT), starting a connect, connecting UDP
+//! sockets and applying [`TcpOptions`], all with socket2, before the adapter registers the std
+//! socket with its reactor.
 //!
-//! This is plain OS work, the same for every runtime, so it lives once here; an adapter only
-//! turns the resulting std socket into its runtime's type and waits on it.
+//! This is plain OS work, the same for every OS runtime, so it lives once here, outside the
+//! [`Executor`](super::Executor) and [`Network`] traits: an adapter only turns the resulting
+//! std socket into its runtime's type and waits on it. [`OsNetwork`] is the extension for
+//! tests that need the OS socket under a stream.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-
-use std::time::Duration;
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+
+use super::{Network, TcpOptions};
 
 /// A borrowed view of a socket, to set and read its options (socket2's).
 pub use socket2::SockRef;
@@ -91,74 +96,32 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Options of a TCP connection, applied to every accepted or connected stream. The defaults
-/// leave the OS's choices except TCP_NODELAY, which is on (packages are sent as soon as they
-/// are written: getty's default too).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "a builder does nothing until it is used"]
-#[non_exhaustive]
-pub struct TcpOptions {
-    /// TCP_NODELAY (default on).
-    pub nodelay: bool,
-    /// SO_KEEPALIVE with this idle time before the first probe (default off).
-    pub keepalive: Option<Duration>,
-    /// SO_SNDBUF in bytes (default: the OS's).
-    pub send_buffer_size: Option<usize>,
-    /// SO_RCVBUF in bytes (default: the OS's).
-    pub recv_buffer_size: Option<usize>,
+/// Applies `options` to a connected stream's socket: what the OS adapters'
+/// [`Network::set_tcp_options`] do.
+pub fn apply_tcp_options(socket: SockRef<'_>, options: &TcpOptions) -> io::Result<()> {
+    socket.set_tcp_nodelay(options.nodelay)?;
+    match options.keepalive {
+        Some(idle) => socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?,
+        None => socket.set_keepalive(false)?,
+    }
+    if let Some(bytes) = options.send_buffer_size {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.recv_buffer_size {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(())
 }
 
-impl Default for TcpOptions {
-    fn default() -> Self {
-        TcpOptions {
-            nodelay: true,
-            keepalive: None,
-            send_buffer_size: None,
-            recv_buffer_size: None,
-        }
-    }
-}
-
-impl TcpOptions {
-    /// Sets TCP_NODELAY.
-    pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
-        self
-    }
-
-    /// Turns keep-alive on with `idle` before the first probe, or off with `None`.
-    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.keepalive = idle;
-        self
-    }
-
-    /// Sets SO_SNDBUF (the OS may round it; Linux doubles it).
-    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
-        self.send_buffer_size = Some(bytes);
-        self
-    }
-
-    /// Sets SO_RCVBUF (the OS may round it; Linux doubles it).
-    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
-        self.recv_buffer_size = Some(bytes);
-        self
-    }
-
-    /// Applies the options to a connected stream.
-    pub fn apply(&self, socket: SockRef<'_>) -> io::Result<()> {
-        socket.set_tcp_nodelay(self.nodelay)?;
-        match self.keepalive {
-            Some(idle) => socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?,
-            None => socket.set_keepalive(false)?,
-        }
-        if let Some(bytes) = self.send_buffer_size {
-            socket.set_send_buffer_size(bytes)?;
-        }
-        if let Some(bytes) = self.recv_buffer_size {
-            socket.set_recv_buffer_size(bytes)?;
-        }
-        Ok(())
-    }
+/// A [`Network`] on OS sockets, which can hand out the socket under a stream: for tests that
+/// read options back from the kernel or set what [`TcpOptions`] does not (a zero linger time
+/// to send a reset). Implemented by the tokio and smol adapters; not part of [`Runtime`], so a
+/// simulated network need not have it.
+///
+/// [`Runtime`]: super::Runtime
+pub trait OsNetwork: Network {
+    /// The OS socket under `stream`, to set and read its options.
+    fn os_socket<'a>(&self, stream: &'a Self::Tcp) -> SockRef<'a>;
 }
 
 /// A nonblocking UDP socket bound to `addr` (port 0 picks a free port).
@@ -187,4 +150,17 @@ fn in_progress(e: &io::Error) -> bool {
     return e.raw_os_error() == Some(libc::EINPROGRESS);
     #[cfg(not(unix))]
     return e.kind() == io::ErrorKind::WouldBlock;
+}
+
+/// The OS clock, for [`Executor::now`](super::Executor::now) of runtimes whose timers follow it
+/// (smol's). The only place getty-core reads `Instant::now()` (CI checks): everything else in
+/// the crate asks its runtime.
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// A random number from fastrand's thread-local generator (seeded from the OS), for
+/// [`Executor::random_u64`](super::Executor::random_u64) of OS runtimes.
+pub fn random_u64() -> u64 {
+    fastrand::u64(..)
 }
