@@ -187,7 +187,7 @@ impl<C: Codec> Session<C> {
                 transport,
                 #[cfg(feature = "ws")]
                 websocket: std::sync::OnceLock::new(),
-                created: Instant::now(),
+                created: rt.now(),
                 last_active: AtomicU64::new(0),
                 stats: StatCounters::default(),
                 settings: Settings::default(),
@@ -577,7 +577,7 @@ impl<C: Codec> Session<C> {
 impl<C: Codec> fmt::Display for Session<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.stats();
-        let now = Instant::now();
+        let now = self.inner.rt.now();
         write!(
             f,
             "session {} [{}]: age {:?}, idle {:?}, read {} pkgs / {} bytes, written {} pkgs / {} bytes",
