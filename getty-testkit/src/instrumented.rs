@@ -33,6 +33,10 @@ pub struct Counters {
     /// as gone once its future is dropped: when it finished, or when it was dropped unfinished
     /// (by its executor shutting down, say).
     pub tasks_live: AtomicUsize,
+    /// Calls to `random_u64`.
+    pub random_draws: AtomicUsize,
+    /// When set, `random_u64` returns this instead of asking the wrapped runtime.
+    pub fixed_random: Mutex<Option<u64>>,
     /// A second handle (a duplicated descriptor) on every stream accepted, to read its options
     /// back after the endpoint configured it; only with [`Instrumented::with_socket_copies`].
     pub accepted: Mutex<Vec<socket2::Socket>>,
@@ -140,7 +144,11 @@ impl<R: Runtime> Executor for Instrumented<R> {
     }
 
     fn random_u64(&self) -> u64 {
-        self.inner.random_u64()
+        self.counters.random_draws.fetch_add(1, Ordering::SeqCst);
+        match *crate::support::lock(&self.counters.fixed_random) {
+            Some(fixed) => fixed,
+            None => self.inner.random_u64(),
+        }
     }
 }
 

@@ -148,6 +148,7 @@ macro_rules! conformance_suite {
             ws::ws_close_codes_tell_the_peer_why,
             ws::ws_subprotocol_chosen_by_server_preference,
             ws::ws_client_refuses_a_bad_or_absent_protocol_choice,
+            ws::ws_client_key_comes_from_the_runtime,
             ws::ws_callback_reads_the_request_and_refuses_or_accepts,
             ws::ws_refused_upgrade_leaves_no_session,
             ws::ws_client_header_and_protocol_settings_are_checked,

@@ -15,7 +15,7 @@ use super::rfc6455::{self, Frame};
 use super::support::*;
 use getty_core::codec::{LengthDelimited, Message, MessageKind, RawBytes, WsMessages};
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
-use getty_core::runtime::Runtime;
+use getty_core::runtime::{Network as _, Runtime};
 use getty_core::session::CloseReason;
 use getty_core::{BoxError, Error, EventListener, Session};
 
@@ -892,6 +892,43 @@ pub async fn ws_client_refuses_a_bad_or_absent_protocol_choice<R: Runtime>(rt: R
         failure.text
     );
     assert!(client_rec.events().is_empty(), "no session");
+}
+
+/// A client's `Sec-WebSocket-Key` is made of two `random_u64` draws of its runtime (so a
+/// seeded runtime fixes it): 16 bytes, in base64.
+pub async fn ws_client_key_comes_from_the_runtime<R: Runtime>(rt: R) {
+    let rt = crate::instrumented::Instrumented::new(rt);
+    *lock(&rt.counters.fixed_random) = Some(0x0807_0605_0403_0201);
+    let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let listener = rt.listen(any, false).expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let client_rec = Recorder::new();
+    let cli = TcpClientBuilder::new(addr)
+        .websocket("/")
+        .max_reconnect_attempts(Some(1))
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(&client_rec).factory(),
+        )
+        .expect("client");
+    let (mut raw, _) = within(&rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    let head = read_request_head(&rt, &mut raw).await;
+    // Bytes 1 to 8 twice (each draw little-endian), in base64.
+    assert_eq!(
+        request_header(&head, "sec-websocket-key"),
+        Some("AQIDBAUGBwgBAgMEBQYHCA==")
+    );
+    assert!(
+        rt.counters
+            .random_draws
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    );
+    drop(raw);
+    within(&rt, "cli close", cli.close()).await;
 }
 
 /// The new-session callback sees the upgrade request before it is answered: path, query,

@@ -53,6 +53,20 @@ pub struct ClientBuilder<K> {
 /// Reconnect delays grow with the number of consecutive failures up to this many intervals.
 const MAX_BACKOFF_STEPS: u32 = 10;
 
+/// A random number in `[0, 1)` from the runtime's `random_u64` (its top 53 bits).
+fn unit_f64(random: u64) -> f64 {
+    (random >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// 16 random bytes from the runtime (a WebSocket client's handshake key).
+#[cfg(feature = "ws")]
+fn random_bytes<R: Runtime>(rt: &R) -> [u8; 16] {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&rt.random_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&rt.random_u64().to_le_bytes());
+    bytes
+}
+
 /// Options of a TCP client.
 pub type TcpClientBuilder = ClientBuilder<Tcp>;
 /// Options of a connected-UDP client.
@@ -1038,7 +1052,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
 
     fn backoff(&self, failures: u32) -> Duration {
         let base = self.options.reconnect_interval * failures.min(MAX_BACKOFF_STEPS);
-        base + base.mul_f64(0.2 * fastrand::f64())
+        base + base.mul_f64(0.2 * unit_f64(self.rt.random_u64()))
     }
 
     async fn connect_one(&self) -> Result<Session<C>> {
@@ -1111,6 +1125,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 protocols: &tcp.ws_request.protocols,
                 headers: &tcp.ws_request.header_map,
                 max_head_len: MAX_RESPONSE_HEAD,
+                key: random_bytes(&self.rt),
             };
             let handshake = handshake::connect(&mut io, request);
             let connected = timeout(&self.rt, self.options.connect_timeout, handshake)
@@ -1383,5 +1398,17 @@ mod tests {
         assert!(msg.contains("not a valid URI"), "{msg}");
         // The message names the URL.
         assert!(msg.contains("\"ws://127.0.0.1/a path\""), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::unit_f64;
+
+    #[test]
+    fn jitter_fraction_is_in_zero_to_one() {
+        assert_eq!(unit_f64(0), 0.0);
+        assert!(unit_f64(u64::MAX) < 1.0);
+        assert!((unit_f64(1 << 63) - 0.5).abs() < 1e-12);
     }
 }

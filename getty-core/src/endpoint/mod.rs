@@ -153,7 +153,7 @@ pub use client::{
 pub use server::{TcpServer, TcpServerBuilder};
 pub use udp::{UdpEndpoint, UdpEndpointBuilder};
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 #[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
@@ -217,7 +217,7 @@ pub(crate) struct SessionSet<S> {
 }
 
 struct SetInner<S> {
-    map: HashMap<u64, S>,
+    map: BTreeMap<u64, S>,
     /// Set by `close_all`: a session inserted afterwards is closed at once (with this
     /// reason), so none started concurrently with an endpoint's close outlives it.
     closed: Option<CloseReason>,
@@ -227,7 +227,7 @@ impl<S> Default for SessionSet<S> {
     fn default() -> Self {
         SessionSet {
             inner: Mutex::new(SetInner {
-                map: HashMap::new(),
+                map: BTreeMap::new(),
                 closed: None,
             }),
             changed: Event::new(),

@@ -9,7 +9,7 @@
 //! When the session starts closing, every call in flight fails at once with
 //! [`Error::SessionClosed`]: no reply can arrive any more.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,7 +40,7 @@ pub(crate) struct Calls<T> {
 struct State<T> {
     /// The id the next call gets.
     next_id: u64,
-    slots: HashMap<u64, Slot<T>>,
+    slots: BTreeMap<u64, Slot<T>>,
     /// Set when the session began closing: new calls are refused.
     closed: bool,
 }
@@ -51,7 +51,7 @@ impl<T> Default for Calls<T> {
             waiting: AtomicUsize::new(0),
             state: Mutex::new(State {
                 next_id: 1,
-                slots: HashMap::new(),
+                slots: BTreeMap::new(),
                 closed: false,
             }),
         }

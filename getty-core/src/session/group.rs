@@ -1,7 +1,7 @@
 //! Session groups: a set of sessions that leave it by themselves when they close, with
 //! broadcast that never waits on one slow member.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -90,7 +90,7 @@ struct GroupInner<C: Codec> {
 }
 
 struct Members<C: Codec> {
-    map: HashMap<u64, Session<C>>,
+    map: BTreeMap<u64, Session<C>>,
     /// The members, oldest first, while the membership has not changed since it was built.
     snapshot: Option<Arc<[Session<C>]>>,
 }
@@ -122,7 +122,7 @@ impl<C: Codec> SessionGroup<C> {
                 id: NEXT_GROUP_ID.fetch_add(1, Ordering::Relaxed),
                 policy,
                 members: Mutex::new(Members {
-                    map: HashMap::new(),
+                    map: BTreeMap::new(),
                     snapshot: None,
                 }),
                 skipped: AtomicU64::new(0),
@@ -194,9 +194,8 @@ impl<C: Codec> SessionGroup<C> {
         if let Some(snapshot) = &members.snapshot {
             return snapshot.clone();
         }
-        let mut list: Vec<Session<C>> = members.map.values().cloned().collect();
-        list.sort_by_key(Session::id);
-        let snapshot: Arc<[Session<C>]> = list.into();
+        // Ordered by id: the oldest first.
+        let snapshot: Arc<[Session<C>]> = members.map.values().cloned().collect();
         members.snapshot = Some(snapshot.clone());
         snapshot
     }

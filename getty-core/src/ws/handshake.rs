@@ -16,7 +16,6 @@
 //! names one.
 use std::io;
 
-use async_tungstenite::tungstenite::handshake::client::generate_key;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -420,6 +419,31 @@ pub(crate) struct ClientRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The longest response head accepted.
     pub max_head_len: usize,
+    /// The 16 random bytes of `Sec-WebSocket-Key` (drawn from the runtime, so a seeded runtime
+    /// fixes them).
+    pub key: [u8; 16],
+}
+
+/// `Sec-WebSocket-Key`: the 16 bytes in base64 (RFC 6455, section 4.1), always 24 characters.
+fn encode_key(bytes: &[u8; 16]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The client side: sends the upgrade request and checks the server's answer (status 101,
@@ -433,7 +457,7 @@ pub(crate) async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let key = generate_key();
+    let key = encode_key(&req.key);
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
@@ -689,6 +713,20 @@ mod tests {
                 "{header} not in {headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn client_key_is_the_base64_of_its_bytes() {
+        // RFC 6455 §1.3's example: the nonce "the sample nonce".
+        assert_eq!(encode_key(b"the sample nonce"), KEY);
+        assert_eq!(encode_key(&[0; 16]), "AAAAAAAAAAAAAAAAAAAAAA==");
+        assert_eq!(encode_key(&[0xff; 16]), "/////////////////////w==");
+        // The request carries the key made of the bytes it was given.
+        let (_, sent) = client("HTTP/1.1 400 Bad Request\r\n\r\n", &[], &HeaderMap::new());
+        assert!(
+            sent.contains(&format!("Sec-WebSocket-Key: {KEY}\r\n")),
+            "{sent}"
+        );
     }
 
     #[test]
@@ -1010,6 +1048,7 @@ mod tests {
             protocols: &protocols,
             headers,
             max_head_len: 8 * 1024,
+            key: *b"the sample nonce",
         };
         let result = block_on(connect(&mut io, request));
         (result, String::from_utf8(io.output).unwrap())
@@ -1051,6 +1090,7 @@ mod tests {
             protocols: &protocols,
             headers: &headers,
             max_head_len: 8 * 1024,
+            key: [0x5a; 16],
         };
         // A stream that answers once it has seen the request.
         let mut answering = Answering {
