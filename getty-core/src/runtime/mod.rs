@@ -51,6 +51,9 @@
 //! - getty-core keeps its maps of sessions, group members and pending calls in ordered maps,
 //!   so iteration order (a broadcast's send order, closing every session) is by session or
 //!   call id, never by a per-process hash seed.
+//! - Session ids come from one process-wide counter, so two runs in one process (tests on
+//!   parallel threads) number their sessions differently; within a run they still grow in
+//!   creation order, so the order by id above is the same. Compare runs by events, not raw ids.
 //!
 //! # Waker contracts
 //! - [`Timer`]: `poll` registers the waker of the latest call and wakes it once the deadline has
