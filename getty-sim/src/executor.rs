@@ -5,8 +5,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -19,6 +21,30 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// one thread, the lock only makes the handles `Send + Sync` as the runtime seam requires.
 pub(crate) struct World {
     state: Mutex<State>,
+    /// Tasks woken and not yet polled, each at most once. A lock of its own, never held
+    /// while taking `state`: wakers only take this one, so anything may wake a task while
+    /// holding `state` (the network wakes readers and writers from inside it).
+    ready: Mutex<Ready>,
+    /// The `block_on` future was woken.
+    main_ready: AtomicBool,
+}
+
+#[derive(Default)]
+struct Ready {
+    list: Vec<usize>,
+    queued: Vec<bool>,
+}
+
+impl Ready {
+    fn push(&mut self, id: usize) {
+        if self.queued.len() <= id {
+            self.queued.resize(id + 1, false);
+        }
+        if !self.queued[id] {
+            self.queued[id] = true;
+            self.list.push(id);
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -30,22 +56,32 @@ pub(crate) struct State {
     pub(crate) now: Duration,
     /// Tasks by id; `None` while one is being polled or once it finished.
     tasks: Vec<Option<Task>>,
-    /// Tasks woken and not yet polled, each at most once.
-    ready: Vec<usize>,
-    queued: Vec<bool>,
-    /// The `block_on` future was woken.
-    main_ready: bool,
     timers: BinaryHeap<Reverse<(Duration, u64, usize)>>,
     /// Every timer by slot, for the heap's entries (a dead timer leaves a stale entry).
     timer_slots: Vec<Weak<TimerSlot>>,
     timer_seq: u64,
     pub(crate) trace: Trace,
+    pub(crate) net: crate::net::NetState,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World").finish_non_exhaustive()
+    }
 }
 
 impl World {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while the lock is held fails the whole run anyway.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ready(&self) -> MutexGuard<'_, Ready> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_task(&self, id: usize) {
+        self.ready().push(id);
     }
 }
 
@@ -91,14 +127,14 @@ impl Sim {
                     base: Instant::now(),
                     now: Duration::ZERO,
                     tasks: Vec::new(),
-                    ready: Vec::new(),
-                    queued: Vec::new(),
-                    main_ready: true,
                     timers: BinaryHeap::new(),
                     timer_slots: Vec::new(),
                     timer_seq: 0,
                     trace: Trace::default(),
+                    net: Default::default(),
                 }),
+                ready: Mutex::new(Ready::default()),
+                main_ready: AtomicBool::new(true),
             }),
         }
     }
@@ -108,10 +144,18 @@ impl Sim {
         self.world.lock().seed
     }
 
-    /// A handle to this simulation's executor, clock and randomness.
+    /// A handle to this simulation's executor, clock and randomness, on the host
+    /// `127.0.0.1`.
     pub fn runtime(&self) -> SimRuntime {
+        self.host(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// A handle as [`runtime`](Self::runtime), whose sockets are on the host with address
+    /// `ip` (its loopback and unspecified addresses mean `ip`).
+    pub fn host(&self, ip: IpAddr) -> SimRuntime {
         SimRuntime {
             world: self.world.clone(),
+            host: ip,
         }
     }
 
@@ -138,7 +182,7 @@ impl Sim {
         }));
         loop {
             // The main future first whenever it was woken: it is what the test waits on.
-            if std::mem::take(&mut self.world.lock().main_ready) {
+            if self.world.main_ready.swap(false, Ordering::AcqRel) {
                 let mut cx = Context::from_waker(&main_waker);
                 let polled =
                     std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
@@ -151,7 +195,7 @@ impl Sim {
             if self.run_one_task() {
                 continue;
             }
-            if self.world.lock().main_ready {
+            if self.world.main_ready.load(Ordering::Acquire) {
                 continue;
             }
             if !self.advance_clock() {
@@ -172,13 +216,14 @@ impl Sim {
     fn run_one_task(&self) -> bool {
         let (id, mut task) = {
             let mut state = self.world.lock();
-            if state.ready.is_empty() {
+            let mut ready = self.world.ready();
+            if ready.list.is_empty() {
                 return false;
             }
-            let len = state.ready.len();
-            let pick = state.rng.usize(..len);
-            let id = state.ready.swap_remove(pick);
-            state.queued[id] = false;
+            let pick = state.rng.usize(..ready.list.len());
+            let id = ready.list.swap_remove(pick);
+            ready.queued[id] = false;
+            drop(ready);
             let Some(task) = state.tasks[id].take() else {
                 // Finished since it was woken.
                 return true;
@@ -266,13 +311,6 @@ impl State {
         }
         None
     }
-
-    fn wake_task(&mut self, id: usize) {
-        if id < self.queued.len() && !self.queued[id] && self.tasks[id].is_some() {
-            self.queued[id] = true;
-            self.ready.push(id);
-        }
-    }
 }
 
 struct TaskWaker {
@@ -286,7 +324,7 @@ impl Wake for TaskWaker {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(world) = self.world.upgrade() {
-            world.lock().wake_task(self.id);
+            world.wake_task(self.id);
         }
     }
 }
@@ -298,7 +336,7 @@ struct MainWaker {
 impl Wake for MainWaker {
     fn wake(self: Arc<Self>) {
         if let Some(world) = self.world.upgrade() {
-            world.lock().main_ready = true;
+            world.main_ready.store(true, Ordering::Release);
         }
     }
 }
@@ -309,11 +347,15 @@ impl Wake for MainWaker {
 #[derive(Clone)]
 pub struct SimRuntime {
     pub(crate) world: Arc<World>,
+    /// The host this handle's sockets are on.
+    pub(crate) host: IpAddr,
 }
 
 impl fmt::Debug for SimRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimRuntime").finish_non_exhaustive()
+        f.debug_struct("SimRuntime")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -323,10 +365,9 @@ impl SimRuntime {
         let mut state = self.world.lock();
         let id = state.tasks.len();
         state.tasks.push(Some(Box::pin(future)));
-        state.queued.push(false);
-        state.wake_task(id);
         let at = state.now;
         state.trace.push(at, Event::Spawn { task: id });
+        self.world.wake_task(id);
     }
 
     /// The current virtual time.

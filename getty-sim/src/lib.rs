@@ -28,7 +28,9 @@
 #![forbid(unsafe_code)]
 
 mod executor;
+mod net;
 mod trace;
 
 pub use executor::{Sim, SimRuntime, SimTimer};
+pub use net::{SimListener, SimTcpStream, DEFAULT_WINDOW};
 pub use trace::{Event, Trace};

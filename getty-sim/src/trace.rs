@@ -1,6 +1,7 @@
 //! What a simulation did, in order: a test can assert on it, print it, or compare two runs.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// One thing that happened in a simulation.
@@ -24,6 +25,42 @@ pub enum Event {
     },
     /// No task could run: the clock jumped to the next timer.
     Clock,
+    /// A listener was bound.
+    Listen {
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A connection was made.
+    Connect {
+        /// The connecting side's address.
+        from: SocketAddr,
+        /// The listener's.
+        to: SocketAddr,
+    },
+    /// A connect was refused: nothing listened there.
+    Refused {
+        /// The address tried.
+        to: SocketAddr,
+    },
+    /// Two hosts were cut off from each other.
+    Partition {
+        /// One host.
+        a: IpAddr,
+        /// The other.
+        b: IpAddr,
+    },
+    /// A partition ended.
+    Heal {
+        /// One host.
+        a: IpAddr,
+        /// The other.
+        b: IpAddr,
+    },
+    /// Every connection of a host was reset.
+    ResetHost {
+        /// The host.
+        host: IpAddr,
+    },
 }
 
 impl fmt::Display for Event {
@@ -33,6 +70,12 @@ impl fmt::Display for Event {
             Event::Poll { task } => write!(f, "poll task {task}"),
             Event::Done { task } => write!(f, "task {task} done"),
             Event::Clock => write!(f, "clock jumps"),
+            Event::Listen { addr } => write!(f, "listen on {addr}"),
+            Event::Connect { from, to } => write!(f, "connect {from} -> {to}"),
+            Event::Refused { to } => write!(f, "connect to {to} refused"),
+            Event::Partition { a, b } => write!(f, "partition {a} | {b}"),
+            Event::Heal { a, b } => write!(f, "heal {a} | {b}"),
+            Event::ResetHost { host } => write!(f, "reset every connection of {host}"),
         }
     }
 }

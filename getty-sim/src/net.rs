@@ -1,0 +1,570 @@
+//! The simulated network: hosts with their own addresses, TCP listeners and streams, and faults
+//! (partitions, resets) a test scripts during a run.
+//!
+//! A stream is two ordered byte pipes, each bounded by a window: a writer whose peer does not
+//! read waits, as on a real socket once both buffers are full, so backpressure is real. Bytes
+//! written while the two hosts are partitioned are held and arrive after the heal (TCP
+//! retransmits), and a connect across a partition waits for the heal (or the caller's timeout).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use crate::executor::{SimRuntime, State, World};
+use crate::trace::Event;
+
+/// The default window of each direction of a stream: what a writer may have in flight and
+/// unread before it waits (a loopback socket pair holds a few hundred KiB; this is smaller so
+/// that backpressure shows quickly).
+pub const DEFAULT_WINDOW: usize = 64 * 1024;
+
+/// First port handed out when a socket binds port 0.
+const EPHEMERAL_START: u16 = 49_152;
+
+#[derive(Default)]
+pub(crate) struct NetState {
+    listeners: HashMap<SocketAddr, usize>,
+    listener_slots: Vec<Option<ListenerState>>,
+    conns: Vec<Conn>,
+    /// Ports in use per host address (listeners and connected streams).
+    used_ports: HashSet<SocketAddr>,
+    next_port: HashMap<IpAddr, u16>,
+    /// Host pairs that cannot reach each other (each pair stored both ways).
+    partitions: HashSet<(IpAddr, IpAddr)>,
+    /// Connects waiting for a partition to heal.
+    blocked: Vec<Waker>,
+}
+
+struct ListenerState {
+    backlog: VecDeque<(usize, SocketAddr)>,
+    acceptor: Option<Waker>,
+}
+
+/// One connection: `pipes[i]` carries what side `i` writes.
+struct Conn {
+    addrs: [SocketAddr; 2],
+    pipes: [Pipe; 2],
+    /// Set by a reset (either side, or a host reset): every operation fails.
+    reset: bool,
+    /// Side `i` dropped its stream.
+    dropped: [bool; 2],
+}
+
+struct Pipe {
+    data: VecDeque<u8>,
+    window: usize,
+    /// The writer closed its side (FIN), after `data`.
+    fin: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Pipe {
+            data: VecDeque::new(),
+            window: DEFAULT_WINDOW,
+            fin: false,
+            reader: None,
+            writer: None,
+        }
+    }
+
+    fn wake(&mut self) {
+        self.reader.take().into_iter().for_each(Waker::wake);
+        self.writer.take().into_iter().for_each(Waker::wake);
+    }
+}
+
+impl NetState {
+    fn reachable(&self, a: IpAddr, b: IpAddr) -> bool {
+        a == b || !self.partitions.contains(&(a, b))
+    }
+
+    /// `addr` with its port chosen when it is 0.
+    fn bind_port(&mut self, mut addr: SocketAddr) -> io::Result<SocketAddr> {
+        if addr.port() == 0 {
+            let next = self.next_port.entry(addr.ip()).or_insert(EPHEMERAL_START);
+            let start = *next;
+            loop {
+                let candidate = SocketAddr::new(addr.ip(), *next);
+                *next = if *next == u16::MAX {
+                    EPHEMERAL_START
+                } else {
+                    *next + 1
+                };
+                if !self.used_ports.contains(&candidate) {
+                    addr = candidate;
+                    break;
+                }
+                if *next == start {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "no free ephemeral port",
+                    ));
+                }
+            }
+        } else if self.used_ports.contains(&addr) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{addr} is in use"),
+            ));
+        }
+        self.used_ports.insert(addr);
+        Ok(addr)
+    }
+
+    fn reset_conn(&mut self, id: usize) {
+        let conn = &mut self.conns[id];
+        if !conn.reset {
+            conn.reset = true;
+            conn.pipes.iter_mut().for_each(Pipe::wake);
+        }
+    }
+}
+
+impl SimRuntime {
+    /// The address this handle's host uses for a socket bound to `addr`: an unspecified or
+    /// loopback address means the host's own.
+    fn local_ip(&self, addr: IpAddr) -> IpAddr {
+        if addr.is_unspecified() || addr.is_loopback() {
+            self.host
+        } else {
+            addr
+        }
+    }
+
+    /// Where `addr` leads from this host: loopback is the host itself.
+    fn remote_ip(&self, addr: IpAddr) -> IpAddr {
+        if addr.is_loopback() {
+            self.host
+        } else {
+            addr
+        }
+    }
+
+    /// Starts listening on `addr` of this handle's host (port 0: an ephemeral one).
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<SimListener> {
+        let mut state = self.world.lock();
+        let addr = SocketAddr::new(self.local_ip(addr.ip()), addr.port());
+        let addr = state.net.bind_port(addr)?;
+        let id = state.net.listener_slots.len();
+        state.net.listener_slots.push(Some(ListenerState {
+            backlog: VecDeque::new(),
+            acceptor: None,
+        }));
+        state.net.listeners.insert(addr, id);
+        let at = state.now;
+        state.trace.push(at, Event::Listen { addr });
+        Ok(SimListener {
+            world: self.world.clone(),
+            id,
+            addr,
+        })
+    }
+
+    /// Connects to `addr` from this handle's host: refused at once when nothing listens there,
+    /// pending while the hosts are partitioned.
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<SimTcpStream> {
+        let remote = SocketAddr::new(self.remote_ip(addr.ip()), addr.port());
+        futures_lite::future::poll_fn(|cx| {
+            let mut state = self.world.lock();
+            if !state.net.reachable(self.host, remote.ip()) {
+                state.net.blocked.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(self.connect_now(&mut state, remote))
+        })
+        .await
+    }
+
+    fn connect_now(&self, state: &mut State, remote: SocketAddr) -> io::Result<SimTcpStream> {
+        let at = state.now;
+        let Some(&listener) = state.net.listeners.get(&remote) else {
+            state.trace.push(at, Event::Refused { to: remote });
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("nothing listens on {remote}"),
+            ));
+        };
+        let local = state.net.bind_port(SocketAddr::new(self.host, 0))?;
+        let id = state.net.conns.len();
+        state.net.conns.push(Conn {
+            addrs: [local, remote],
+            pipes: [Pipe::new(), Pipe::new()],
+            reset: false,
+            dropped: [false, false],
+        });
+        let slot = state.net.listener_slots[listener]
+            .as_mut()
+            .expect("a listener in the map is live");
+        slot.backlog.push_back((id, local));
+        slot.acceptor.take().into_iter().for_each(Waker::wake);
+        state.trace.push(
+            at,
+            Event::Connect {
+                from: local,
+                to: remote,
+            },
+        );
+        Ok(SimTcpStream {
+            world: self.world.clone(),
+            conn: id,
+            side: 0,
+        })
+    }
+
+    /// Cuts the hosts `a` and `b` off from each other: bytes between them are held (and
+    /// arrive after [`heal`](Self::heal)), connects wait.
+    pub fn partition(&self, a: IpAddr, b: IpAddr) {
+        let mut state = self.world.lock();
+        state.net.partitions.insert((a, b));
+        state.net.partitions.insert((b, a));
+        let at = state.now;
+        state.trace.push(at, Event::Partition { a, b });
+    }
+
+    /// Ends every partition between `a` and `b`: held bytes flow, waiting connects go on.
+    pub fn heal(&self, a: IpAddr, b: IpAddr) {
+        let mut state = self.world.lock();
+        state.net.partitions.remove(&(a, b));
+        state.net.partitions.remove(&(b, a));
+        let at = state.now;
+        state.trace.push(at, Event::Heal { a, b });
+        let blocked = std::mem::take(&mut state.net.blocked);
+        for conn in &mut state.net.conns {
+            conn.pipes.iter_mut().for_each(Pipe::wake);
+        }
+        drop(state);
+        blocked.into_iter().for_each(Waker::wake);
+    }
+
+    /// Resets every connection of `host` (both ends fail with `ConnectionReset`).
+    pub fn reset_host(&self, host: IpAddr) {
+        let mut state = self.world.lock();
+        let at = state.now;
+        state.trace.push(at, Event::ResetHost { host });
+        let ids: Vec<usize> = (0..state.net.conns.len())
+            .filter(|&i| state.net.conns[i].addrs.iter().any(|a| a.ip() == host))
+            .collect();
+        for id in ids {
+            state.net.reset_conn(id);
+        }
+    }
+}
+
+/// A listening socket of the simulated network.
+#[derive(Debug)]
+pub struct SimListener {
+    world: Arc<World>,
+    id: usize,
+    addr: SocketAddr,
+}
+
+impl SimListener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accepts the next connection.
+    pub async fn accept(&self) -> io::Result<(SimTcpStream, SocketAddr)> {
+        futures_lite::future::poll_fn(|cx| {
+            let mut state = self.world.lock();
+            let slot = state.net.listener_slots[self.id]
+                .as_mut()
+                .expect("a listener is live until dropped");
+            match slot.backlog.pop_front() {
+                Some((conn, peer)) => Poll::Ready(Ok((
+                    SimTcpStream {
+                        world: self.world.clone(),
+                        conn,
+                        side: 1,
+                    },
+                    peer,
+                ))),
+                None => {
+                    slot.acceptor = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for SimListener {
+    fn drop(&mut self) {
+        let mut state = self.world.lock();
+        state.net.listeners.remove(&self.addr);
+        state.net.used_ports.remove(&self.addr);
+        if let Some(slot) = state.net.listener_slots[self.id].take() {
+            // Connections nobody accepted are reset, as the kernel does.
+            for (conn, _) in slot.backlog {
+                state.net.reset_conn(conn);
+            }
+        }
+    }
+}
+
+/// One end of a simulated TCP connection: futures-io `AsyncRead + AsyncWrite`.
+#[derive(Debug)]
+pub struct SimTcpStream {
+    world: Arc<World>,
+    conn: usize,
+    side: usize,
+}
+
+impl SimTcpStream {
+    /// The local and peer addresses.
+    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        let state = self.world.lock();
+        let addrs = state.net.conns[self.conn].addrs;
+        (addrs[self.side], addrs[1 - self.side])
+    }
+
+    /// Sets the window of what this end sends (bytes in flight and unread by the peer).
+    pub fn set_send_window(&self, bytes: usize) {
+        let mut state = self.world.lock();
+        let pipe = &mut state.net.conns[self.conn].pipes[self.side];
+        pipe.window = bytes.max(1);
+        pipe.wake();
+    }
+
+    /// Sets the window of what this end receives.
+    pub fn set_recv_window(&self, bytes: usize) {
+        let mut state = self.world.lock();
+        let pipe = &mut state.net.conns[self.conn].pipes[1 - self.side];
+        pipe.window = bytes.max(1);
+        pipe.wake();
+    }
+
+    fn reset_error() -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionReset, "connection reset")
+    }
+}
+
+impl AsyncRead for SimTcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.world.lock();
+        let state = &mut *state;
+        let conn = &mut state.net.conns[self.conn];
+        if conn.reset {
+            return Poll::Ready(Err(Self::reset_error()));
+        }
+        let (mine, theirs) = (conn.addrs[self.side].ip(), conn.addrs[1 - self.side].ip());
+        let reachable = mine == theirs || !state.net.partitions.contains(&(mine, theirs));
+        let pipe = &mut state.net.conns[self.conn].pipes[1 - self.side];
+        if reachable && !pipe.data.is_empty() {
+            let n = buf.len().min(pipe.data.len());
+            for (dst, src) in buf.iter_mut().zip(pipe.data.drain(..n)) {
+                *dst = src;
+            }
+            pipe.writer.take().into_iter().for_each(Waker::wake);
+            return Poll::Ready(Ok(n));
+        }
+        if reachable && pipe.fin {
+            return Poll::Ready(Ok(0));
+        }
+        pipe.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for SimTcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.world.lock();
+        let conn = &mut state.net.conns[self.conn];
+        if conn.reset || conn.dropped[1 - self.side] {
+            // Writing to a peer that is gone: the kernel answers with a reset.
+            conn.reset = true;
+            conn.pipes.iter_mut().for_each(Pipe::wake);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the peer closed the connection",
+            )));
+        }
+        let pipe = &mut conn.pipes[self.side];
+        if pipe.fin {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown",
+            )));
+        }
+        let room = pipe.window.saturating_sub(pipe.data.len());
+        if room == 0 {
+            pipe.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = room.min(buf.len());
+        pipe.data.extend(&buf[..n]);
+        pipe.reader.take().into_iter().for_each(Waker::wake);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.world.lock();
+        let pipe = &mut state.net.conns[self.conn].pipes[self.side];
+        pipe.fin = true;
+        pipe.reader.take().into_iter().for_each(Waker::wake);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for SimTcpStream {
+    fn drop(&mut self) {
+        let mut state = self.world.lock();
+        let state = &mut *state;
+        let conn = &mut state.net.conns[self.conn];
+        conn.dropped[self.side] = true;
+        // Closing the socket sends FIN; the peer reads what was sent, then the end.
+        conn.pipes[self.side].fin = true;
+        conn.pipes.iter_mut().for_each(Pipe::wake);
+        if conn.dropped == [true, true] {
+            let local = conn.addrs[0];
+            state.net.used_ports.remove(&local);
+            // The buffers go; the slot stays (ids are indices), empty.
+            conn.pipes = [Pipe::new(), Pipe::new()];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::Sim;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    #[test]
+    fn bytes_flow_in_order_and_the_end_follows_them() {
+        let sim = Sim::new(1);
+        let (server, client) = (sim.host(ip(1)), sim.host(ip(2)));
+        sim.block_on(async move {
+            let listener = server.listen("0.0.0.0:80".parse().unwrap()).unwrap();
+            assert_eq!(listener.local_addr(), SocketAddr::new(ip(1), 80));
+            let mut conn = client.connect(listener.local_addr()).await.unwrap();
+            let (mut accepted, peer) = listener.accept().await.unwrap();
+            assert_eq!(peer, conn.addrs().0);
+            assert_eq!(accepted.addrs(), (listener.local_addr(), peer));
+            conn.write_all(b"hello ").await.unwrap();
+            conn.write_all(b"world").await.unwrap();
+            conn.close().await.unwrap();
+            let mut got = Vec::new();
+            accepted.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello world");
+            // Half-close: the other direction still works.
+            accepted.write_all(b"bye").await.unwrap();
+            let mut back = [0; 3];
+            conn.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"bye");
+        });
+    }
+
+    #[test]
+    fn refused_when_nothing_listens_and_ports_come_back() {
+        let sim = Sim::new(2);
+        let rt = sim.host(ip(1));
+        sim.block_on(async move {
+            let addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+            let err = rt.connect(addr).await.expect_err("nothing listens");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+            let listener = rt.listen(addr).unwrap();
+            assert_eq!(
+                rt.listen(addr).expect_err("in use").kind(),
+                io::ErrorKind::AddrInUse
+            );
+            drop(listener);
+            rt.listen(addr).expect("the port is free again");
+        });
+    }
+
+    #[test]
+    fn a_full_window_makes_the_writer_wait() {
+        let sim = Sim::new(3);
+        let rt = sim.host(ip(1));
+        let rt2 = rt.clone();
+        sim.block_on(async move {
+            let listener = rt.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            let mut conn = rt.connect(listener.local_addr()).await.unwrap();
+            let (mut accepted, _) = listener.accept().await.unwrap();
+            conn.set_send_window(1000);
+            let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = written.clone();
+            rt.spawn(async move {
+                let chunk = [7u8; 100];
+                for _ in 0..30 {
+                    conn.write_all(&chunk).await.unwrap();
+                    counter.fetch_add(100, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            rt2.sleep(Duration::from_secs(1)).await;
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 1000);
+            let mut got = vec![0; 3000];
+            accepted.read_exact(&mut got).await.unwrap();
+            assert!(got.iter().all(|&b| b == 7));
+        });
+    }
+
+    #[test]
+    fn a_partition_holds_bytes_and_connects_until_the_heal() {
+        let sim = Sim::new(4);
+        let (a, b) = (sim.host(ip(1)), sim.host(ip(2)));
+        sim.block_on(async move {
+            let listener = a.listen("0.0.0.0:9".parse().unwrap()).unwrap();
+            let mut conn = b.connect(listener.local_addr()).await.unwrap();
+            let (mut accepted, _) = listener.accept().await.unwrap();
+            a.partition(ip(1), ip(2));
+            conn.write_all(b"held").await.unwrap();
+            let mut buf = [0; 4];
+            let read = futures_lite::future::or(
+                async { Some(accepted.read_exact(&mut buf).await) },
+                async {
+                    a.sleep(Duration::from_secs(5)).await;
+                    None
+                },
+            )
+            .await;
+            assert!(read.is_none(), "nothing crosses a partition");
+            let blocked = futures_lite::future::or(
+                async { Some(b.connect(listener.local_addr()).await) },
+                async {
+                    b.sleep(Duration::from_secs(5)).await;
+                    None
+                },
+            )
+            .await;
+            assert!(blocked.is_none(), "a connect waits for the heal");
+            a.heal(ip(1), ip(2));
+            accepted.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"held");
+            a.reset_host(ip(2));
+            let err = accepted.read(&mut buf).await.expect_err("reset");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        });
+    }
+}
