@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
@@ -990,6 +990,8 @@ struct Worker<R: Runtime, C: Codec, N> {
 impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
     async fn run(self) {
         let mut failures: u32 = 0;
+        // The newest session and when it connected: one that dies young counts as a failure.
+        let mut newest: Option<(Session<C>, Instant)> = None;
         let sessions = &self.shared.sessions;
         while !self.shared.stop.is_set() {
             if sessions.len() >= self.options.pool_size {
@@ -999,10 +1001,30 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 }
                 continue;
             }
+            // A server that accepts and then drops every connection (a refused TLS client
+            // certificate, an on_open that says no) gets the same backoff as one that refuses
+            // connects: a session closed within the reconnect interval was no success.
+            if let Some((session, at)) = newest.take() {
+                if session.is_closing()
+                    && self.rt.now().saturating_duration_since(at) < self.options.reconnect_interval
+                {
+                    failures = failures.saturating_add(1);
+                    let delay = self.backoff(failures);
+                    log::info!(
+                        "session {} to {} closed right after connecting; reconnecting in {delay:?}",
+                        session.id(),
+                        self.options.addr
+                    );
+                    let pause = self.rt.timer(self.rt.now() + delay);
+                    future::or(pause, self.shared.stop.wait()).await;
+                    continue;
+                }
+                failures = 0;
+            }
             match self.connect_one().await {
                 Ok(session) => {
                     log::debug!("client session {} connected", session.id());
-                    failures = 0;
+                    newest = Some((session.clone(), self.rt.now()));
                     let shared = Arc::downgrade(&self.shared);
                     let watched = session.add_close_callback("getty.client.events", move |s| {
                         if let Some(shared) = shared.upgrade() {
