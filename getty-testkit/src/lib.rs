@@ -39,9 +39,10 @@ pub mod ws;
 /// The scenarios come in two groups:
 /// - `@portable`: every scenario that needs only [`Runtime`](getty_core::Runtime), so any
 ///   runtime (one with a simulated network too) runs them;
-/// - `@os`: the few that need the OS socket under a stream
-///   ([`OsNetwork`](getty_core::runtime::os::OsNetwork)): reading socket options back from the
-///   kernel, and sending a TCP reset with a zero linger time.
+/// - `@os`: the few about the kernel itself: the OS socket under a stream
+///   ([`OsNetwork`](getty_core::runtime::os::OsNetwork): reading socket options back, sending
+///   a TCP reset with a zero linger time), a full accept backlog on a raw OS listener, TCP
+///   simultaneous open (a socket connected to itself), and `SO_REUSEPORT`.
 ///
 /// `conformance_suite!(block_on)` instantiates both (for OS runtimes, such as tokio and smol);
 /// `conformance_suite!(@portable block_on)` only the first, for a runtime that is not
@@ -56,6 +57,11 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $block_on;
             hostile::reset_mid_frame_closes_only_its_session,
             extras::socket_options_are_applied,
+            // The kernel's own behaviour: a full accept backlog on a raw OS listener, TCP
+            // simultaneous open (a socket connected to itself), SO_REUSEPORT.
+            tcp::client_connect_timeout,
+            tcp::client_refuses_self_connect,
+            extras::reuse_port_lets_servers_share_a_port,
         );
     };
     (@portable $block_on:path) => {
@@ -81,7 +87,6 @@ macro_rules! conformance_suite {
             tcp::cron_fires_at_its_period,
             tcp::client_pool_holds_n_and_replaces_closed,
             tcp::client_reconnects_after_server_restart,
-            tcp::client_refuses_self_connect,
             tcp::client_gives_up_after_max_attempts,
             tcp::client_events_tell_connects_failures_and_giving_up,
             tcp::write_after_close_is_session_closed,
@@ -96,7 +101,7 @@ macro_rules! conformance_suite {
             tcp::server_close_releases_port_and_ends_sessions,
             tcp::accept_errors_back_off_and_recover,
             tcp::no_reconnect_storm,
-            tcp::client_connect_timeout,
+            tcp::no_reconnect_storm_against_a_dropping_server,
             tcp::read_timeout_closes_silent_peer,
             tcp::stuck_handler_cancelled_after_close_wait,
             tcp::lines_codec_session,
@@ -123,7 +128,6 @@ macro_rules! conformance_suite {
             call::client_call_survives_a_server_restart,
             call::udp_client_call,
             call::ws_call_sends_the_codecs_message_kind,
-            extras::reuse_port_lets_servers_share_a_port,
             extras::task_pool_slow_handler_stalls_only_its_session,
             extras::task_pool_ordered_keeps_order_under_load,
             extras::task_pool_unordered_panics_and_shutdown,

@@ -4,7 +4,7 @@ use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_listener::Event;
 use futures_lite::future;
@@ -120,7 +120,7 @@ pub async fn seam_timer_fires_and_resets<R: Runtime>(rt: R) {
     let first = rt.now() + Duration::from_millis(20);
     let mut timer = rt.timer(first);
     within(&rt, "timer", &mut timer).await;
-    assert!(Instant::now() >= first);
+    assert!(rt.now() >= first);
     assert!(future::poll_once(&mut timer).await.is_some(), "stays ready");
     let second = rt.now() + Duration::from_millis(30);
     timer.reset(second);
@@ -129,7 +129,6 @@ pub async fn seam_timer_fires_and_resets<R: Runtime>(rt: R) {
         "pending after reset"
     );
     within(&rt, "reset timer", timer).await;
-    assert!(Instant::now() >= second);
     assert!(rt.now() >= second);
 }
 

@@ -282,7 +282,7 @@ impl EventListener<Hello> for TestListener {
     }
 
     async fn on_cron(&self, session: &Session<Hello>) {
-        self.rec.push(Rec::Cron(session.id(), Instant::now()));
+        self.rec.push(Rec::Cron(session.id(), session.now()));
     }
 
     async fn on_error(&self, session: &Session<Hello>, err: &Error) {

@@ -382,7 +382,7 @@ pub async fn cron_fires_at_its_period<R: Runtime>(rt: R) {
             },
         )
         .expect("server");
-    let opened_at = std::time::Instant::now();
+    let opened_at = rt.now();
     let _raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     rec.wait(&rt, "4 cron ticks", |e| {
         e.iter().filter(|r| matches!(r, Rec::Cron(..))).count() >= 4
@@ -520,13 +520,13 @@ pub async fn client_gives_up_after_max_attempts<R: Runtime>(rt: R) {
             TestListener::echo(&Recorder::new()).factory(),
         )
         .expect("client");
-    let started = std::time::Instant::now();
+    let started = rt.now();
     assert!(within(&rt, "give up", cli.wait_for_sessions(1))
         .await
         .is_err());
     assert!(cli.gave_up());
     // Three pauses of 5, 10 and 15 ms at least.
-    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert!(rt.now() - started >= Duration::from_millis(30));
     let last = cli.last_connect_error().expect("error");
     assert!(
         matches!(&*last, Error::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused),
@@ -966,7 +966,7 @@ pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
         .fail_next_accepts
         .store(FAILURES, Ordering::SeqCst);
     let rec = Recorder::new();
-    let started = std::time::Instant::now();
+    let started = rt.now();
     let srv = server(&rt, TestListener::echo(&rec)).await;
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     write_all(&mut raw, &hello_frame(b"let me in"))
@@ -979,9 +979,9 @@ pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
     assert_eq!(rt.counters.failed_accepts.load(Ordering::SeqCst), FAILURES);
     // Pauses of 5, 10, 20, 40 and 80 ms: a spinning loop would be through in microseconds.
     assert!(
-        started.elapsed() >= Duration::from_millis(155),
+        (rt.now() - started) >= Duration::from_millis(155),
         "accept loop did not back off: {:?}",
-        started.elapsed()
+        (rt.now() - started)
     );
     within(&rt, "srv close", srv.close()).await;
 }
@@ -992,7 +992,7 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
     const INTERVAL: Duration = Duration::from_millis(20);
     let rt = Instrumented::new(rt);
     let addr = free_addr(&rt).await;
-    let started = std::time::Instant::now();
+    let started = rt.now();
     let cli = TcpClientBuilder::new(addr)
         .pool_size(8)
         .reconnect_interval(INTERVAL)
@@ -1012,10 +1012,9 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
     // ...and, over a window of at least 300 ms, no faster than its backoff allows. A loaded
     // machine only stretches the window, which loosens nothing: the bound follows the time
     // that really passed, read after the count.
-    rt.timer(started_at(&rt, started) + Duration::from_millis(300))
-        .await;
+    rt.timer(started + Duration::from_millis(300)).await;
     let attempts = rt.counters.connects.load(Ordering::SeqCst);
-    let elapsed = started.elapsed();
+    let elapsed = rt.now() - started;
     // Attempt k+1 comes at least INTERVAL × (1 + 2 + ... + k) after the first.
     let mut bound = 1;
     let mut waited = INTERVAL;
@@ -1032,9 +1031,56 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
     within(&rt, "cli close", cli.close()).await;
 }
 
-/// `started` on `rt`'s clock.
-fn started_at<R: Runtime>(rt: &R, started: std::time::Instant) -> std::time::Instant {
-    rt.now() - started.elapsed()
+/// A server that accepts every connection and drops it at once (here `on_open` refuses it; a
+/// refused TLS client certificate does the same) gets the client's backoff too: a session that
+/// closes within the reconnect interval counts as a failed attempt, not as a success that
+/// resets the backoff.
+pub async fn no_reconnect_storm_against_a_dropping_server<R: Runtime>(rt: R) {
+    const INTERVAL: Duration = Duration::from_millis(20);
+    let rt = Instrumented::new(rt);
+    let server_rec = Recorder::new();
+    let srv = TcpServer::builder()
+        .serve_with(rt.clone(), LengthDelimited::hello(), {
+            let listener = Arc::new(TestListener {
+                refuse: true,
+                ..TestListener::silent(&server_rec)
+            });
+            move |_: &Session<Hello>| Ok(listener.clone())
+        })
+        .expect("server");
+    let started = rt.now();
+    let cli = TcpClientBuilder::new(srv.local_addr())
+        .reconnect_interval(INTERVAL)
+        .max_reconnect_attempts(None)
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    let counters = rt.counters.clone();
+    eventually(&rt, "a few attempts", || {
+        counters.connects.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    rt.timer(started + Duration::from_millis(300)).await;
+    let attempts = rt.counters.connects.load(Ordering::SeqCst);
+    let elapsed = rt.now() - started;
+    // As in `no_reconnect_storm`: attempt k+1 comes at least INTERVAL × (1 + ... + k) after
+    // the first (the first session's short life counts as the first failure).
+    let mut bound = 1;
+    let mut waited = INTERVAL;
+    while waited <= elapsed {
+        bound += 1;
+        waited += INTERVAL * bound as u32;
+    }
+    assert!(
+        attempts <= bound + 1,
+        "{attempts} connects in {elapsed:?}, at most {} expected",
+        bound + 1
+    );
+    within(&rt, "cli close", cli.close()).await;
+    within(&rt, "srv close", srv.close()).await;
 }
 
 /// A server that accepts nothing and whose backlog is full makes connects hang: the client's
@@ -1101,7 +1147,7 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
             },
         )
         .expect("server");
-    let started = std::time::Instant::now();
+    let started = rt.now();
     let mut raw = rt.connect(srv.local_addr(), None).await.expect("connect");
     // Activity keeps it open: one frame, answered.
     write_all(&mut raw, &hello_frame(b"ping"))
@@ -1118,7 +1164,7 @@ pub async fn read_timeout_closes_silent_peer<R: Runtime>(rt: R) {
     within(&rt, "closed for silence", raw.read_to_end(&mut rest))
         .await
         .expect("end");
-    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(rt.now() - started >= Duration::from_millis(100));
     rec.wait(&rt, "close", |e| {
         e.iter().any(|r| matches!(r, Rec::Close(_)))
     })

@@ -293,6 +293,14 @@ impl<C: Codec> Session<C> {
 
     // ----- activity and statistics ------------------------------------------------------------
 
+    /// The current time on the clock of the session's runtime: the clock its timeouts, cron
+    /// and statistics follow (virtual under a simulated runtime). Handlers that measure time
+    /// should read this rather than `Instant::now()`, so that they behave the same in a
+    /// simulation.
+    pub fn now(&self) -> Instant {
+        self.inner.rt.now()
+    }
+
     /// When the last package was read (the session's creation time before the first one).
     pub fn last_active(&self) -> Instant {
         self.inner.created + Duration::from_nanos(self.inner.last_active.load(Ordering::Relaxed))
