@@ -70,3 +70,23 @@ mod smol_global {
 
     getty_testkit::conformance_suite!(block_on);
 }
+
+/// The same suite on getty-sim: one thread, a seeded order of tasks, virtual time and an
+/// in-memory network. Only the portable scenarios (the OS ones need a kernel socket). The seed
+/// is `GETTY_SIM_SEED` (default 1); a failing run names it.
+mod sim {
+    use super::Future;
+    use getty_sim::{Sim, SimRuntime};
+
+    fn block_on<F: Future>(scenario: impl FnOnce(SimRuntime) -> F) -> F::Output {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let seed = std::env::var("GETTY_SIM_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let sim = Sim::new(seed);
+        sim.block_on(scenario(sim.runtime()))
+    }
+
+    getty_testkit::conformance_suite!(@portable block_on);
+}

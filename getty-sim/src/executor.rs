@@ -131,7 +131,7 @@ impl Sim {
                     timer_slots: Vec::new(),
                     timer_seq: 0,
                     trace: Trace::default(),
-                    net: Default::default(),
+                    net: crate::net::NetState::new(),
                 }),
                 ready: Mutex::new(Ready::default()),
                 main_ready: AtomicBool::new(true),
@@ -380,6 +380,18 @@ impl SimRuntime {
     pub fn timer(&self, at: Instant) -> SimTimer {
         let mut state = self.world.lock();
         let deadline = at.saturating_duration_since(state.base);
+        SimTimer::at(&self.world, &mut state, deadline)
+    }
+
+    /// Waits for `duration` of virtual time.
+    pub async fn sleep(&self, duration: Duration) {
+        self.timer(self.now() + duration).await
+    }
+}
+
+impl SimTimer {
+    /// A timer firing at `deadline` (virtual time since the start).
+    pub(crate) fn at(world: &Arc<World>, state: &mut State, deadline: Duration) -> SimTimer {
         let slot = Arc::new(TimerSlot {
             inner: Mutex::new(TimerInner {
                 deadline,
@@ -390,17 +402,14 @@ impl SimRuntime {
         let index = state.timer_slots.len();
         state.timer_slots.push(Arc::downgrade(&slot));
         SimTimer {
-            world: self.world.clone(),
+            world: world.clone(),
             slot,
             index,
         }
     }
+}
 
-    /// Waits for `duration` of virtual time.
-    pub async fn sleep(&self, duration: Duration) {
-        self.timer(self.now() + duration).await
-    }
-
+impl SimRuntime {
     /// A random number from the simulation's seeded generator.
     pub fn random_u64(&self) -> u64 {
         self.world.lock().rng.u64(..)

@@ -29,8 +29,11 @@
 
 mod executor;
 mod net;
+mod runtime;
 mod trace;
+mod udp;
 
 pub use executor::{Sim, SimRuntime, SimTimer};
-pub use net::{SimListener, SimTcpStream, DEFAULT_WINDOW};
+pub use net::{SimListener, SimTcpStream, DEFAULT_LATENCY, DEFAULT_WINDOW};
 pub use trace::{Event, Trace};
+pub use udp::{SimUdp, UdpFaults};

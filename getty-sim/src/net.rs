@@ -7,11 +7,13 @@
 //! retransmits), and a connect across a partition waits for the heal (or the caller's timeout).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
@@ -23,6 +25,9 @@ use crate::trace::Event;
 /// that backpressure shows quickly).
 pub const DEFAULT_WINDOW: usize = 64 * 1024;
 
+/// The default one-way latency of every link: time passes when data crosses the network.
+pub const DEFAULT_LATENCY: Duration = Duration::from_micros(50);
+
 /// First port handed out when a socket binds port 0.
 const EPHEMERAL_START: u16 = 49_152;
 
@@ -32,12 +37,18 @@ pub(crate) struct NetState {
     listener_slots: Vec<Option<ListenerState>>,
     conns: Vec<Conn>,
     /// Ports in use per host address (listeners and connected streams).
-    used_ports: HashSet<SocketAddr>,
+    pub(crate) used_ports: HashSet<SocketAddr>,
     next_port: HashMap<IpAddr, u16>,
     /// Host pairs that cannot reach each other (each pair stored both ways).
     partitions: HashSet<(IpAddr, IpAddr)>,
     /// Connects waiting for a partition to heal.
     blocked: Vec<Waker>,
+    /// How long bytes and datagrams take from one socket to another.
+    pub(crate) latency: Duration,
+    /// Bound UDP sockets by address, and their state by id.
+    pub(crate) udp: HashMap<SocketAddr, usize>,
+    pub(crate) udp_slots: Vec<Option<crate::udp::UdpState>>,
+    pub(crate) udp_faults: crate::udp::UdpFaults,
 }
 
 struct ListenerState {
@@ -56,10 +67,13 @@ struct Conn {
 }
 
 struct Pipe {
-    data: VecDeque<u8>,
+    /// What was written, each run of bytes with the virtual time it reaches the reader.
+    data: VecDeque<(Duration, Vec<u8>)>,
+    /// Bytes in `data`: bounded by `window`.
+    buffered: usize,
     window: usize,
-    /// The writer closed its side (FIN), after `data`.
-    fin: bool,
+    /// The writer closed its side (FIN) at this time plus the latency, after `data`.
+    fin: Option<Duration>,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -68,8 +82,9 @@ impl Pipe {
     fn new() -> Self {
         Pipe {
             data: VecDeque::new(),
+            buffered: 0,
             window: DEFAULT_WINDOW,
-            fin: false,
+            fin: None,
             reader: None,
             writer: None,
         }
@@ -82,12 +97,19 @@ impl Pipe {
 }
 
 impl NetState {
-    fn reachable(&self, a: IpAddr, b: IpAddr) -> bool {
+    pub(crate) fn new() -> Self {
+        NetState {
+            latency: DEFAULT_LATENCY,
+            ..NetState::default()
+        }
+    }
+
+    pub(crate) fn reachable(&self, a: IpAddr, b: IpAddr) -> bool {
         a == b || !self.partitions.contains(&(a, b))
     }
 
     /// `addr` with its port chosen when it is 0.
-    fn bind_port(&mut self, mut addr: SocketAddr) -> io::Result<SocketAddr> {
+    pub(crate) fn bind_port(&mut self, mut addr: SocketAddr) -> io::Result<SocketAddr> {
         if addr.port() == 0 {
             let next = self.next_port.entry(addr.ip()).or_insert(EPHEMERAL_START);
             let start = *next;
@@ -131,7 +153,7 @@ impl NetState {
 impl SimRuntime {
     /// The address this handle's host uses for a socket bound to `addr`: an unspecified or
     /// loopback address means the host's own.
-    fn local_ip(&self, addr: IpAddr) -> IpAddr {
+    pub(crate) fn local_ip(&self, addr: IpAddr) -> IpAddr {
         if addr.is_unspecified() || addr.is_loopback() {
             self.host
         } else {
@@ -140,7 +162,7 @@ impl SimRuntime {
     }
 
     /// Where `addr` leads from this host: loopback is the host itself.
-    fn remote_ip(&self, addr: IpAddr) -> IpAddr {
+    pub(crate) fn remote_ip(&self, addr: IpAddr) -> IpAddr {
         if addr.is_loopback() {
             self.host
         } else {
@@ -171,6 +193,15 @@ impl SimRuntime {
     /// Connects to `addr` from this handle's host: refused at once when nothing listens there,
     /// pending while the hosts are partitioned.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<SimTcpStream> {
+        self.connect_from(addr, None).await
+    }
+
+    /// [`connect`](Self::connect) from the port of `local`, if given.
+    pub async fn connect_from(
+        &self,
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> io::Result<SimTcpStream> {
         let remote = SocketAddr::new(self.remote_ip(addr.ip()), addr.port());
         futures_lite::future::poll_fn(|cx| {
             let mut state = self.world.lock();
@@ -178,12 +209,17 @@ impl SimRuntime {
                 state.net.blocked.push(cx.waker().clone());
                 return Poll::Pending;
             }
-            Poll::Ready(self.connect_now(&mut state, remote))
+            Poll::Ready(self.connect_now(&mut state, remote, local))
         })
         .await
     }
 
-    fn connect_now(&self, state: &mut State, remote: SocketAddr) -> io::Result<SimTcpStream> {
+    fn connect_now(
+        &self,
+        state: &mut State,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> io::Result<SimTcpStream> {
         let at = state.now;
         let Some(&listener) = state.net.listeners.get(&remote) else {
             state.trace.push(at, Event::Refused { to: remote });
@@ -192,7 +228,8 @@ impl SimRuntime {
                 format!("nothing listens on {remote}"),
             ));
         };
-        let local = state.net.bind_port(SocketAddr::new(self.host, 0))?;
+        let port = local.map_or(0, |l| l.port());
+        let local = state.net.bind_port(SocketAddr::new(self.host, port))?;
         let id = state.net.conns.len();
         state.net.conns.push(Conn {
             addrs: [local, remote],
@@ -216,6 +253,7 @@ impl SimRuntime {
             world: self.world.clone(),
             conn: id,
             side: 0,
+            arrival: None,
         })
     }
 
@@ -242,6 +280,11 @@ impl SimRuntime {
         }
         drop(state);
         blocked.into_iter().for_each(Waker::wake);
+    }
+
+    /// Sets the one-way latency of every link from now on (default [`DEFAULT_LATENCY`]).
+    pub fn set_latency(&self, latency: Duration) {
+        self.world.lock().net.latency = latency;
     }
 
     /// Resets every connection of `host` (both ends fail with `ConnectionReset`).
@@ -285,6 +328,7 @@ impl SimListener {
                         world: self.world.clone(),
                         conn,
                         side: 1,
+                        arrival: None,
                     },
                     peer,
                 ))),
@@ -318,6 +362,8 @@ pub struct SimTcpStream {
     world: Arc<World>,
     conn: usize,
     side: usize,
+    /// Wakes a reader when bytes still on their way arrive.
+    arrival: Option<crate::executor::SimTimer>,
 }
 
 impl SimTcpStream {
@@ -355,27 +401,57 @@ impl AsyncRead for SimTcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let mut state = self.world.lock();
-        let state = &mut *state;
-        let conn = &mut state.net.conns[self.conn];
+        let this = self.get_mut();
+        let mut guard = this.world.lock();
+        let state = &mut *guard;
+        let now = state.now;
+        let conn = &mut state.net.conns[this.conn];
         if conn.reset {
             return Poll::Ready(Err(Self::reset_error()));
         }
-        let (mine, theirs) = (conn.addrs[self.side].ip(), conn.addrs[1 - self.side].ip());
+        let (mine, theirs) = (conn.addrs[this.side].ip(), conn.addrs[1 - this.side].ip());
         let reachable = mine == theirs || !state.net.partitions.contains(&(mine, theirs));
-        let pipe = &mut state.net.conns[self.conn].pipes[1 - self.side];
-        if reachable && !pipe.data.is_empty() {
-            let n = buf.len().min(pipe.data.len());
-            for (dst, src) in buf.iter_mut().zip(pipe.data.drain(..n)) {
-                *dst = src;
+        let pipe = &mut state.net.conns[this.conn].pipes[1 - this.side];
+        // The next thing that arrives, if it has not yet: the reader waits for it.
+        let mut next_arrival = None;
+        if reachable {
+            let mut n = 0;
+            while n < buf.len() {
+                let Some((at, bytes)) = pipe.data.front_mut() else {
+                    break;
+                };
+                if *at > now {
+                    next_arrival = Some(*at);
+                    break;
+                }
+                let take = bytes.len().min(buf.len() - n);
+                buf[n..n + take].copy_from_slice(&bytes[..take]);
+                bytes.drain(..take);
+                n += take;
+                if bytes.is_empty() {
+                    pipe.data.pop_front();
+                }
             }
-            pipe.writer.take().into_iter().for_each(Waker::wake);
-            return Poll::Ready(Ok(n));
-        }
-        if reachable && pipe.fin {
-            return Poll::Ready(Ok(0));
+            if n > 0 {
+                pipe.buffered -= n;
+                pipe.writer.take().into_iter().for_each(Waker::wake);
+                return Poll::Ready(Ok(n));
+            }
+            match pipe.fin {
+                Some(at) if pipe.data.is_empty() && at <= now => return Poll::Ready(Ok(0)),
+                Some(at) if pipe.data.is_empty() => next_arrival = Some(at),
+                _ => {}
+            }
         }
         pipe.reader = Some(cx.waker().clone());
+        if let Some(at) = next_arrival {
+            let mut timer = crate::executor::SimTimer::at(&this.world, state, at);
+            drop(guard);
+            if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+            this.arrival = Some(timer);
+        }
         Poll::Pending
     }
 }
@@ -388,31 +464,52 @@ impl AsyncWrite for SimTcpStream {
     ) -> Poll<io::Result<usize>> {
         let mut state = self.world.lock();
         let conn = &mut state.net.conns[self.conn];
-        if conn.reset || conn.dropped[1 - self.side] {
-            // Writing to a peer that is gone: the kernel answers with a reset.
-            conn.reset = true;
-            conn.pipes.iter_mut().for_each(Pipe::wake);
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the peer closed the connection",
-            )));
+        if conn.reset {
+            return Poll::Ready(Err(Self::reset_error()));
+        }
+        if conn.dropped[1 - self.side] {
+            // The peer is gone: what it would have read goes nowhere. (A real peer's kernel
+            // answers with a reset a round trip later, after this side usually saw the end.)
+            return Poll::Ready(Ok(buf.len()));
         }
         let pipe = &mut conn.pipes[self.side];
-        if pipe.fin {
+        if pipe.fin.is_some() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "write after shutdown",
             )));
         }
-        let room = pipe.window.saturating_sub(pipe.data.len());
+        let room = pipe.window.saturating_sub(pipe.buffered);
         if room == 0 {
             pipe.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let n = room.min(buf.len());
-        pipe.data.extend(&buf[..n]);
-        pipe.reader.take().into_iter().for_each(Waker::wake);
+        if n > 0 {
+            let arrives = state.now + state.net.latency;
+            let pipe = &mut state.net.conns[self.conn].pipes[self.side];
+            pipe.data.push_back((arrives, buf[..n].to_vec()));
+            pipe.buffered += n;
+            pipe.reader.take().into_iter().for_each(Waker::wake);
+        }
         Poll::Ready(Ok(n))
+    }
+
+    /// Takes as much of every slice as the window allows, as one write (a vectored write
+    /// of small slices is one system call on an OS socket too).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if bufs.len() <= 1 || total == 0 {
+            let first = bufs.first().map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        let mut joined = Vec::with_capacity(total);
+        bufs.iter().for_each(|b| joined.extend_from_slice(b));
+        self.poll_write(cx, &joined)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -421,8 +518,9 @@ impl AsyncWrite for SimTcpStream {
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.world.lock();
+        let arrives = state.now + state.net.latency;
         let pipe = &mut state.net.conns[self.conn].pipes[self.side];
-        pipe.fin = true;
+        pipe.fin.get_or_insert(arrives);
         pipe.reader.take().into_iter().for_each(Waker::wake);
         Poll::Ready(Ok(()))
     }
@@ -435,7 +533,9 @@ impl Drop for SimTcpStream {
         let conn = &mut state.net.conns[self.conn];
         conn.dropped[self.side] = true;
         // Closing the socket sends FIN; the peer reads what was sent, then the end.
-        conn.pipes[self.side].fin = true;
+        let arrives = state.now + state.net.latency;
+        let conn = &mut state.net.conns[self.conn];
+        conn.pipes[self.side].fin.get_or_insert(arrives);
         conn.pipes.iter_mut().for_each(Pipe::wake);
         if conn.dropped == [true, true] {
             let local = conn.addrs[0];
