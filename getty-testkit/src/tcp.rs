@@ -989,33 +989,9 @@ pub async fn accept_errors_back_off_and_recover<R: Runtime>(rt: R) {
 /// However many sessions are missing, one worker reconnects them one at a time with a growing
 /// interval: the connect attempts made while the server is down stay within the backoff bound.
 pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
-    const INTERVAL: Duration = Duration::from_millis(20);
     let rt = Instrumented::new(rt);
     let addr = free_addr(&rt).await;
-    let started = rt.now();
-    let cli = TcpClientBuilder::new(addr)
-        .pool_size(8)
-        .reconnect_interval(INTERVAL)
-        .max_reconnect_attempts(None)
-        .start_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::echo(&Recorder::new()).factory(),
-        )
-        .expect("client");
-    // The client keeps retrying (waited for, however slow the machine)...
-    let counters = rt.counters.clone();
-    eventually(&rt, "a retry", || {
-        counters.connects.load(Ordering::SeqCst) >= 2
-    })
-    .await;
-    // ...and, over a window of at least 300 ms, no faster than its backoff allows. A loaded
-    // machine only stretches the window, which loosens nothing: the bound follows the time
-    // that really passed, read after the count.
-    rt.timer(started + Duration::from_millis(300)).await;
-    let attempts = rt.counters.connects.load(Ordering::SeqCst);
-    let elapsed = rt.now() - started;
-    let bound = backoff_bound(INTERVAL, elapsed);
+    let (cli, attempts, elapsed, bound) = watch_reconnects(&rt, addr, 8, 2).await;
     assert!(attempts >= 2, "the client kept retrying: {attempts}");
     assert!(
         attempts <= bound,
@@ -1023,6 +999,47 @@ pub async fn no_reconnect_storm<R: Runtime>(rt: R) {
     );
     assert!(!cli.gave_up());
     within(&rt, "cli close", cli.close()).await;
+}
+
+/// The reconnect interval of the reconnect-storm scenarios.
+const STORM_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Starts a client of `pool_size` sessions to `addr` that reconnects forever, waits until it
+/// made `at_least` connect attempts, then watches a window of at least 300 ms (a loaded
+/// machine only stretches it, which loosens nothing: the bound follows the time that really
+/// passed, read after the count). Returns the client, the attempts, the time that passed and
+/// the most attempts the backoff allows in it.
+async fn watch_reconnects<R: Runtime>(
+    rt: &Instrumented<R>,
+    addr: std::net::SocketAddr,
+    pool_size: usize,
+    at_least: usize,
+) -> (TcpClient<Hello>, usize, Duration, usize) {
+    let started = rt.now();
+    let cli = TcpClientBuilder::new(addr)
+        .pool_size(pool_size)
+        .reconnect_interval(STORM_INTERVAL)
+        .max_reconnect_attempts(None)
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::echo(&Recorder::new()).factory(),
+        )
+        .expect("client");
+    let counters = rt.counters.clone();
+    eventually(rt, "connect attempts", || {
+        counters.connects.load(Ordering::SeqCst) >= at_least
+    })
+    .await;
+    rt.timer(started + Duration::from_millis(300)).await;
+    let attempts = rt.counters.connects.load(Ordering::SeqCst);
+    let elapsed = rt.now() - started;
+    (
+        cli,
+        attempts,
+        elapsed,
+        backoff_bound(STORM_INTERVAL, elapsed),
+    )
 }
 
 /// The most connect attempts a client with reconnect interval `interval` may make in
@@ -1042,7 +1059,6 @@ fn backoff_bound(interval: Duration, elapsed: Duration) -> usize {
 /// closes within the reconnect interval counts as a failed attempt, not as a success that
 /// resets the backoff.
 pub async fn no_reconnect_storm_against_a_dropping_server<R: Runtime>(rt: R) {
-    const INTERVAL: Duration = Duration::from_millis(20);
     let rt = Instrumented::new(rt);
     let server_rec = Recorder::new();
     let srv = TcpServer::builder()
@@ -1054,27 +1070,9 @@ pub async fn no_reconnect_storm_against_a_dropping_server<R: Runtime>(rt: R) {
             move |_: &Session<Hello>| Ok(listener.clone())
         })
         .expect("server");
-    let started = rt.now();
-    let cli = TcpClientBuilder::new(srv.local_addr())
-        .reconnect_interval(INTERVAL)
-        .max_reconnect_attempts(None)
-        .start_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::echo(&Recorder::new()).factory(),
-        )
-        .expect("client");
-    let counters = rt.counters.clone();
-    eventually(&rt, "a few attempts", || {
-        counters.connects.load(Ordering::SeqCst) >= 3
-    })
-    .await;
-    rt.timer(started + Duration::from_millis(300)).await;
-    let attempts = rt.counters.connects.load(Ordering::SeqCst);
-    let elapsed = rt.now() - started;
+    let (cli, attempts, elapsed, bound) = watch_reconnects(&rt, srv.local_addr(), 1, 3).await;
     // One more than a refusing server allows: the first session's short life is the first
     // failure, and it came after a successful connect.
-    let bound = backoff_bound(INTERVAL, elapsed);
     assert!(
         attempts <= bound + 1,
         "{attempts} connects in {elapsed:?}, at most {} expected",
