@@ -56,9 +56,15 @@ pub(crate) struct State {
     pub(crate) now: Duration,
     /// Tasks by id; `None` while one is being polled or once it finished.
     tasks: Vec<Option<Task>>,
-    timers: BinaryHeap<Reverse<(Duration, u64, usize)>>,
-    /// Every timer by slot, for the heap's entries (a dead timer leaves a stale entry).
-    timer_slots: Vec<Weak<TimerSlot>>,
+    /// The host each task was spawned on (a crash stops them).
+    task_hosts: Vec<IpAddr>,
+    /// The task being polled, if any.
+    running: Option<usize>,
+    /// The running task's host crashed while it ran: it is dropped when its poll returns.
+    running_doomed: bool,
+    /// Pending timer deadlines; an entry whose timer was dropped or moved is stale and
+    /// skipped.
+    timers: BinaryHeap<Reverse<TimerEntry>>,
     timer_seq: u64,
     pub(crate) trace: Trace,
     pub(crate) net: crate::net::NetState,
@@ -127,8 +133,10 @@ impl Sim {
                     base: Instant::now(),
                     now: Duration::ZERO,
                     tasks: Vec::new(),
+                    task_hosts: Vec::new(),
+                    running: None,
+                    running_doomed: false,
                     timers: BinaryHeap::new(),
-                    timer_slots: Vec::new(),
                     timer_seq: 0,
                     trace: Trace::default(),
                     net: crate::net::NetState::new(),
@@ -153,6 +161,7 @@ impl Sim {
     /// A handle as [`runtime`](Self::runtime), whose sockets are on the host with address
     /// `ip` (its loopback and unspecified addresses mean `ip`).
     pub fn host(&self, ip: IpAddr) -> SimRuntime {
+        self.world.lock().net.links.add_host(ip);
         SimRuntime {
             world: self.world.clone(),
             host: ip,
@@ -230,6 +239,7 @@ impl Sim {
             };
             let at = state.now;
             state.trace.push(at, Event::Poll { task: id });
+            state.running = Some(id);
             (id, task)
         };
         let waker = Waker::from(Arc::new(TaskWaker {
@@ -237,7 +247,18 @@ impl Sim {
             world: Arc::downgrade(&self.world),
         }));
         let mut cx = Context::from_waker(&waker);
-        match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx))) {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx)));
+        let doomed = {
+            let mut state = self.world.lock();
+            state.running = None;
+            std::mem::take(&mut state.running_doomed)
+        };
+        if doomed {
+            // Its host crashed while it ran: it stops here, as the host's other tasks did.
+            drop(task);
+            return true;
+        }
+        match polled {
             Ok(Poll::Pending) => self.world.lock().tasks[id] = Some(task),
             Ok(Poll::Ready(())) => {
                 let mut state = self.world.lock();
@@ -263,12 +284,10 @@ impl Sim {
                 state.trace.push(next, Event::Clock);
             }
             let now = state.now;
-            while let Some(Reverse((deadline, _, slot))) = state.timers.peek().copied() {
-                if deadline > now {
-                    break;
-                }
-                state.timers.pop();
-                if let Some(timer) = state.timer_slots[slot].upgrade() {
+            while state.timers.peek().is_some_and(|t| t.0.deadline <= now) {
+                let Reverse(entry) = state.timers.pop().expect("peeked");
+                let deadline = entry.deadline;
+                if let Some(timer) = entry.slot.upgrade() {
                     let mut inner = timer.lock();
                     if inner.deadline <= now && inner.registered == Some(deadline) {
                         inner.registered = None;
@@ -300,8 +319,10 @@ impl Sim {
 impl State {
     /// The earliest deadline of a live timer still waiting, dropping stale heap entries.
     fn next_deadline(&mut self) -> Option<Duration> {
-        while let Some(Reverse((deadline, _, slot))) = self.timers.peek().copied() {
-            let live = self.timer_slots[slot]
+        while let Some(Reverse(entry)) = self.timers.peek() {
+            let deadline = entry.deadline;
+            let live = entry
+                .slot
                 .upgrade()
                 .is_some_and(|t| t.lock().registered == Some(deadline));
             if live {
@@ -310,6 +331,48 @@ impl State {
             self.timers.pop();
         }
         None
+    }
+
+    /// Takes every task spawned on `host` out of the run (the one running now is dropped when
+    /// its poll returns), to be dropped by the caller outside the lock.
+    pub(crate) fn take_tasks_of(&mut self, host: IpAddr) -> Vec<Task> {
+        if self.running.is_some_and(|id| self.task_hosts[id] == host) {
+            self.running_doomed = true;
+        }
+        let mut taken = Vec::new();
+        for (task, &on) in self.tasks.iter_mut().zip(&self.task_hosts) {
+            if on == host {
+                taken.extend(task.take());
+            }
+        }
+        taken
+    }
+}
+
+/// A pending timer deadline in the heap, earliest first (ties in arming order).
+struct TimerEntry {
+    deadline: Duration,
+    seq: u64,
+    slot: Weak<TimerSlot>,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.seq) == (other.deadline, other.seq)
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
     }
 }
 
@@ -365,6 +428,7 @@ impl SimRuntime {
         let mut state = self.world.lock();
         let id = state.tasks.len();
         state.tasks.push(Some(Box::pin(future)));
+        state.task_hosts.push(self.host);
         let at = state.now;
         state.trace.push(at, Event::Spawn { task: id });
         self.world.wake_task(id);
@@ -378,9 +442,9 @@ impl SimRuntime {
 
     /// A timer firing at `at` on the virtual clock.
     pub fn timer(&self, at: Instant) -> SimTimer {
-        let mut state = self.world.lock();
+        let state = self.world.lock();
         let deadline = at.saturating_duration_since(state.base);
-        SimTimer::at(&self.world, &mut state, deadline)
+        SimTimer::at(&self.world, deadline)
     }
 
     /// Waits for `duration` of virtual time.
@@ -391,7 +455,7 @@ impl SimRuntime {
 
 impl SimTimer {
     /// A timer firing at `deadline` (virtual time since the start).
-    pub(crate) fn at(world: &Arc<World>, state: &mut State, deadline: Duration) -> SimTimer {
+    pub(crate) fn at(world: &Arc<World>, deadline: Duration) -> SimTimer {
         let slot = Arc::new(TimerSlot {
             inner: Mutex::new(TimerInner {
                 deadline,
@@ -399,12 +463,9 @@ impl SimTimer {
                 waker: None,
             }),
         });
-        let index = state.timer_slots.len();
-        state.timer_slots.push(Arc::downgrade(&slot));
         SimTimer {
             world: world.clone(),
             slot,
-            index,
         }
     }
 }
@@ -443,7 +504,6 @@ struct TimerInner {
 pub struct SimTimer {
     world: Arc<World>,
     slot: Arc<TimerSlot>,
-    index: usize,
 }
 
 impl fmt::Debug for SimTimer {
@@ -476,7 +536,11 @@ impl Future for SimTimer {
         if inner.registered != Some(inner.deadline) {
             inner.registered = Some(inner.deadline);
             state.timer_seq += 1;
-            let entry = (inner.deadline, state.timer_seq, self.index);
+            let entry = TimerEntry {
+                deadline: inner.deadline,
+                seq: state.timer_seq,
+                slot: Arc::downgrade(&self.slot),
+            };
             state.timers.push(Reverse(entry));
         }
         Poll::Pending

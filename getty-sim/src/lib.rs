@@ -28,12 +28,14 @@
 #![forbid(unsafe_code)]
 
 mod executor;
+mod link;
 mod net;
 mod runtime;
 mod trace;
 mod udp;
 
 pub use executor::{Sim, SimRuntime, SimTimer};
+pub use link::{LinkFault, CONNECT_GIVE_UP};
 pub use net::{SimListener, SimTcpStream, DEFAULT_LATENCY, DEFAULT_WINDOW};
 pub use trace::{Event, Trace};
 pub use udp::{SimUdp, UdpFaults};

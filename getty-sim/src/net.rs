@@ -1,10 +1,11 @@
-//! The simulated network: hosts with their own addresses, TCP listeners and streams, and faults
-//! (partitions, resets) a test scripts during a run.
+//! The simulated network's TCP: listeners and streams between hosts, and the per-socket side
+//! of the faults in [`link`](crate::link) (resets, crashes).
 //!
 //! A stream is two ordered byte pipes, each bounded by a window: a writer whose peer does not
 //! read waits, as on a real socket once both buffers are full, so backpressure is real. Bytes
-//! written while the two hosts are partitioned are held and arrive after the heal (TCP
-//! retransmits), and a connect across a partition waits for the heal (or the caller's timeout).
+//! written while the two hosts cannot reach each other are held and arrive after the heal (TCP
+//! retransmits), and a connect across a cut waits for the heal, for the caller's timeout, or
+//! [`CONNECT_GIVE_UP`](crate::CONNECT_GIVE_UP) at most.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -28,6 +29,9 @@ pub const DEFAULT_WINDOW: usize = 64 * 1024;
 /// The default one-way latency of every link: time passes when data crosses the network.
 pub const DEFAULT_LATENCY: Duration = Duration::from_micros(50);
 
+/// The most a stream sends as one segment over a link with a bandwidth (Ethernet's MSS).
+const SEGMENT: usize = 1460;
+
 /// First port handed out when a socket binds port 0.
 const EPHEMERAL_START: u16 = 49_152;
 
@@ -39,10 +43,12 @@ pub(crate) struct NetState {
     /// Ports in use per host address (listeners and connected streams).
     pub(crate) used_ports: HashSet<SocketAddr>,
     next_port: HashMap<IpAddr, u16>,
-    /// Host pairs that cannot reach each other (each pair stored both ways).
-    partitions: HashSet<(IpAddr, IpAddr)>,
-    /// Connects waiting for a partition to heal.
+    /// Hosts, links and faults.
+    pub(crate) links: crate::link::Links,
+    /// Connects waiting for a path to open.
     blocked: Vec<Waker>,
+    /// Datagrams held on a cut link: receiving socket's address, sender, bytes.
+    pub(crate) held_datagrams: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// How long bytes and datagrams take from one socket to another.
     pub(crate) latency: Duration,
     /// Bound UDP sockets by address, and their state by id.
@@ -64,6 +70,8 @@ struct Conn {
     reset: bool,
     /// Side `i` dropped its stream.
     dropped: [bool; 2],
+    /// Side `i`'s host crashed: its end is dead, and sends nothing more (not even a FIN).
+    crashed: [bool; 2],
 }
 
 struct Pipe {
@@ -104,8 +112,92 @@ impl NetState {
         }
     }
 
-    pub(crate) fn reachable(&self, a: IpAddr, b: IpAddr) -> bool {
-        a == b || !self.partitions.contains(&(a, b))
+    /// Everything a change of paths may unblock: connects, every stream's reader and writer,
+    /// and UDP readers; held datagrams whose path opened are delivered (and those whose path
+    /// is now lost, dropped).
+    pub(crate) fn paths_changed(&mut self) -> Vec<Waker> {
+        let mut woken = std::mem::take(&mut self.blocked);
+        for conn in &mut self.conns {
+            for pipe in &mut conn.pipes {
+                woken.extend(pipe.reader.take());
+                woken.extend(pipe.writer.take());
+            }
+        }
+        let held = std::mem::take(&mut self.held_datagrams);
+        for (to, from, bytes) in held {
+            match self.links.path(from.ip(), to.ip()) {
+                crate::link::Path::Held => self.held_datagrams.push((to, from, bytes)),
+                crate::link::Path::Lost => {}
+                crate::link::Path::Open => {
+                    if let Some(&target) = self.udp.get(&to) {
+                        if let Some(socket) = self.udp_slots[target].as_mut() {
+                            socket.deliver(from, bytes, Duration::ZERO, None);
+                        }
+                    }
+                }
+            }
+        }
+        for socket in self.udp_slots.iter_mut().flatten() {
+            woken.extend(socket.take_reader());
+        }
+        woken
+    }
+
+    /// `host` crashed: its listeners and UDP sockets vanish, its ends of connections die, its
+    /// ports are free.
+    pub(crate) fn crash_sockets(&mut self, host: IpAddr) {
+        let listeners: Vec<SocketAddr> = self
+            .listeners
+            .keys()
+            .filter(|a| a.ip() == host)
+            .copied()
+            .collect();
+        for addr in listeners {
+            let id = self.listeners.remove(&addr).expect("listed");
+            if let Some(slot) = self.listener_slots[id].take() {
+                slot.acceptor.into_iter().for_each(Waker::wake);
+            }
+        }
+        let sockets: Vec<SocketAddr> = self
+            .udp
+            .keys()
+            .filter(|a| a.ip() == host)
+            .copied()
+            .collect();
+        for addr in sockets {
+            let id = self.udp.remove(&addr).expect("listed");
+            if let Some(socket) = self.udp_slots[id].take() {
+                socket.into_reader().into_iter().for_each(Waker::wake);
+            }
+        }
+        self.held_datagrams.retain(|(to, _, _)| to.ip() != host);
+        for conn in &mut self.conns {
+            let mut hit = false;
+            for side in 0..2 {
+                if conn.addrs[side].ip() == host && !conn.crashed[side] {
+                    conn.crashed[side] = true;
+                    hit = true;
+                }
+            }
+            if hit {
+                conn.pipes.iter_mut().for_each(Pipe::wake);
+            }
+        }
+        self.used_ports.retain(|a| a.ip() != host);
+        self.next_port.remove(&host);
+    }
+
+    /// `host` restarted: the peers of its dead connections get a reset.
+    pub(crate) fn reset_crashed(&mut self, host: IpAddr) {
+        let ids: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| {
+                let conn = &self.conns[i];
+                (0..2).any(|s| conn.crashed[s] && conn.addrs[s].ip() == host)
+            })
+            .collect();
+        for id in ids {
+            self.reset_conn(id);
+        }
     }
 
     /// `addr` with its port chosen when it is 0.
@@ -173,6 +265,9 @@ impl SimRuntime {
     /// Starts listening on `addr` of this handle's host (port 0: an ephemeral one).
     pub fn listen(&self, addr: SocketAddr) -> io::Result<SimListener> {
         let mut state = self.world.lock();
+        if !state.net.links.is_up(self.host) {
+            return Err(host_down());
+        }
         let addr = SocketAddr::new(self.local_ip(addr.ip()), addr.port());
         let addr = state.net.bind_port(addr)?;
         let id = state.net.listener_slots.len();
@@ -190,8 +285,9 @@ impl SimRuntime {
         })
     }
 
-    /// Connects to `addr` from this handle's host: refused at once when nothing listens there,
-    /// pending while the hosts are partitioned.
+    /// Connects to `addr` from this handle's host: refused at once when nothing listens there;
+    /// while the path is cut (or the host is down or does not exist) it waits for the path to
+    /// open, and fails with `TimedOut` after [`CONNECT_GIVE_UP`](crate::CONNECT_GIVE_UP).
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<SimTcpStream> {
         self.connect_from(addr, None).await
     }
@@ -203,13 +299,32 @@ impl SimRuntime {
         local: Option<SocketAddr>,
     ) -> io::Result<SimTcpStream> {
         let remote = SocketAddr::new(self.remote_ip(addr.ip()), addr.port());
+        let mut give_up: Option<crate::executor::SimTimer> = None;
         futures_lite::future::poll_fn(|cx| {
-            let mut state = self.world.lock();
-            if !state.net.reachable(self.host, remote.ip()) {
-                state.net.blocked.push(cx.waker().clone());
+            let mut guard = self.world.lock();
+            let state = &mut *guard;
+            if !state.net.links.is_up(self.host) {
+                return Poll::Ready(Err(host_down()));
+            }
+            if state.net.links.path(self.host, remote.ip()) == crate::link::Path::Open {
+                return Poll::Ready(self.connect_now(state, remote, local));
+            }
+            let timer = give_up.get_or_insert_with(|| {
+                let at = state.now + crate::link::CONNECT_GIVE_UP;
+                crate::executor::SimTimer::at(&self.world, at)
+            });
+            state.net.blocked.push(cx.waker().clone());
+            drop(guard);
+            if Pin::new(timer).poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            Poll::Ready(self.connect_now(&mut state, remote, local))
+            let mut state = self.world.lock();
+            let at = state.now;
+            state.trace.push(at, Event::ConnectTimedOut { to: remote });
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from {remote}"),
+            )))
         })
         .await
     }
@@ -236,6 +351,7 @@ impl SimRuntime {
             pipes: [Pipe::new(), Pipe::new()],
             reset: false,
             dropped: [false, false],
+            crashed: [false, false],
         });
         let slot = state.net.listener_slots[listener]
             .as_mut()
@@ -257,32 +373,8 @@ impl SimRuntime {
         })
     }
 
-    /// Cuts the hosts `a` and `b` off from each other: bytes between them are held (and
-    /// arrive after [`heal`](Self::heal)), connects wait.
-    pub fn partition(&self, a: IpAddr, b: IpAddr) {
-        let mut state = self.world.lock();
-        state.net.partitions.insert((a, b));
-        state.net.partitions.insert((b, a));
-        let at = state.now;
-        state.trace.push(at, Event::Partition { a, b });
-    }
-
-    /// Ends every partition between `a` and `b`: held bytes flow, waiting connects go on.
-    pub fn heal(&self, a: IpAddr, b: IpAddr) {
-        let mut state = self.world.lock();
-        state.net.partitions.remove(&(a, b));
-        state.net.partitions.remove(&(b, a));
-        let at = state.now;
-        state.trace.push(at, Event::Heal { a, b });
-        let blocked = std::mem::take(&mut state.net.blocked);
-        for conn in &mut state.net.conns {
-            conn.pipes.iter_mut().for_each(Pipe::wake);
-        }
-        drop(state);
-        blocked.into_iter().for_each(Waker::wake);
-    }
-
-    /// Sets the one-way latency of every link from now on (default [`DEFAULT_LATENCY`]).
+    /// Sets the one-way latency of every link without one of its own
+    /// ([`set_link_latency`](Self::set_link_latency)) from now on (default [`DEFAULT_LATENCY`]).
     pub fn set_latency(&self, latency: Duration) {
         self.world.lock().net.latency = latency;
     }
@@ -319,9 +411,9 @@ impl SimListener {
     pub async fn accept(&self) -> io::Result<(SimTcpStream, SocketAddr)> {
         futures_lite::future::poll_fn(|cx| {
             let mut state = self.world.lock();
-            let slot = state.net.listener_slots[self.id]
-                .as_mut()
-                .expect("a listener is live until dropped");
+            let Some(slot) = state.net.listener_slots[self.id].as_mut() else {
+                return Poll::Ready(Err(crashed()));
+            };
             match slot.backlog.pop_front() {
                 Some((conn, peer)) => Poll::Ready(Ok((
                     SimTcpStream {
@@ -345,9 +437,10 @@ impl SimListener {
 impl Drop for SimListener {
     fn drop(&mut self) {
         let mut state = self.world.lock();
-        state.net.listeners.remove(&self.addr);
-        state.net.used_ports.remove(&self.addr);
+        // A crashed host's listener is gone already (and its port may be someone else's).
         if let Some(slot) = state.net.listener_slots[self.id].take() {
+            state.net.listeners.remove(&self.addr);
+            state.net.used_ports.remove(&self.addr);
             // Connections nobody accepted are reset, as the kernel does.
             for (conn, _) in slot.backlog {
                 state.net.reset_conn(conn);
@@ -393,6 +486,27 @@ impl SimTcpStream {
     fn reset_error() -> io::Error {
         io::Error::new(io::ErrorKind::ConnectionReset, "connection reset")
     }
+
+    /// The error this end's next operation fails with, if it is dead.
+    fn dead(conn: &Conn, side: usize) -> Option<io::Error> {
+        if conn.crashed[side] {
+            Some(crashed())
+        } else if conn.reset {
+            Some(Self::reset_error())
+        } else {
+            None
+        }
+    }
+}
+
+/// The error of a socket on a crashed host.
+pub(crate) fn crashed() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "the host crashed")
+}
+
+/// The error of a new socket on a host that is down.
+pub(crate) fn host_down() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the host is down")
 }
 
 impl AsyncRead for SimTcpStream {
@@ -406,11 +520,11 @@ impl AsyncRead for SimTcpStream {
         let state = &mut *guard;
         let now = state.now;
         let conn = &mut state.net.conns[this.conn];
-        if conn.reset {
-            return Poll::Ready(Err(Self::reset_error()));
+        if let Some(err) = Self::dead(conn, this.side) {
+            return Poll::Ready(Err(err));
         }
         let (mine, theirs) = (conn.addrs[this.side].ip(), conn.addrs[1 - this.side].ip());
-        let reachable = mine == theirs || !state.net.partitions.contains(&(mine, theirs));
+        let reachable = state.net.links.path(theirs, mine) == crate::link::Path::Open;
         let pipe = &mut state.net.conns[this.conn].pipes[1 - this.side];
         // The next thing that arrives, if it has not yet: the reader waits for it.
         let mut next_arrival = None;
@@ -445,7 +559,7 @@ impl AsyncRead for SimTcpStream {
         }
         pipe.reader = Some(cx.waker().clone());
         if let Some(at) = next_arrival {
-            let mut timer = crate::executor::SimTimer::at(&this.world, state, at);
+            let mut timer = crate::executor::SimTimer::at(&this.world, at);
             drop(guard);
             if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
                 cx.waker().wake_by_ref();
@@ -462,12 +576,13 @@ impl AsyncWrite for SimTcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut state = self.world.lock();
+        let mut guard = self.world.lock();
+        let state = &mut *guard;
         let conn = &mut state.net.conns[self.conn];
-        if conn.reset {
-            return Poll::Ready(Err(Self::reset_error()));
+        if let Some(err) = Self::dead(conn, self.side) {
+            return Poll::Ready(Err(err));
         }
-        if conn.dropped[1 - self.side] {
+        if conn.dropped[1 - self.side] && !conn.crashed[1 - self.side] {
             // The peer is gone: what it would have read goes nowhere. (A real peer's kernel
             // answers with a reset a round trip later, after this side usually saw the end.)
             return Poll::Ready(Ok(buf.len()));
@@ -486,9 +601,21 @@ impl AsyncWrite for SimTcpStream {
         }
         let n = room.min(buf.len());
         if n > 0 {
-            let arrives = state.now + state.net.latency;
+            let (from, to) = (conn.addrs[self.side].ip(), conn.addrs[1 - self.side].ip());
+            let (now, latency) = (state.now, state.net.latency);
+            // On a link with a bandwidth, bytes leave one segment at a time, and the first
+            // arrive while later ones are still being sent.
+            let segment = if state.net.links.has_bandwidth(from, to) {
+                SEGMENT
+            } else {
+                n
+            };
+            for chunk in buf[..n].chunks(segment) {
+                let arrives = state.net.links.transit(from, to, chunk.len(), now, latency);
+                let pipe = &mut state.net.conns[self.conn].pipes[self.side];
+                pipe.data.push_back((arrives, chunk.to_vec()));
+            }
             let pipe = &mut state.net.conns[self.conn].pipes[self.side];
-            pipe.data.push_back((arrives, buf[..n].to_vec()));
             pipe.buffered += n;
             pipe.reader.take().into_iter().for_each(Waker::wake);
         }
@@ -517,8 +644,15 @@ impl AsyncWrite for SimTcpStream {
     }
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = self.world.lock();
-        let arrives = state.now + state.net.latency;
+        let mut guard = self.world.lock();
+        let state = &mut *guard;
+        let conn = &state.net.conns[self.conn];
+        if let Some(err) = Self::dead(conn, self.side) {
+            return Poll::Ready(Err(err));
+        }
+        let (from, to) = (conn.addrs[self.side].ip(), conn.addrs[1 - self.side].ip());
+        let (now, latency) = (state.now, state.net.latency);
+        let arrives = state.net.links.transit(from, to, 0, now, latency);
         let pipe = &mut state.net.conns[self.conn].pipes[self.side];
         pipe.fin.get_or_insert(arrives);
         pipe.reader.take().into_iter().for_each(Waker::wake);
@@ -532,14 +666,23 @@ impl Drop for SimTcpStream {
         let state = &mut *state;
         let conn = &mut state.net.conns[self.conn];
         conn.dropped[self.side] = true;
-        // Closing the socket sends FIN; the peer reads what was sent, then the end.
-        let arrives = state.now + state.net.latency;
+        if !conn.crashed[self.side] {
+            // Closing the socket sends FIN; the peer reads what was sent, then the end.
+            let (from, to) = (conn.addrs[self.side].ip(), conn.addrs[1 - self.side].ip());
+            let (now, latency) = (state.now, state.net.latency);
+            let arrives = state.net.links.transit(from, to, 0, now, latency);
+            state.net.conns[self.conn].pipes[self.side]
+                .fin
+                .get_or_insert(arrives);
+        }
         let conn = &mut state.net.conns[self.conn];
-        conn.pipes[self.side].fin.get_or_insert(arrives);
         conn.pipes.iter_mut().for_each(Pipe::wake);
         if conn.dropped == [true, true] {
             let local = conn.addrs[0];
-            state.net.used_ports.remove(&local);
+            // A crashed host's ports were freed at the crash (and may be taken again).
+            if !conn.crashed[0] {
+                state.net.used_ports.remove(&local);
+            }
             // The buffers go; the slot stays (ids are indices), empty.
             conn.pipes = [Pipe::new(), Pipe::new()];
         }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::link::LinkFault;
+
 /// One thing that happened in a simulation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,19 +44,48 @@ pub enum Event {
         /// The address tried.
         to: SocketAddr,
     },
+    /// A connect got no answer for [`CONNECT_GIVE_UP`](crate::CONNECT_GIVE_UP) and failed.
+    ConnectTimedOut {
+        /// The address tried.
+        to: SocketAddr,
+    },
     /// Two hosts were cut off from each other.
-    Partition {
+    Cut {
         /// One host.
         a: IpAddr,
         /// The other.
         b: IpAddr,
+        /// What happens to their traffic.
+        fault: LinkFault,
     },
-    /// A partition ended.
+    /// A cut between two hosts ended.
     Heal {
         /// One host.
         a: IpAddr,
         /// The other.
         b: IpAddr,
+    },
+    /// A host was cut off from every other.
+    Isolate {
+        /// The host.
+        host: IpAddr,
+        /// What happens to its traffic.
+        fault: LinkFault,
+    },
+    /// An isolated host rejoined the others.
+    Rejoin {
+        /// The host.
+        host: IpAddr,
+    },
+    /// A host crashed: its tasks stopped, its sockets vanished.
+    Crash {
+        /// The host.
+        host: IpAddr,
+    },
+    /// A crashed host came back, with nothing running.
+    Restart {
+        /// The host.
+        host: IpAddr,
     },
     /// Every connection of a host was reset.
     ResetHost {
@@ -73,7 +104,12 @@ impl fmt::Display for Event {
             Event::Listen { addr } => write!(f, "listen on {addr}"),
             Event::Connect { from, to } => write!(f, "connect {from} -> {to}"),
             Event::Refused { to } => write!(f, "connect to {to} refused"),
-            Event::Partition { a, b } => write!(f, "partition {a} | {b}"),
+            Event::ConnectTimedOut { to } => write!(f, "connect to {to} timed out"),
+            Event::Cut { a, b, fault } => write!(f, "cut {a} | {b} ({fault:?})"),
+            Event::Isolate { host, fault } => write!(f, "isolate {host} ({fault:?})"),
+            Event::Rejoin { host } => write!(f, "{host} rejoins"),
+            Event::Crash { host } => write!(f, "{host} crashes"),
+            Event::Restart { host } => write!(f, "{host} restarts"),
             Event::Heal { a, b } => write!(f, "heal {a} | {b}"),
             Event::ResetHost { host } => write!(f, "reset every connection of {host}"),
         }

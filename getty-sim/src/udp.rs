@@ -11,8 +11,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::executor::{SimRuntime, SimTimer, World};
+use crate::link::Path;
 
-/// What happens to datagrams on the simulated network (every link alike).
+/// What happens to datagrams on the simulated network (every link alike; a cut link loses or
+/// holds them besides, see [`LinkFault`](crate::LinkFault)).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UdpFaults {
     /// The chance, 0 to 1, that a datagram is lost.
@@ -42,11 +44,48 @@ pub struct SimUdp {
     arrival: Mutex<Option<SimTimer>>,
 }
 
+impl UdpState {
+    /// Queues a datagram from `from` arriving at `arrives`, at `position` in the queue when it
+    /// overtakes others (then it arrives with the first one it overtakes), and wakes the reader.
+    /// A connected socket takes datagrams from its peer only.
+    pub(crate) fn deliver(
+        &mut self,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        arrives: Duration,
+        position: Option<usize>,
+    ) {
+        if self.connected.is_some_and(|peer| peer != from) {
+            return;
+        }
+        let at = position.map_or(self.queue.len(), |p| p.min(self.queue.len()));
+        let arrives = self
+            .queue
+            .get(at)
+            .map_or(arrives, |next| next.0.min(arrives));
+        self.queue.insert(at, (arrives, from, bytes));
+        self.reader.take().into_iter().for_each(Waker::wake);
+    }
+
+    /// The waiting reader, to wake.
+    pub(crate) fn take_reader(&mut self) -> Option<Waker> {
+        self.reader.take()
+    }
+
+    /// The waiting reader of a socket that goes away.
+    pub(crate) fn into_reader(self) -> Option<Waker> {
+        self.reader
+    }
+}
+
 impl SimRuntime {
     /// Binds a UDP socket to `addr` on this handle's host (port 0: an ephemeral one), connected
     /// to `peer` if given (it then receives from `peer` only).
     pub fn bind_udp_to(&self, addr: SocketAddr, peer: Option<SocketAddr>) -> io::Result<SimUdp> {
         let mut state = self.world.lock();
+        if !state.net.links.is_up(self.host) {
+            return Err(crate::net::host_down());
+        }
         let addr = SocketAddr::new(self.local_ip(addr.ip()), addr.port());
         let addr = state.net.bind_port(addr)?;
         let peer = peer.map(|p| SocketAddr::new(self.remote_ip(p.ip()), p.port()));
@@ -81,9 +120,9 @@ impl getty_core::runtime::UdpSocket for SimUdp {
         let mut guard = self.world.lock();
         let state = &mut *guard;
         let now = state.now;
-        let socket = state.net.udp_slots[self.id]
-            .as_mut()
-            .expect("a socket is bound until dropped");
+        let Some(socket) = state.net.udp_slots[self.id].as_mut() else {
+            return Poll::Ready(Err(crate::net::crashed()));
+        };
         if std::mem::take(&mut socket.refused) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
@@ -102,7 +141,7 @@ impl getty_core::runtime::UdpSocket for SimUdp {
                 let next = next.map(|&(at, _, _)| at);
                 socket.reader = Some(cx.waker().clone());
                 if let Some(at) = next {
-                    let mut timer = SimTimer::at(&self.world, state, at);
+                    let mut timer = SimTimer::at(&self.world, at);
                     drop(guard);
                     if Pin::new(&mut timer).poll(cx).is_ready() {
                         cx.waker().wake_by_ref();
@@ -122,22 +161,32 @@ impl getty_core::runtime::UdpSocket for SimUdp {
     ) -> Poll<io::Result<usize>> {
         let mut state = self.world.lock();
         let state = &mut *state;
+        if state.net.udp_slots[self.id].is_none() {
+            return Poll::Ready(Err(crate::net::crashed()));
+        }
         let to = if to.ip().is_loopback() {
             SocketAddr::new(self.addr.ip(), to.port())
         } else {
             to
         };
-        let faults = state.net.udp_faults;
-        let reachable = state.net.reachable(self.addr.ip(), to.ip());
-        let target = state.net.udp.get(&to).copied();
-        let Some(target) = target.filter(|_| reachable) else {
+        match state.net.links.path(self.addr.ip(), to.ip()) {
+            Path::Lost => return Poll::Ready(Ok(buf.len())),
+            Path::Held => {
+                let held = (to, self.addr, buf.to_vec());
+                state.net.held_datagrams.push(held);
+                return Poll::Ready(Ok(buf.len()));
+            }
+            Path::Open => {}
+        }
+        let Some(target) = state.net.udp.get(&to).copied() else {
             let socket = state.net.udp_slots[self.id].as_mut().expect("bound");
-            if reachable && socket.connected == Some(to) {
+            if socket.connected == Some(to) {
                 socket.refused = true;
                 socket.reader.take().into_iter().for_each(Waker::wake);
             }
             return Poll::Ready(Ok(buf.len()));
         };
+        let faults = state.net.udp_faults;
         if state.rng.f64() < faults.loss {
             return Poll::Ready(Ok(buf.len()));
         }
@@ -147,30 +196,16 @@ impl getty_core::runtime::UdpSocket for SimUdp {
             1
         };
         let overtake = state.rng.f64() < faults.reorder;
-        let pick = state.rng.usize(..=usize::MAX >> 1);
-        let receiver = state.net.udp_slots[target].as_mut().expect("bound");
-        if receiver.connected.is_some_and(|peer| peer != self.addr) {
-            // A connected socket takes datagrams from its peer only.
-            return Poll::Ready(Ok(buf.len()));
-        }
-        let arrives = state.now + state.net.latency;
+        let (now, latency) = (state.now, state.net.latency);
+        let arrives = state
+            .net
+            .links
+            .transit(self.addr.ip(), to.ip(), buf.len(), now, latency);
         let receiver = state.net.udp_slots[target].as_mut().expect("bound");
         for _ in 0..copies {
-            let at = if overtake {
-                pick % (receiver.queue.len() + 1)
-            } else {
-                receiver.queue.len()
-            };
-            // An overtaking datagram arrives with those it overtakes.
-            let arrives = receiver
-                .queue
-                .get(at)
-                .map_or(arrives, |next| next.0.min(arrives));
-            receiver
-                .queue
-                .insert(at, (arrives, self.addr, buf.to_vec()));
+            let overtake = overtake.then(|| state.rng.usize(..=receiver.queue.len()));
+            receiver.deliver(self.addr, buf.to_vec(), arrives, overtake);
         }
-        receiver.reader.take().into_iter().for_each(Waker::wake);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -182,8 +217,10 @@ impl getty_core::runtime::UdpSocket for SimUdp {
 impl Drop for SimUdp {
     fn drop(&mut self) {
         let mut state = self.world.lock();
-        state.net.udp.remove(&self.addr);
-        state.net.used_ports.remove(&self.addr);
-        state.net.udp_slots[self.id] = None;
+        // A crashed host's socket is gone already (and its port may be someone else's).
+        if state.net.udp_slots[self.id].take().is_some() {
+            state.net.udp.remove(&self.addr);
+            state.net.used_ports.remove(&self.addr);
+        }
     }
 }
