@@ -381,3 +381,68 @@ fn rpc_client_calls_through_a_server_restart() {
     let status = server.interrupt();
     assert!(status.success(), "the rpc server exited with {status}");
 }
+
+/// Runs the simulate example with `seed` to its end: its exit status and its timeline (every
+/// stdout line but the real time taken, the one line that may differ between runs).
+fn simulate(seed: &str) -> (ExitStatus, Vec<String>) {
+    let mut example = Example::spawn("simulate", &["--seed", seed]);
+    let mut timeline = Vec::new();
+    while let Some(line) = example.next_line() {
+        println!("simulate --seed {seed}: {line}");
+        if !line.starts_with("real time") {
+            timeline.push(line);
+        }
+    }
+    (example.wait(), timeline)
+}
+
+/// Asserts that `timeline` has a line containing each of `expected`, in that order.
+fn assert_in_order(timeline: &[String], expected: &[&str]) {
+    let mut lines = timeline.iter();
+    for text in expected {
+        assert!(
+            lines.any(|line| line.contains(text)),
+            "no {text:?} after the lines before it in:\n{}",
+            timeline.join("\n")
+        );
+    }
+}
+
+#[test]
+fn simulate_recovers_from_every_fault_and_replays_its_seed() {
+    let (status, timeline) = simulate("1");
+    assert!(status.success(), "simulate --seed 1 exited with {status}");
+    // Each fault, the sessions noticing it, and the whole pool back with echoes after it.
+    assert_in_order(
+        &timeline,
+        &[
+            "3 sessions up",
+            "partition 10.0.0.1 | 10.0.0.2",
+            "client session",
+            "closed: read timeout",
+            "client connect #1 failed",
+            "heal 10.0.0.1 | 10.0.0.2",
+            "3 sessions back",
+            "crash 10.0.0.1",
+            "closed: read timeout",
+            "restart 10.0.0.1",
+            "server listening on 10.0.0.1:8000",
+            "3 sessions back",
+            "seed 1, ",
+        ],
+    );
+    // The same seed, the same run, line for line.
+    let (status, again) = simulate("1");
+    assert!(status.success(), "simulate --seed 1 exited with {status}");
+    assert_eq!(timeline, again, "two runs of seed 1 differ");
+    // Another seed interleaves differently and recovers all the same.
+    let (status, other) = simulate("7");
+    assert!(status.success(), "simulate --seed 7 exited with {status}");
+    assert_eq!(
+        other
+            .iter()
+            .filter(|l| l.contains("3 sessions back"))
+            .count(),
+        2
+    );
+}
