@@ -974,6 +974,17 @@ impl<C: Codec> Shared<C> {
     }
 }
 
+/// Tells `close` and `wait_for_sessions` callers (they then see `gave_up` or the stop) that
+/// the worker ended: when it returns, or when its executor drops it unfinished (a runtime
+/// shutting down, a simulated host crashing), so nobody waits for a worker that is gone.
+struct WorkerDone<C: Codec>(Arc<Shared<C>>);
+
+impl<C: Codec> Drop for WorkerDone<C> {
+    fn drop(&mut self) {
+        self.0.worker_done.set();
+    }
+}
+
 /// The one reconnect worker of a client: however many sessions drop at once, connects are
 /// made one at a time, so a restarting server sees no storm.
 struct Worker<R: Runtime, C: Codec, N> {
@@ -989,6 +1000,8 @@ struct Worker<R: Runtime, C: Codec, N> {
 
 impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
     async fn run(self) {
+        // Wakes `close` and `wait_for_sessions` callers however the worker ends.
+        let _done = WorkerDone(self.shared.clone());
         let mut failures: u32 = 0;
         // The newest session and when it connected: one that dies young counts as a failure.
         let mut newest: Option<(Session<C>, Instant)> = None;
@@ -1068,8 +1081,6 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> Worker<R, C, N> {
                 }
             }
         }
-        // Also wakes `wait_for_sessions` callers, so they see `gave_up` or the stop.
-        self.shared.worker_done.set();
     }
 
     fn backoff(&self, failures: u32) -> Duration {

@@ -327,7 +327,10 @@ impl TcpServerBuilder {
                 pool,
             }),
             rt: rt.clone(),
-            listener,
+            listener: Listening {
+                listener: Some(listener),
+                shared: shared.clone(),
+            },
             max_sessions: self.max_sessions,
             tls: self.tls,
             tcp_options: self.tcp_options,
@@ -475,7 +478,7 @@ impl<C: Codec> fmt::Debug for TcpServer<C> {
 
 struct AcceptLoop<R: Runtime, C: Codec, N> {
     rt: R,
-    listener: R::Listener,
+    listener: Listening<R::Listener, C>,
     max_sessions: Option<usize>,
     /// Applied to every accepted stream.
     tcp_options: TcpOptions,
@@ -487,6 +490,29 @@ struct AcceptLoop<R: Runtime, C: Codec, N> {
     handshake_timeout: Duration,
     starter: Arc<Starter<R, C, N>>,
     shared: Arc<Shared<C>>,
+}
+
+/// The accept loop's listener: when the loop ends, however it ends (it returned, or its
+/// executor dropped it unfinished: a runtime shutting down, a simulated host crashing), the
+/// port is released and then `close` is told, so `close` never waits for a loop that is gone.
+struct Listening<L, C: Codec> {
+    listener: Option<L>,
+    shared: Arc<Shared<C>>,
+}
+
+impl<L, C: Codec> Listening<L, C> {
+    fn get(&self) -> &L {
+        self.listener
+            .as_ref()
+            .expect("the listener lives until the loop ends")
+    }
+}
+
+impl<L, C: Codec> Drop for Listening<L, C> {
+    fn drop(&mut self) {
+        drop(self.listener.take());
+        self.shared.accept_done.set();
+    }
 }
 
 /// What turns a connection, once ready, into a session: shared with handshake tasks.
@@ -617,7 +643,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = future::or(
-                async { Some(self.rt.accept(&self.listener).await) },
+                async { Some(self.rt.accept(self.listener.get()).await) },
                 async {
                     self.shared.stop.wait().await;
                     None
@@ -643,8 +669,7 @@ impl<R: Runtime, C: Codec, N: NewSession<C>> AcceptLoop<R, C, N> {
                 }
             }
         }
-        drop(self.listener);
-        self.shared.accept_done.set();
+        // Dropping the loop releases the port, then tells `close`.
     }
 
     fn admit(&self, stream: R::Tcp, peer: SocketAddr) {
