@@ -146,24 +146,27 @@ impl NetState {
     /// `host` crashed: its listeners and UDP sockets vanish, its ends of connections die, its
     /// ports are free.
     pub(crate) fn crash_sockets(&mut self, host: IpAddr) {
-        let listeners: Vec<SocketAddr> = self
+        // Sorted: a map's order differs from process to process, wakes must not.
+        let mut listeners: Vec<SocketAddr> = self
             .listeners
             .keys()
             .filter(|a| a.ip() == host)
             .copied()
             .collect();
+        listeners.sort();
         for addr in listeners {
             let id = self.listeners.remove(&addr).expect("listed");
             if let Some(slot) = self.listener_slots[id].take() {
                 slot.acceptor.into_iter().for_each(Waker::wake);
             }
         }
-        let sockets: Vec<SocketAddr> = self
+        let mut sockets: Vec<SocketAddr> = self
             .udp
             .keys()
             .filter(|a| a.ip() == host)
             .copied()
             .collect();
+        sockets.sort();
         for addr in sockets {
             let id = self.udp.remove(&addr).expect("listed");
             if let Some(socket) = self.udp_slots[id].take() {
