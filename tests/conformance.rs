@@ -72,8 +72,9 @@ mod smol_global {
 }
 
 /// The same suite on getty-sim: one thread, a seeded order of tasks, virtual time and an
-/// in-memory network. Only the portable scenarios (the OS ones need a kernel socket). The seed
-/// is `GETTY_SIM_SEED` (default 1); a failing run names it.
+/// in-memory network. The portable scenarios (the OS ones need a kernel socket), and those
+/// only a simulation can run. The seed is `GETTY_SIM_SEED` (default 1); a failing run names
+/// it.
 mod sim {
     use super::Future;
     use getty_sim::{Sim, SimRuntime};
@@ -89,4 +90,5 @@ mod sim {
     }
 
     getty_testkit::conformance_suite!(@portable block_on);
+    getty_testkit::conformance_suite!(@sim block_on);
 }

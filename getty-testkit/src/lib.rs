@@ -18,6 +18,7 @@ pub mod instrumented;
 pub mod load;
 pub mod rfc6455;
 pub mod runtime;
+pub mod sim;
 pub mod support;
 pub mod tcp;
 pub mod tls;
@@ -46,7 +47,9 @@ pub mod ws;
 ///
 /// `conformance_suite!(block_on)` instantiates both (for OS runtimes, such as tokio and smol);
 /// `conformance_suite!(@portable block_on)` only the first, for a runtime that is not
-/// `OsNetwork`.
+/// `OsNetwork`. A third group, `@sim`, holds the scenarios only a simulation can run (faults
+/// made on purpose, time checked to the exact instant): getty-sim's setup instantiates it
+/// beside `@portable`, with a `block_on` that hands the scenario a `getty_sim::SimRuntime`.
 #[macro_export]
 macro_rules! conformance_suite {
     ($block_on:path) => {
@@ -62,6 +65,16 @@ macro_rules! conformance_suite {
             tcp::client_connect_timeout,
             tcp::client_refuses_self_connect,
             extras::reuse_port_lets_servers_share_a_port,
+        );
+    };
+    (@sim $block_on:path) => {
+        $crate::conformance_suite!(@tests $block_on;
+            sim::pool_through_partition_and_heal,
+            sim::server_restart_mid_traffic,
+            sim::slow_link_stops_a_fast_writer,
+            sim::udp_under_loss_accounting,
+            sim::timeouts_fire_at_the_exact_instant,
+            sim::endpoints_on_a_crashed_host_still_close,
         );
     };
     (@portable $block_on:path) => {
