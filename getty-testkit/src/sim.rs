@@ -54,7 +54,7 @@ pub enum Seen {
 }
 
 /// A server and a client pool on two hosts, with traffic flowing: a pump sends a numbered
-/// frame on every client session each [`PUMP_PERIOD`]; the server echoes; the client records
+/// frame on every client session every 10 ms; the server echoes; the client records
 /// every echo and every client event with its virtual time.
 pub struct Rig {
     rt: SimRuntime,
@@ -75,7 +75,7 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Starts the server on [`SERVER`], the pool of [`POOL`] on [`CLIENT`] and the pump, and
+    /// Starts the server on [`SERVER`], the pool of 3 sessions on [`CLIENT`] and the pump, and
     /// waits for the pool and the first echoes.
     pub async fn start(rt: &SimRuntime) -> Rig {
         let addr = SocketAddr::new(SERVER, PORT);
