@@ -41,7 +41,7 @@ use getty::endpoint::{Client, UdpClientBuilder, UdpEndpoint, UdpEndpointBuilder}
 use getty::runtime::timeout;
 use getty::tls::{TlsClientConfig, TlsServerConfig};
 use getty::{
-    BoxError, Compression, EventListener, Runtime, Session, SessionConfig, TcpClientBuilder,
+    BoxError, Compression, EventListener, Frame, Runtime, Session, SessionConfig, TcpClientBuilder,
     TcpServer, TcpServerBuilder,
 };
 use getty_testkit::certs::TestCa;
@@ -200,9 +200,10 @@ impl EchoServer {
         // Waits only while this session's write queue is full: over TCP a client that does not
         // read its echoes slows down its own session, nothing else (a UDP endpoint has one
         // session, and so one queue, for all its peers).
+        // The payload goes back as it came, behind a new header: no copy.
         let echoed = match to {
-            None => session.send(&pkg).await,
-            Some(peer) => session.to(peer).send(&pkg).await,
+            None => session.send_frame(Frame::payload(pkg)).await,
+            Some(peer) => session.to(peer).send_frame(Frame::payload(pkg)).await,
         };
         if let Err(err) = echoed {
             log::warn!("echo on session {} failed: {err}", session.id());

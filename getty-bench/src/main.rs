@@ -403,6 +403,11 @@ fn render(plan: &Plan, results: &Results, call_results: &CallResults, elapsed: D
     if !metrics.is_empty() {
         out.push_str(&report::main_table(results, &metrics, &plan.servers));
     }
+    let check = report::instrument_check(results, &plan.servers);
+    if !check.is_empty() {
+        let _ = writeln!(out, "\n## Can the instrument see the ceiling?");
+        out.push_str(&check);
+    }
     let scaling_metrics: Vec<Metric> = plan
         .metrics()
         .into_iter()

@@ -116,11 +116,103 @@ pub fn main_table(results: &Results, metrics: &[Metric], servers: &[ServerImpl])
                 };
                 let ratio = results
                     .median(metric, reference)
-                    .filter(|r| *r != 0.0)
+                    .filter(|r| *r != 0.0 && !metric.is_instrument())
                     .map(|r| format!("{:.2}", s.median / r));
                 let _ = write!(out, " {} |", ratio.as_deref().unwrap_or("–"));
             }
             let _ = writeln!(out);
+        }
+    }
+    out
+}
+
+/// The generator CPU use (% of one core) above which it may have set the rate itself.
+pub const GENERATOR_SATURATED: f64 = 90.0;
+
+/// Whether the load generator could see each server's ceiling: per workload, every server's
+/// rate beside the generator's CPU use and the server's CPU per message, and a verdict on the
+/// raw server's figure, the ceiling every ratio is taken against.
+pub fn instrument_check(results: &Results, servers: &[ServerImpl]) -> String {
+    let mut out = String::new();
+    let checks = [
+        (
+            Metric::SmallRate,
+            Metric::SmallGeneratorCpu,
+            Metric::SmallServerCpu,
+        ),
+        (
+            Metric::BulkRate,
+            Metric::BulkGeneratorCpu,
+            Metric::BulkServerCpu,
+        ),
+    ];
+    for (rate, generator, server_cpu) in checks {
+        let rows: Vec<(ServerImpl, f64, f64, f64)> = servers
+            .iter()
+            .filter_map(|&imp| {
+                let target = Target { imp, threads: 1 };
+                Some((
+                    imp,
+                    results.median(rate, target)?,
+                    results.median(generator, target)?,
+                    results.median(server_cpu, target)?,
+                ))
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n{}: the generator's CPU use beside each server's rate (medians; the server's own \
+             CPU use is its rate × its CPU per message).\n",
+            rate.workload()
+        );
+        let _ = writeln!(
+            out,
+            "| server | {} | server CPU µs/msg | server CPU % of a core | generator CPU % of a core |",
+            rate.label()
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        let per_second = |rate_value: f64| match rate {
+            // MB/s of payload: messages per second are MB/s ÷ payload size, which the table
+            // does not know; the server's CPU share is taken from µs/msg × msg/s instead.
+            Metric::BulkRate => None,
+            _ => Some(rate_value),
+        };
+        for &(imp, value, gen, cpu) in &rows {
+            let share = per_second(value).map_or("–".to_string(), |msgs| {
+                format!("{:.0}", msgs * cpu / 1e4)
+            });
+            let flag = if gen >= GENERATOR_SATURATED {
+                " (saturated)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| {imp} | {} | {cpu:.3} | {share} | {gen:.0}{flag} |",
+                number(value)
+            );
+        }
+        if let Some(&(_, value, gen, _)) = rows.iter().find(|r| r.0 == ServerImpl::RawTokio) {
+            let verdict = if gen >= GENERATOR_SATURATED {
+                format!(
+                    "**The generator was saturated ({gen:.0} % of a core) while measuring \
+                     raw-tokio**: {} is the generator's ceiling, not the server's, so every \
+                     ratio to raw-tokio in this run is squeezed toward 1. Compare the servers' \
+                     CPU per message instead, which a saturated generator does not change.",
+                    number(value)
+                )
+            } else {
+                format!(
+                    "The generator had headroom ({gen:.0} % of a core) while raw-tokio served \
+                     {}: that is the server's ceiling as this instrument sees it, and ratios to \
+                     it hold.",
+                    number(value)
+                )
+            };
+            let _ = writeln!(out, "\n{verdict}");
         }
     }
     out
@@ -196,6 +288,74 @@ mod tests {
         assert_eq!(number(123.4), "123");
         assert_eq!(number(24.44), "24.4");
         assert_eq!(number(0.5), "0.50");
+    }
+
+    #[test]
+    fn the_instrument_check_says_when_the_generator_set_the_rate() {
+        let raw = Target {
+            imp: ServerImpl::RawTokio,
+            threads: 1,
+        };
+        let getty = Target {
+            imp: ServerImpl::GettyTokio,
+            threads: 1,
+        };
+        let servers = [ServerImpl::GettyTokio, ServerImpl::RawTokio];
+        let run = |raw_generator: f64| {
+            let mut results = Results::default();
+            results.record(
+                raw,
+                &[
+                    (Metric::SmallRate, 3_000_000.0),
+                    (Metric::SmallServerCpu, 0.30),
+                    (Metric::SmallGeneratorCpu, raw_generator),
+                ],
+            );
+            results.record(
+                getty,
+                &[
+                    (Metric::SmallRate, 2_000_000.0),
+                    (Metric::SmallServerCpu, 0.50),
+                    (Metric::SmallGeneratorCpu, 60.0),
+                ],
+            );
+            instrument_check(&results, &servers)
+        };
+        let headroom = run(70.0);
+        assert!(headroom.contains("had headroom (70 % of a core)"), "{headroom}");
+        // The server's share of a core: 3 M msg/s × 0.3 µs = 90 %.
+        assert!(headroom.contains("| raw-tokio | 3,000,000 | 0.300 | 90 | 70 |"), "{headroom}");
+        let saturated = run(97.0);
+        assert!(saturated.contains("**The generator was saturated (97 %"), "{saturated}");
+        assert!(saturated.contains("97 (saturated)"), "{saturated}");
+        // Only rates with a generator figure are checked.
+        assert!(instrument_check(&Results::default(), &servers).is_empty());
+    }
+
+    #[test]
+    fn instrument_metrics_get_no_ratio() {
+        let mut results = Results::default();
+        for imp in [ServerImpl::RawTokio, ServerImpl::GettyTokio] {
+            results.record(
+                Target { imp, threads: 1 },
+                &[(Metric::SmallGeneratorCpu, 50.0), (Metric::SmallRate, 2.0)],
+            );
+        }
+        let table = main_table(
+            &results,
+            &[Metric::SmallRate, Metric::SmallGeneratorCpu],
+            &[ServerImpl::GettyTokio, ServerImpl::RawTokio],
+        );
+        let generator_row = table
+            .lines()
+            .find(|l| l.contains("generator CPU") && l.contains("getty-tokio"))
+            .expect("a generator row");
+        assert!(generator_row.ends_with("| – | – | – |"), "{generator_row}");
+        let rate_row = table
+            .lines()
+            .find(|l| l.contains("msg/s") && l.contains("getty-tokio"))
+            .expect("a rate row");
+        assert!(rate_row.ends_with("| 1.00 |"), "{rate_row}");
     }
 
     #[test]

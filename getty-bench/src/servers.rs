@@ -150,15 +150,13 @@ fn tokio_runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
 
 // ----- getty -----------------------------------------------------------------------------------
 
-/// getty's echo listener: queue every package back on its session. `Frame::payload` hands the
-/// received `Bytes` to the write queue without copying it (the codec adds only the header).
+/// getty's echo listener, written as the README's server is: queue every package back on its
+/// session, waiting while the write queue is full. `Frame::payload` hands the received `Bytes`
+/// to the write queue without copying it (the codec adds only the header).
 struct GettyEcho;
 impl EventListener<LengthDelimited> for GettyEcho {
     async fn on_message(&self, session: &Session<LengthDelimited>, pkg: Bytes) {
-        if let Err(err) = session.try_send_frame(Frame::payload(pkg)) {
-            eprintln!("getty echo on session {} failed: {err}", session.id());
-            session.close();
-        }
+        let _ = session.send_frame(Frame::payload(pkg)).await;
     }
 }
 

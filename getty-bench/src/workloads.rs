@@ -70,8 +70,16 @@ impl Workload {
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Workload::Latency => &[Metric::P50, Metric::P99, Metric::RoundTrips],
-            Workload::Small => &[Metric::SmallRate],
-            Workload::Bulk => &[Metric::BulkRate],
+            Workload::Small => &[
+                Metric::SmallRate,
+                Metric::SmallServerCpu,
+                Metric::SmallGeneratorCpu,
+            ],
+            Workload::Bulk => &[
+                Metric::BulkRate,
+                Metric::BulkServerCpu,
+                Metric::BulkGeneratorCpu,
+            ],
             Workload::Idle => &[Metric::IdleRss, Metric::IdleCpu],
             Workload::Many => &[Metric::ManyServed, Metric::ManySeconds],
             Workload::Call => &[],
@@ -96,8 +104,18 @@ pub enum Metric {
     RoundTrips,
     /// `small`: echoed messages per second.
     SmallRate,
+    /// `small`: the server process's CPU time (user + system) per message echoed, µs. What a
+    /// saturated load generator cannot squeeze toward its own ceiling.
+    SmallServerCpu,
+    /// `small`: the load generator's CPU use during the measurement, % of one core: near 100
+    /// means the generator, not the server, may have set the rate.
+    SmallGeneratorCpu,
     /// `bulk`: echoed payload megabytes (10^6 B) per second.
     BulkRate,
+    /// `bulk`: the server process's CPU time per message echoed, µs.
+    BulkServerCpu,
+    /// `bulk`: the load generator's CPU use during the measurement, % of one core.
+    BulkGeneratorCpu,
     /// `idle`: growth of the server's resident memory per open connection, bytes.
     IdleRss,
     /// `idle`: the server's CPU use while every connection is idle, % of one core.
@@ -113,8 +131,10 @@ impl Metric {
     pub fn workload(self) -> Workload {
         match self {
             Metric::P50 | Metric::P99 | Metric::RoundTrips => Workload::Latency,
-            Metric::SmallRate => Workload::Small,
-            Metric::BulkRate => Workload::Bulk,
+            Metric::SmallRate | Metric::SmallServerCpu | Metric::SmallGeneratorCpu => {
+                Workload::Small
+            }
+            Metric::BulkRate | Metric::BulkServerCpu | Metric::BulkGeneratorCpu => Workload::Bulk,
             Metric::IdleRss | Metric::IdleCpu => Workload::Idle,
             Metric::ManyServed | Metric::ManySeconds => Workload::Many,
         }
@@ -127,6 +147,8 @@ impl Metric {
             Metric::P99 => "p99 µs",
             Metric::RoundTrips => "msg/s",
             Metric::SmallRate => "msg/s",
+            Metric::SmallServerCpu | Metric::BulkServerCpu => "server CPU µs/msg",
+            Metric::SmallGeneratorCpu | Metric::BulkGeneratorCpu => "generator CPU % of a core",
             Metric::BulkRate => "MB/s",
             Metric::IdleRss => "RSS B/conn",
             Metric::IdleCpu => "CPU % of a core",
@@ -139,8 +161,22 @@ impl Metric {
     pub fn lower_is_better(self) -> bool {
         matches!(
             self,
-            Metric::P50 | Metric::P99 | Metric::IdleRss | Metric::IdleCpu | Metric::ManySeconds
+            Metric::P50
+                | Metric::P99
+                | Metric::IdleRss
+                | Metric::IdleCpu
+                | Metric::ManySeconds
+                | Metric::SmallServerCpu
+                | Metric::BulkServerCpu
+                | Metric::SmallGeneratorCpu
+                | Metric::BulkGeneratorCpu
         )
+    }
+
+    /// Whether this measures the instrument rather than the server (no ratio between servers
+    /// means anything for it).
+    pub fn is_instrument(self) -> bool {
+        matches!(self, Metric::SmallGeneratorCpu | Metric::BulkGeneratorCpu)
     }
 }
 
@@ -222,7 +258,7 @@ pub async fn measure(
     let metrics = match workload {
         Workload::Latency => latency(server, params).await?,
         Workload::Small => {
-            let (echoes, secs, _) = pipelined(
+            let run = pipelined(
                 server,
                 params,
                 params.small_conns,
@@ -231,10 +267,14 @@ pub async fn measure(
                 false,
             )
             .await?;
-            vec![(Metric::SmallRate, echoes as f64 / secs)]
+            vec![
+                (Metric::SmallRate, run.echoes as f64 / run.secs),
+                (Metric::SmallServerCpu, run.server_cpu_per_msg_us()),
+                (Metric::SmallGeneratorCpu, run.generator_cpu_percent()),
+            ]
         }
         Workload::Bulk => {
-            let (echoes, secs, _) = pipelined(
+            let run = pipelined(
                 server,
                 params,
                 params.bulk_conns,
@@ -243,8 +283,12 @@ pub async fn measure(
                 false,
             )
             .await?;
-            let bytes = echoes as f64 * params.bulk_size as f64;
-            vec![(Metric::BulkRate, bytes / secs / 1e6)]
+            let bytes = run.echoes as f64 * params.bulk_size as f64;
+            vec![
+                (Metric::BulkRate, bytes / run.secs / 1e6),
+                (Metric::BulkServerCpu, run.server_cpu_per_msg_us()),
+                (Metric::BulkGeneratorCpu, run.generator_cpu_percent()),
+            ]
         }
         Workload::Idle => idle(server, params).await?,
         Workload::Many => many(server, params).await?,
@@ -260,8 +304,8 @@ async fn latency(
     server: &mut ServerProcess,
     params: &Params,
 ) -> Result<Vec<(Metric, f64)>, BoxError> {
-    let (echoes, secs, mut round_trips) =
-        pipelined(server, params, 1, 1, params.latency_size, true).await?;
+    let run = pipelined(server, params, 1, 1, params.latency_size, true).await?;
+    let (echoes, secs, mut round_trips) = (run.echoes, run.secs, run.round_trips);
     round_trips.sort_unstable();
     let quantile = |q: f64| {
         let i = ((round_trips.len() - 1) as f64 * q).round() as usize;
@@ -274,9 +318,32 @@ async fn latency(
     ])
 }
 
+/// What one pipelined measurement saw.
+struct Pipelined {
+    /// Echoes counted.
+    echoes: u64,
+    /// Seconds measured.
+    secs: f64,
+    /// Round trips (ns), if recorded.
+    round_trips: Vec<u64>,
+    /// CPU seconds the server process used during the measurement.
+    server_cpu: f64,
+    /// CPU seconds this process (the load generator) used during the measurement.
+    generator_cpu: f64,
+}
+
+impl Pipelined {
+    fn server_cpu_per_msg_us(&self) -> f64 {
+        self.server_cpu / self.echoes as f64 * 1e6
+    }
+
+    fn generator_cpu_percent(&self) -> f64 {
+        self.generator_cpu / self.secs * 100.0
+    }
+}
+
 /// Runs `conns` pipelined connections with `inflight` frames of `size` bytes each: a warm-up,
-/// then the measurement. Returns the echoes counted, the seconds measured, and the round trips
-/// (ns) if `record`.
+/// then the measurement, with the CPU time of the server and of the generator over it.
 async fn pipelined(
     server: &mut ServerProcess,
     params: &Params,
@@ -284,7 +351,7 @@ async fn pipelined(
     inflight: usize,
     size: usize,
     record: bool,
-) -> Result<(u64, f64, Vec<u64>), BoxError> {
+) -> Result<Pipelined, BoxError> {
     let payloads = Arc::new(Payloads::new(size));
     let meter = Arc::new(Meter::default());
     let mut streams = Vec::with_capacity(conns);
@@ -300,12 +367,16 @@ async fn pipelined(
     }
 
     tokio::time::sleep(params.warmup).await;
+    let (pid, generator) = (server.pid(), std::process::id());
+    let (server_before, generator_before) = (proc::cpu_seconds(pid)?, proc::cpu_seconds(generator)?);
     meter.set_measuring(true);
     let started = Instant::now();
     tokio::time::sleep(params.duration).await;
     meter.set_measuring(false);
     let secs = started.elapsed().as_secs_f64();
     let echoes = meter.echoes();
+    let server_cpu = proc::cpu_seconds(pid)? - server_before;
+    let generator_cpu = proc::cpu_seconds(generator)? - generator_before;
     meter.stop();
 
     let mut round_trips = Vec::new();
@@ -323,7 +394,13 @@ async fn pipelined(
     if echoes == 0 || (record && round_trips.is_empty()) {
         return Err("no echo during the measurement".into());
     }
-    Ok((echoes, secs, round_trips))
+    Ok(Pipelined {
+        echoes,
+        secs,
+        round_trips,
+        server_cpu,
+        generator_cpu,
+    })
 }
 
 async fn idle(server: &mut ServerProcess, params: &Params) -> Result<Vec<(Metric, f64)>, BoxError> {
