@@ -181,9 +181,8 @@ pub fn instrument_check(results: &Results, servers: &[ServerImpl]) -> String {
             _ => Some(rate_value),
         };
         for &(imp, value, gen, cpu) in &rows {
-            let share = per_second(value).map_or("–".to_string(), |msgs| {
-                format!("{:.0}", msgs * cpu / 1e4)
-            });
+            let share = per_second(value)
+                .map_or("–".to_string(), |msgs| format!("{:.0}", msgs * cpu / 1e4));
             let flag = if gen >= GENERATOR_SATURATED {
                 " (saturated)"
             } else {
@@ -322,11 +321,20 @@ mod tests {
             instrument_check(&results, &servers)
         };
         let headroom = run(70.0);
-        assert!(headroom.contains("had headroom (70 % of a core)"), "{headroom}");
+        assert!(
+            headroom.contains("had headroom (70 % of a core)"),
+            "{headroom}"
+        );
         // The server's share of a core: 3 M msg/s × 0.3 µs = 90 %.
-        assert!(headroom.contains("| raw-tokio | 3,000,000 | 0.300 | 90 | 70 |"), "{headroom}");
+        assert!(
+            headroom.contains("| raw-tokio | 3,000,000 | 0.300 | 90 | 70 |"),
+            "{headroom}"
+        );
         let saturated = run(97.0);
-        assert!(saturated.contains("**The generator was saturated (97 %"), "{saturated}");
+        assert!(
+            saturated.contains("**The generator was saturated (97 %"),
+            "{saturated}"
+        );
         assert!(saturated.contains("97 (saturated)"), "{saturated}");
         // Only rates with a generator figure are checked.
         assert!(instrument_check(&Results::default(), &servers).is_empty());

@@ -368,7 +368,8 @@ async fn pipelined(
 
     tokio::time::sleep(params.warmup).await;
     let (pid, generator) = (server.pid(), std::process::id());
-    let (server_before, generator_before) = (proc::cpu_seconds(pid)?, proc::cpu_seconds(generator)?);
+    let (server_before, generator_before) =
+        (proc::cpu_seconds(pid)?, proc::cpu_seconds(generator)?);
     meter.set_measuring(true);
     let started = Instant::now();
     tokio::time::sleep(params.duration).await;
