@@ -39,6 +39,11 @@ pub(crate) struct WriteQueue {
     high: AtomicUsize,
     /// Set once nothing more will be written (the driver stopped writing).
     dead: AtomicBool,
+    /// Whether `QueueState::driver` holds a waker: set only by the driver's `drain`, cleared
+    /// wherever the waker is taken, both under the lock. The driver reads it without the lock
+    /// to skip `unregister_driver`'s lock when there is nothing to forget (the common case:
+    /// every package of a read after the first).
+    driver_registered: AtomicBool,
     /// Notified whenever `written` grows, room frees up, or the queue closes or dies.
     progress: Event,
 }
@@ -53,6 +58,7 @@ impl Default for WriteQueue {
             low: AtomicUsize::new(DEFAULT_LOW_WATER),
             high: AtomicUsize::new(DEFAULT_HIGH_WATER),
             dead: AtomicBool::new(false),
+            driver_registered: AtomicBool::new(false),
             progress: Event::new(),
         }
     }
@@ -373,6 +379,7 @@ impl WriteQueue {
                 self.full.store(true, Ordering::Release);
             }
             if let Some(waker) = state.driver.take() {
+                self.driver_registered.store(false, Ordering::Relaxed);
                 waker.wake();
             }
         }
@@ -388,6 +395,7 @@ impl WriteQueue {
             Some(w) if w.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
         }
+        self.driver_registered.store(true, Ordering::Relaxed);
         state.seal_tail();
         // `ends` too: empty messages have no buffer.
         if !state.bufs.is_empty() || !state.ends.is_empty() {
@@ -411,13 +419,22 @@ impl WriteQueue {
 
     /// Forgets the driver's waker: the driver is running and will drain before it sleeps.
     pub(crate) fn unregister_driver(&self) {
-        lock(&self.state).driver = None;
+        // Only the driver registers, so a `false` it reads is current: nothing to forget.
+        if self.driver_registered.load(Ordering::Relaxed) {
+            let mut state = lock(&self.state);
+            state.driver = None;
+            self.driver_registered.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Refuses further pushes and wakes the driver and every writer waiting for room.
     /// Wakes the driver (its settings changed: timers to re-arm), if it waits.
     pub(crate) fn wake_driver(&self) {
-        let waker = lock(&self.state).driver.take();
+        let waker = {
+            let mut state = lock(&self.state);
+            self.driver_registered.store(false, Ordering::Relaxed);
+            state.driver.take()
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -426,6 +443,7 @@ impl WriteQueue {
     pub(crate) fn close(&self) {
         let mut state = lock(&self.state);
         state.closed = true;
+        self.driver_registered.store(false, Ordering::Relaxed);
         let waker = state.driver.take();
         drop(state);
         if let Some(waker) = waker {
