@@ -26,6 +26,10 @@ pub struct Stats {
     pub send_failures: u64,
 }
 
+/// The counters of one session. Only its driver task writes them (reads, writes, drops and
+/// failures are all counted where the driver does them), so each is bumped with a plain load
+/// and store (no locked instruction on the per-message path); readers on other threads still
+/// see every value whole.
 #[derive(Default)]
 pub(crate) struct StatCounters {
     bytes_read: AtomicU64,
@@ -35,6 +39,15 @@ pub(crate) struct StatCounters {
     pkgs_dropped: AtomicU64,
     pkgs_unsent: AtomicU64,
     send_failures: AtomicU64,
+}
+
+/// Adds `n` to a counter that has a single writer (see [`StatCounters`]).
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl StatCounters {
@@ -51,26 +64,26 @@ impl StatCounters {
     }
 
     pub(crate) fn add_bytes_read(&self, n: u64) {
-        self.bytes_read.fetch_add(n, Ordering::Relaxed);
+        bump(&self.bytes_read, n);
     }
     pub(crate) fn add_bytes_written(&self, n: u64) {
-        self.bytes_written.fetch_add(n, Ordering::Relaxed);
+        bump(&self.bytes_written, n);
     }
     pub(crate) fn add_pkgs_read(&self, n: u64) {
-        self.pkgs_read.fetch_add(n, Ordering::Relaxed);
+        bump(&self.pkgs_read, n);
     }
     pub(crate) fn add_pkgs_written(&self, n: u64) {
         if n > 0 {
-            self.pkgs_written.fetch_add(n, Ordering::Relaxed);
+            bump(&self.pkgs_written, n);
         }
     }
     pub(crate) fn add_pkgs_dropped(&self, n: u64) {
-        self.pkgs_dropped.fetch_add(n, Ordering::Relaxed);
+        bump(&self.pkgs_dropped, n);
     }
     pub(crate) fn add_pkgs_unsent(&self, n: u64) {
-        self.pkgs_unsent.fetch_add(n, Ordering::Relaxed);
+        bump(&self.pkgs_unsent, n);
     }
     pub(crate) fn add_send_failures(&self, n: u64) {
-        self.send_failures.fetch_add(n, Ordering::Relaxed);
+        bump(&self.send_failures, n);
     }
 }
