@@ -332,7 +332,11 @@ impl<C: Codec> Session<C> {
 
     async fn send_pkg(&self, pkg: &C::Outbound, to: Option<SocketAddr>) -> Result<usize> {
         let dest = self.dest(to)?;
-        self.wait_room(None, || 0).await?;
+        if !self.inner.queue.has_room() {
+            // Boxed: the waiting machinery stays out of the future of every send that finds
+            // room (the per-message path), which is then small and quick to build.
+            Box::pin(self.wait_room(None, || 0)).await?;
+        }
         self.push_pkg(pkg, true, dest).map(len_of)
     }
 
@@ -343,7 +347,10 @@ impl<C: Codec> Session<C> {
 
     async fn send_frame_to(&self, frame: Frame, to: Option<SocketAddr>) -> Result<usize> {
         let dest = self.frame_dest(&frame, to)?;
-        self.wait_room(None, || 0).await?;
+        if !self.inner.queue.has_room() {
+            // Boxed, as in `send_pkg`.
+            Box::pin(self.wait_room(None, || 0)).await?;
+        }
         self.push_frame(frame, true, dest).map(len_of)
     }
 
