@@ -137,7 +137,7 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
                 // no wake-up (which would cost a spurious poll and read).
                 self.session.inner().queue.unregister_driver();
                 let handler = call.name();
-                let future = invoke(self.listener.as_ref(), &self.session, call);
+                let future = pin!(invoke(self.listener.as_ref(), &self.session, call));
                 pump_while(&self.rt, &mut self.io, &self.session, handler, future).await
             }
             // Boxed: the pool's states would otherwise make every inline dispatch, the hot
@@ -187,11 +187,11 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
         });
         let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
         let lane = self.lane.get_or_insert_with(|| pool.lane()).clone();
-        let submit = pool.submit(&lane, job);
+        let submit = pin!(pool.submit(&lane, job));
         match pump_while(rt, io, session, "a full task pool queue", submit).await? {
             Some(Ok(())) => Ok(Some(())),
             // The pool stopped (its endpoint is closing): run the handler here.
-            Some(Err(job)) => pump_while(rt, io, session, handler, job).await,
+            Some(Err(mut job)) => pump_while(rt, io, session, handler, job.as_mut()).await,
             None => Ok(None),
         }
     }
@@ -217,7 +217,7 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     pub(crate) async fn failing(&mut self, err: Error) -> Error {
         if matches!(err, Error::ReadTimeout(_) | Error::IdleTimeout(_)) {
             let deadline = self.rt.now() + self.session.close_wait();
-            let future = self.listener.on_timeout(&self.session, &err);
+            let future = pin!(self.listener.on_timeout(&self.session, &err));
             let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
             let ran = timeout_at(
                 rt,
@@ -327,7 +327,9 @@ pub(crate) async fn run_session<R, C, L, I, D>(
     I: DriverIo,
     D: Serve<R, C, L, I>,
 {
-    if !open(&rt, &mut io, &session, &listener).await {
+    // The opening and the closing run once: boxed, their futures take no room in the
+    // session's task for its whole life (an idle session is mostly that task).
+    if !Box::pin(open(&rt, &mut io, &session, &listener)).await {
         return;
     }
     on_established();
@@ -342,8 +344,18 @@ pub(crate) async fn run_session<R, C, L, I, D>(
         jobs: Arc::default(),
         lane: None,
     });
-    let mut reason = driver.serve().await;
-    let core = driver.core();
+    let reason = driver.serve().await;
+    Box::pin(finish(driver.core(), reason)).await;
+}
+
+/// After the event loop: handlers still on the pool, then the close sequence.
+async fn finish<R, C, L, I>(core: &mut Core<R, C, L, I>, mut reason: Option<Error>)
+where
+    R: Runtime,
+    C: Codec,
+    L: EventListener<C>,
+    I: DriverIo,
+{
     // Handlers still running on the pool finish first (writes moving, within the close-wait),
     // so that `on_close` stays last; a panic among them is the reason. Those still running
     // after the close-wait are cancelled, as a handler on the session's task would be: a
@@ -351,7 +363,7 @@ pub(crate) async fn run_session<R, C, L, I, D>(
     let jobs = core.jobs.clone();
     let (rt, io, session) = (&core.rt, &mut core.io, &core.session);
     let deadline = rt.now() + session.close_wait();
-    let idle = timeout_at(rt, deadline, jobs.idle());
+    let idle = pin!(timeout_at(rt, deadline, jobs.idle()));
     let _ = pump_while(rt, io, session, "pool handlers", idle).await;
     if jobs.running() > 0 {
         log::warn!(
@@ -386,7 +398,7 @@ where
     L: EventListener<C>,
     I: DriverIo,
 {
-    let opened = pump_while(rt, io, session, "on_open", listener.on_open(session)).await;
+    let opened = pump_while(rt, io, session, "on_open", pin!(listener.on_open(session))).await;
     match opened {
         Ok(Some(Ok(()))) => {
             log::debug!("session {} open", session.id());
@@ -411,24 +423,33 @@ where
 ///
 /// Returns `Ok(Some(output))`, `Ok(None)` when the session was asked to close and the handler
 /// was still running after the close-wait (it is then dropped), or the handler's panic.
+///
+/// The handler comes pinned by the caller: held once, in the caller's future. (Taken by value,
+/// an `async fn` keeps it twice, as its argument and inside what it awaits, and every layer
+/// doubles again: that was most of a session task's size.)
 pub(crate) async fn pump_while<R, C, I, F>(
     rt: &R,
     io: &mut I,
     session: &Session<C>,
     handler: &'static str,
-    future: F,
+    future: Pin<&mut F>,
 ) -> Result<Option<F::Output>, Error>
 where
     R: Runtime,
     C: Codec,
     I: DriverIo,
-    F: Future,
+    F: Future + ?Sized,
 {
-    let mut future = pin!(catch_handler(handler, future));
-    let mut close_timer: Option<(R::Timer, Instant)> = None;
+    let mut future = AssertUnwindSafe(future).catch_unwind();
+    // Boxed: armed only once the session is closing, and otherwise no room in every handler
+    // call's future.
+    let mut close_timer: Option<(Box<R::Timer>, Instant)> = None;
     poll_fn(|cx| {
-        if let Poll::Ready(out) = future.as_mut().poll(cx) {
-            return Poll::Ready(out.map(Some));
+        if let Poll::Ready(out) = Pin::new(&mut future).poll(cx) {
+            return Poll::Ready(out.map(Some).map_err(|payload| Error::HandlerPanic {
+                handler,
+                message: panic_message(payload.as_ref()),
+            }));
         }
         if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
             io.set_write_error(err);
@@ -436,9 +457,9 @@ where
         if session.is_closing() {
             let (timer, deadline) = close_timer.get_or_insert_with(|| {
                 let deadline = rt.now() + session.close_wait();
-                (rt.timer(deadline), deadline)
+                (Box::new(rt.timer(deadline)), deadline)
             });
-            if Pin::new(timer).poll(cx).is_ready() && rt.now() >= *deadline {
+            if Pin::new(&mut **timer).poll(cx).is_ready() && rt.now() >= *deadline {
                 log::warn!(
                     "session {}: {handler} still running after the close-wait; cancelled",
                     session.id()

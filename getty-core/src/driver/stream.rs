@@ -94,9 +94,10 @@ where
             let started = self.core.handler_start();
             let outcome = match event {
                 Event::Message(pkg) => self.core.deliver(self.read_at, Call::Message(pkg)).await,
-                Event::Cron => cron(&mut self.core).await,
+                // Rare: boxed, so that their futures take no room in the event loop's.
+                Event::Cron => Box::pin(cron(&mut self.core)).await,
                 Event::CloseRequested | Event::Eof => return None,
-                Event::Failed(err) => return Some(self.core.failing(err).await),
+                Event::Failed(err) => return Some(Box::pin(self.core.failing(err)).await),
             };
             // `Ok(None)`: cancelled after the close-wait; the loop sees the close request next.
             if let Err(panic) = outcome {

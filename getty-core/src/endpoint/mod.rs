@@ -522,9 +522,18 @@ where
                 Transport::Stream(io) => {
                     #[cfg(feature = "compression")]
                     match Compressed::new(io, compression) {
+                        // Boxed, as the other transports but plain TCP: the task holds only
+                        // the largest of these, so the common one sets its size.
                         Ok(io) => {
-                            stream::run(task_rt, io, task_session, listener, pool, established)
-                                .await
+                            Box::pin(stream::run(
+                                task_rt,
+                                io,
+                                task_session,
+                                listener,
+                                pool,
+                                established,
+                            ))
+                            .await
                         }
                         Err(io) => {
                             stream::run(task_rt, io, task_session, listener, pool, established)
@@ -543,7 +552,7 @@ where
                     io, role, leftover, ..
                 } => {
                     let session = task_session;
-                    message::run(
+                    Box::pin(message::run(
                         task_rt,
                         io,
                         role,
@@ -552,13 +561,21 @@ where
                         listener,
                         pool,
                         established,
-                    )
+                    ))
                     .await
                 }
                 Transport::Datagram { socket, first } => {
                     let session = task_session;
-                    datagram::run(task_rt, socket, session, listener, pool, established, first)
-                        .await
+                    Box::pin(datagram::run(
+                        task_rt,
+                        socket,
+                        session,
+                        listener,
+                        pool,
+                        established,
+                        first,
+                    ))
+                    .await
                 }
             }
         };
