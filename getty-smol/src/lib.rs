@@ -141,7 +141,7 @@ impl Network for SmolRuntime {
         // Writable means the handshake ended, successfully or not.
         stream.writable().await?;
         os::finish_connect(stream.get_ref())?;
-        Ok(SmolTcp(stream))
+        Ok(SmolTcp::new(stream))
     }
 
     fn listen(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<Async<TcpListener>> {
@@ -160,7 +160,7 @@ impl Network for SmolRuntime {
         // Ignored on purpose: it fails only on a stream the peer already reset (EINVAL on
         // macOS); the session's first read reports that, the accept loop must not.
         let _ = stream.get_ref().set_nodelay(true);
-        Ok((SmolTcp(stream), peer))
+        Ok((SmolTcp::new(stream), peer))
     }
 
     fn tcp_addrs(&self, stream: &SmolTcp) -> io::Result<(SocketAddr, SocketAddr)> {
@@ -189,13 +189,32 @@ impl OsNetwork for SmolRuntime {
     }
 }
 
-/// An async-io TCP stream whose `close` shuts the write half down, as tokio's does.
+/// An async-io TCP stream whose `close` shuts the write half down, as tokio's does, and whose
+/// reads skip the system call that would only say "nothing to read".
 ///
 /// `Async<TcpStream>`'s own `poll_close` only flushes: the peer would see no EOF until drop.
 #[derive(Debug)]
-pub struct SmolTcp(Async<TcpStream>);
+pub struct SmolTcp(Async<TcpStream>, ReadState);
+
+/// What the last read said about the socket's receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// Try the read.
+    Unknown,
+    /// The last read returned less than it was offered: the queue is empty (TCP on Linux
+    /// returns a short read only then). The readiness event that led to that read may still
+    /// be on record in async-io (which would report it once more and make `Async::poll_read`
+    /// read twice, in vain, before waiting): take it off first.
+    Drained,
+    /// That event is spent: the next readiness is news, then read.
+    Waiting,
+}
 
 impl SmolTcp {
+    fn new(stream: Async<TcpStream>) -> Self {
+        SmolTcp(stream, ReadState::Unknown)
+    }
+
     /// The async-io stream.
     pub fn get_ref(&self) -> &Async<TcpStream> {
         &self.0
@@ -208,12 +227,33 @@ impl SmolTcp {
 }
 
 impl AsyncRead for SmolTcp {
+    /// Like `Async<TcpStream>`'s, but after a short read it waits for readiness instead of
+    /// reading again: tokio does the same (it clears readiness on a short read). With
+    /// async-io's oneshot interest, each wait then costs one `epoll_ctl` and no `EAGAIN` read
+    /// (it cost two). No wake-up can be missed: re-arming interest in epoll reports data that
+    /// arrived in between at once.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        if self.1 == ReadState::Drained {
+            // Ready here is the event that led to the last read (or one about data that came
+            // since): either way the next readiness decides.
+            self.1 = ReadState::Waiting;
+            if let Poll::Ready(result) = self.0.poll_readable(cx) {
+                result?;
+            }
+        }
+        if self.1 == ReadState::Waiting {
+            ready!(self.0.poll_readable(cx))?;
+            self.1 = ReadState::Unknown;
+        }
+        let n = ready!(Pin::new(&mut self.0).poll_read(cx, buf))?;
+        if n > 0 && n < buf.len() {
+            self.1 = ReadState::Drained;
+        }
+        Poll::Ready(Ok(n))
     }
 }
 
