@@ -44,10 +44,7 @@ pub(crate) fn guarded_decode<T>(
     decode: impl FnOnce() -> Result<Decoded<T>, CodecError>,
 ) -> Result<Decoded<T>, Error> {
     std::panic::catch_unwind(AssertUnwindSafe(decode))
-        .map_err(|payload| Error::HandlerPanic {
-            handler: "decode",
-            message: panic_message(payload.as_ref()),
-        })?
+        .map_err(|payload| handler_panic("decode", payload))?
         .map_err(Error::decoding)
 }
 
@@ -59,10 +56,15 @@ pub(crate) async fn catch_handler<F: Future>(
     AssertUnwindSafe(future)
         .catch_unwind()
         .await
-        .map_err(|payload| Error::HandlerPanic {
-            handler,
-            message: panic_message(payload.as_ref()),
-        })
+        .map_err(|payload| handler_panic(handler, payload))
+}
+
+/// The error a panic in user code (`handler`: which one) becomes.
+fn handler_panic(handler: &'static str, payload: Box<dyn std::any::Any + Send>) -> Error {
+    Error::HandlerPanic {
+        handler,
+        message: panic_message(payload.as_ref()),
+    }
 }
 
 /// A driver's socket side, as the shared parts of the life cycle need it.
@@ -446,10 +448,10 @@ where
     let mut close_timer: Option<(Box<R::Timer>, Instant)> = None;
     poll_fn(|cx| {
         if let Poll::Ready(out) = Pin::new(&mut future).poll(cx) {
-            return Poll::Ready(out.map(Some).map_err(|payload| Error::HandlerPanic {
-                handler,
-                message: panic_message(payload.as_ref()),
-            }));
+            return Poll::Ready(
+                out.map(Some)
+                    .map_err(|payload| handler_panic(handler, payload)),
+            );
         }
         if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
             io.set_write_error(err);
