@@ -15,7 +15,7 @@ use super::rfc6455::{self, Frame};
 use super::support::*;
 use getty_core::codec::{LengthDelimited, Message, MessageKind, RawBytes, WsMessages};
 use getty_core::endpoint::{Client, TcpClientBuilder, TcpServer, TcpServerBuilder};
-use getty_core::runtime::{Network as _, Runtime};
+use getty_core::runtime::Runtime;
 use getty_core::session::CloseReason;
 use getty_core::{BoxError, Error, EventListener, Session};
 
@@ -821,6 +821,31 @@ async fn handshake_failure<R: Runtime>(rt: &R, cli: &Client<Hello>) -> Failure {
     }
 }
 
+/// A client that tries once (`configure` sets its WebSocket options) against a raw listener of
+/// the runtime under test: the client, the connection it made, and its request head.
+async fn client_against_raw_listener<R: Runtime>(
+    rt: &R,
+    client_rec: &Arc<Recorder>,
+    configure: impl FnOnce(TcpClientBuilder) -> TcpClientBuilder,
+) -> (Client<Hello>, R::Tcp, String) {
+    let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let listener = rt.listen(any, false).expect("listen");
+    let addr = rt.listener_addr(&listener).expect("addr");
+    let cli = configure(TcpClientBuilder::new(addr))
+        .max_reconnect_attempts(Some(1))
+        .start_with(
+            rt.clone(),
+            LengthDelimited::hello(),
+            TestListener::silent(client_rec).factory(),
+        )
+        .expect("client");
+    let (mut raw, _) = within(rt, "accept", rt.accept(&listener))
+        .await
+        .expect("accept");
+    let head = read_request_head(rt, &mut raw).await;
+    (cli, raw, head)
+}
+
 /// A client fails the handshake, as browsers do, when the server chose a protocol it did not
 /// offer, or none although it offered some; the error is `WebSocketHandshake` with the
 /// reason in its source.
@@ -856,23 +881,10 @@ pub async fn ws_client_refuses_a_bad_or_absent_protocol_choice<R: Runtime>(rt: R
     srv.close().await;
 
     // A hand-written server that names a protocol that was not offered.
-    let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let listener = rt.listen(any, false).expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
-    let cli = TcpClientBuilder::new(addr)
-        .websocket(PATH)
-        .websocket_protocols(["chat"])
-        .max_reconnect_attempts(Some(1))
-        .start_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&client_rec).factory(),
-        )
-        .expect("client");
-    let (mut raw, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    let head = read_request_head(&rt, &mut raw).await;
+    let (cli, mut raw, head) = client_against_raw_listener(&rt, &client_rec, |b| {
+        b.websocket(PATH).websocket_protocols(["chat"])
+    })
+    .await;
     assert_eq!(
         request_header(&head, "sec-websocket-protocol"),
         Some("chat")
@@ -899,23 +911,8 @@ pub async fn ws_client_refuses_a_bad_or_absent_protocol_choice<R: Runtime>(rt: R
 pub async fn ws_client_key_comes_from_the_runtime<R: Runtime>(rt: R) {
     let rt = crate::instrumented::Instrumented::new(rt);
     *lock(&rt.counters.fixed_random) = Some(0x0807_0605_0403_0201);
-    let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let listener = rt.listen(any, false).expect("listen");
-    let addr = rt.listener_addr(&listener).expect("addr");
-    let client_rec = Recorder::new();
-    let cli = TcpClientBuilder::new(addr)
-        .websocket("/")
-        .max_reconnect_attempts(Some(1))
-        .start_with(
-            rt.clone(),
-            LengthDelimited::hello(),
-            TestListener::silent(&client_rec).factory(),
-        )
-        .expect("client");
-    let (mut raw, _) = within(&rt, "accept", rt.accept(&listener))
-        .await
-        .expect("accept");
-    let head = read_request_head(&rt, &mut raw).await;
+    let (cli, raw, head) =
+        client_against_raw_listener(&rt, &Recorder::new(), |b| b.websocket("/")).await;
     // Bytes 1 to 8 twice (each draw little-endian), in base64.
     assert_eq!(
         request_header(&head, "sec-websocket-key"),
