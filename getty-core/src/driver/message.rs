@@ -26,7 +26,7 @@ use futures_util::{Sink, Stream};
 use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded, MessageKind};
 use crate::error::Error;
-use crate::listener::{Call, EventListener};
+use crate::listener::EventListener;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{CloseReason, Envelope, Outbox, Session};
@@ -122,7 +122,7 @@ where
             let outcome = match event {
                 Event::Message(pkg) => {
                     let now = self.core.rt.now();
-                    self.core.deliver(now, Call::Message(pkg)).await
+                    self.core.deliver_message(now, pkg).await
                 }
                 Event::Cron => {
                     // The heartbeat: a ping leaves with the next drain.

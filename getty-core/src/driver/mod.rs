@@ -120,32 +120,60 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// writes moving, while the session's queue there is full), otherwise here, before the
     /// next event (statically dispatched, neither the listener nor the session cloned).
     pub(crate) async fn dispatch(&mut self, call: Call<C::Inbound>) -> Result<Option<()>, Error> {
-        // A reply a `Session::call` waits for goes to it, not to the listener. (Only sessions
-        // with one peer make calls: on a UDP endpoint nobody waits, and every reply passes.)
-        let call = match call {
-            Call::Message(pkg) => match self.answer(pkg) {
-                Some(pkg) => Call::Message(pkg),
-                None => return Ok(Some(())),
-            },
-            Call::Datagram(pkg, from) => match self.answer(pkg) {
-                Some(pkg) => Call::Datagram(pkg, from),
-                None => return Ok(Some(())),
-            },
-            Call::Cron => Call::Cron,
-        };
-        match self.pool.clone() {
-            None => {
-                // The driver drains the queue right after the handler: replies it queues need
-                // no wake-up (which would cost a spurious poll and read).
-                self.session.inner().queue.unregister_driver();
-                let handler = call.name();
-                let future = pin!(invoke(self.listener.as_ref(), &self.session, call));
-                pump_while(&self.rt, &mut self.io, &self.session, handler, future).await
+        match call {
+            Call::Message(pkg) => self.on_message(pkg).await,
+            Call::Datagram(pkg, from) => {
+                // On a UDP endpoint nobody waits for a reply: every one passes.
+                let Some(pkg) = self.answer(pkg) else {
+                    return Ok(Some(()));
+                };
+                if let Some(pool) = self.pool_or_here() {
+                    let call = Call::Datagram(pkg, from);
+                    return Box::pin(self.dispatch_to_pool(pool, call)).await;
+                }
+                let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+                let future = pin!(self.listener.on_datagram(session, pkg, from));
+                pump_while(rt, io, session, "on_datagram", future).await
             }
+            Call::Cron => {
+                if let Some(pool) = self.pool_or_here() {
+                    return Box::pin(self.dispatch_to_pool(pool, Call::Cron)).await;
+                }
+                let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+                let future = pin!(self.listener.on_cron(session));
+                pump_while(rt, io, session, "on_cron", future).await
+            }
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) of one package for `on_message`: the per-package path of
+    /// streams and WebSocket, without [`Call`] around the package.
+    async fn on_message(&mut self, pkg: C::Inbound) -> Result<Option<()>, Error> {
+        // A reply a `Session::call` waits for goes to it, not to the listener.
+        let Some(pkg) = self.answer(pkg) else {
+            return Ok(Some(()));
+        };
+        if let Some(pool) = self.pool_or_here() {
             // Boxed: the pool's states would otherwise make every inline dispatch, the hot
             // path, a larger future to build and move (a bench A/B showed it).
-            Some(pool) => Box::pin(self.dispatch_to_pool(pool, call)).await,
+            return Box::pin(self.dispatch_to_pool(pool, Call::Message(pkg))).await;
         }
+        let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+        // Pinned here, not behind a generic `invoke`: one async layer less per package.
+        let future = pin!(self.listener.on_message(session, pkg));
+        pump_while(rt, io, session, "on_message", future).await
+    }
+
+    /// The task pool a handler runs on, if any; `None`: it runs here, on the driver's task,
+    /// which is then readied for it.
+    fn pool_or_here(&self) -> Option<Arc<TaskPool>> {
+        if let Some(pool) = &self.pool {
+            return Some(pool.clone());
+        }
+        // The driver drains the queue right after the handler: replies it queues need no
+        // wake-up (which would cost a spurious poll and read).
+        self.session.inner().queue.unregister_driver();
+        None
     }
 
     /// Hands `pkg` to the call waiting for it, if it is a reply one waits for; else gives it
@@ -200,6 +228,18 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
 }
 
 impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
+    /// [`deliver`](Self::deliver) for a package of a session with one peer (stream,
+    /// WebSocket): straight to `on_message`, or to the call waiting for it.
+    pub(crate) fn deliver_message(
+        &mut self,
+        at: Instant,
+        pkg: C::Inbound,
+    ) -> impl Future<Output = Result<Option<()>, Error>> + '_ {
+        self.session.touch(at);
+        self.session.inner().stats.add_pkgs_read(1);
+        self.on_message(pkg)
+    }
+
     /// Hands a package that arrived at `at` to its handler (see [`dispatch`](Self::dispatch)):
     /// the session's activity time and statistics count it first.
     pub(crate) fn deliver(

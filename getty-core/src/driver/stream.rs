@@ -17,7 +17,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
-use crate::listener::{Call, EventListener};
+use crate::listener::EventListener;
 use crate::pool::TaskPool;
 use crate::runtime::Runtime;
 use crate::session::{Outbox, Session};
@@ -93,7 +93,7 @@ where
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let started = self.core.handler_start();
             let outcome = match event {
-                Event::Message(pkg) => self.core.deliver(self.read_at, Call::Message(pkg)).await,
+                Event::Message(pkg) => self.core.deliver_message(self.read_at, pkg).await,
                 // Rare: boxed, so that their futures take no room in the event loop's.
                 Event::Cron => Box::pin(cron(&mut self.core)).await,
                 Event::CloseRequested | Event::Eof => return None,

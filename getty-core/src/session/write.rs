@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -186,6 +187,75 @@ impl<'a, C: Codec> IntoFuture for Flush<'a, C> {
     }
 }
 
+/// A write that waits for room in the queue, then queues: the future of [`Session::send`],
+/// [`Session::send_frame`] and their [`SendTo`] forms.
+///
+/// Written by hand, not as an `async fn`: when the queue has room (the per-message case) its
+/// one poll checks the destination and queues, with no layers of state to build and move.
+/// The wait for room, rare, is boxed.
+struct Enqueue<'a, C: Codec> {
+    session: &'a Session<C>,
+    /// Taken when queued (or refused).
+    item: Option<Item<'a, C>>,
+    to: Option<SocketAddr>,
+    /// Present while waiting for room.
+    room: Option<Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>>,
+}
+
+impl<'a, C: Codec> Enqueue<'a, C> {
+    fn new(session: &'a Session<C>, item: Item<'a, C>, to: Option<SocketAddr>) -> Self {
+        Enqueue {
+            session,
+            item: Some(item),
+            to,
+            room: None,
+        }
+    }
+}
+
+impl<C: Codec> Future for Enqueue<'_, C> {
+    type Output = Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<usize>> {
+        let this = self.get_mut();
+        let session = this.session;
+        let Some(item) = &this.item else {
+            panic!("a send future polled after it completed");
+        };
+        // Checked before waiting, and again after (it cannot change): a write that can never
+        // go out fails at once, not once there is room.
+        let dest = match item {
+            Item::Pkg(_) => session.dest(this.to),
+            Item::Frame(frame) => session.frame_dest(frame, this.to),
+        };
+        let dest = match dest {
+            Ok(dest) => dest,
+            Err(err) => {
+                this.item = None;
+                return Poll::Ready(Err(err));
+            }
+        };
+        if this.room.is_none() && !session.inner.queue.has_room() {
+            this.room = Some(Box::pin(session.wait_room(None, || 0)));
+        }
+        if let Some(room) = &mut this.room {
+            let waited = ready!(room.as_mut().poll(cx));
+            this.room = None;
+            if let Err(err) = waited {
+                this.item = None;
+                return Poll::Ready(Err(err));
+            }
+        }
+        // A writer that waited for room is not refused for want of it: forced.
+        let queued = match this.item.take() {
+            Some(Item::Pkg(pkg)) => session.push_pkg(pkg, true, dest),
+            Some(Item::Frame(frame)) => session.push_frame(frame, true, dest),
+            None => unreachable!("checked above"),
+        };
+        Poll::Ready(queued.map(len_of))
+    }
+}
+
 /// One datagram to an address, written through a UDP session: [`Session::to`].
 ///
 /// A UDP endpoint has no single peer, so its writes name their destination this way; on a
@@ -204,8 +274,8 @@ impl<'a, C: Codec> SendTo<'a, C> {
     }
 
     /// [`Session::send`] as one datagram to the address.
-    pub async fn send(&self, pkg: &C::Outbound) -> Result<usize> {
-        self.session.send_pkg(pkg, Some(self.to)).await
+    pub fn send<'b>(&'b self, pkg: &'b C::Outbound) -> impl Future<Output = Result<usize>> + 'b {
+        Enqueue::new(self.session, Item::Pkg(pkg), Some(self.to))
     }
 
     /// [`Session::send_and_flush`] as one datagram to the address.
@@ -219,8 +289,8 @@ impl<'a, C: Codec> SendTo<'a, C> {
     }
 
     /// [`Session::send_frame`] as one datagram to the address.
-    pub async fn send_frame(&self, frame: Frame) -> Result<usize> {
-        self.session.send_frame_to(frame, Some(self.to)).await
+    pub fn send_frame(&self, frame: Frame) -> impl Future<Output = Result<usize>> + '_ {
+        Enqueue::new(self.session, Item::Frame(frame), Some(self.to))
     }
 
     /// [`Session::send_frame_and_flush`] as one datagram to the address.
@@ -257,8 +327,8 @@ impl<C: Codec> Session<C> {
     /// session.send("hello").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn send(&self, pkg: &C::Outbound) -> Result<usize> {
-        self.send_pkg(pkg, None).await
+    pub fn send<'a>(&'a self, pkg: &'a C::Outbound) -> impl Future<Output = Result<usize>> + 'a {
+        Enqueue::new(self, Item::Pkg(pkg), None)
     }
 
     /// Encodes `pkg`, queues it (waiting for room) and waits until its bytes reached the
@@ -284,8 +354,8 @@ impl<C: Codec> Session<C> {
     }
 
     /// Queues `frame` like [`send`](Session::send) (waits for room).
-    pub async fn send_frame(&self, frame: Frame) -> Result<usize> {
-        self.send_frame_to(frame, None).await
+    pub fn send_frame(&self, frame: Frame) -> impl Future<Output = Result<usize>> + '_ {
+        Enqueue::new(self, Item::Frame(frame), None)
     }
 
     /// Queues `frame` and waits until it is written, like
@@ -330,28 +400,9 @@ impl<C: Codec> Session<C> {
         self.push_pkg(pkg, false, dest).map(len_of)
     }
 
-    async fn send_pkg(&self, pkg: &C::Outbound, to: Option<SocketAddr>) -> Result<usize> {
-        let dest = self.dest(to)?;
-        if !self.inner.queue.has_room() {
-            // Boxed: the waiting machinery stays out of the future of every send that finds
-            // room (the per-message path), which is then small and quick to build.
-            Box::pin(self.wait_room(None, || 0)).await?;
-        }
-        self.push_pkg(pkg, true, dest).map(len_of)
-    }
-
     fn try_send_frame_to(&self, frame: Frame, to: Option<SocketAddr>) -> Result<usize> {
         let dest = self.frame_dest(&frame, to)?;
         self.push_frame(frame, false, dest).map(len_of)
-    }
-
-    async fn send_frame_to(&self, frame: Frame, to: Option<SocketAddr>) -> Result<usize> {
-        let dest = self.frame_dest(&frame, to)?;
-        if !self.inner.queue.has_room() {
-            // Boxed, as in `send_pkg`.
-            Box::pin(self.wait_room(None, || 0)).await?;
-        }
-        self.push_frame(frame, true, dest).map(len_of)
     }
 
     /// Where a package goes: a stream writes to its peer (an address is an error); a datagram
