@@ -106,6 +106,7 @@ macro_rules! conformance_suite {
             tcp::send_and_flush_to_non_reader_times_out_with_partial_count,
             tcp::close_flushes_every_queued_write,
             tcp::panicking_handler_closes_only_its_session,
+            tcp::handler_panicking_before_its_future_closes_only_its_session,
             tcp::handler_awaiting_large_write_does_not_deadlock,
             tcp::vectored_write_arrives_whole,
             tcp::attributes_and_statistics,

@@ -210,6 +210,9 @@ pub struct TestListener {
     pub refuse: bool,
     /// Panic in `on_message` when the package equals this.
     pub panic_on: Option<Bytes>,
+    /// Panic in `on_message` when the package equals this, as the handler makes its future
+    /// (before anything polls it), as a hand-written handler can.
+    pub panic_making_future_on: Option<Bytes>,
 }
 
 impl TestListener {
@@ -221,6 +224,7 @@ impl TestListener {
             echo_waits: false,
             refuse: false,
             panic_on: None,
+            panic_making_future_on: None,
         }
     }
 
@@ -258,17 +262,26 @@ impl EventListener<Hello> for TestListener {
         Ok(())
     }
 
-    async fn on_message(&self, session: &Session<Hello>, pkg: Bytes) {
-        if self.panic_on.as_ref() == Some(&pkg) {
-            panic!("test listener asked to panic");
+    fn on_message(
+        &self,
+        session: &Session<Hello>,
+        pkg: Bytes,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        if self.panic_making_future_on.as_ref() == Some(&pkg) {
+            panic!("test listener asked to panic before its future");
         }
-        if self.echo && self.echo_waits {
-            let _ = session.send(&pkg).await;
-        } else if self.echo {
-            // The session may be closing; a refused echo is part of some scenarios.
-            let _ = session.try_send(&pkg);
+        async move {
+            if self.panic_on.as_ref() == Some(&pkg) {
+                panic!("test listener asked to panic");
+            }
+            if self.echo && self.echo_waits {
+                let _ = session.send(&pkg).await;
+            } else if self.echo {
+                // The session may be closing; a refused echo is part of some scenarios.
+                let _ = session.try_send(&pkg);
+            }
+            self.rec.push(Rec::Msg(session.id(), pkg));
         }
-        self.rec.push(Rec::Msg(session.id(), pkg));
     }
 
     async fn on_datagram(&self, session: &Session<Hello>, pkg: Bytes, peer: SocketAddr) {

@@ -647,6 +647,27 @@ pub async fn panicking_handler_closes_only_its_session<R: Runtime>(rt: R) {
         panic_on: Some(Bytes::from_static(b"panic")),
         ..TestListener::echo(&rec)
     };
+    only_the_panicking_session_closes(rt, rec, panicky).await;
+}
+
+/// A hand-written `on_message` (a `fn` returning a future) that panics as it makes its
+/// future closes its session as a panic inside the future does.
+pub async fn handler_panicking_before_its_future_closes_only_its_session<R: Runtime>(rt: R) {
+    let rec = Recorder::new();
+    let panicky = TestListener {
+        panic_making_future_on: Some(Bytes::from_static(b"panic")),
+        ..TestListener::echo(&rec)
+    };
+    only_the_panicking_session_closes(rt, rec, panicky).await;
+}
+
+/// Two sessions; the one that sends `panic` to `panicky` is closed with a handler panic,
+/// the other still echoes.
+async fn only_the_panicking_session_closes<R: Runtime>(
+    rt: R,
+    rec: Arc<Recorder>,
+    panicky: TestListener,
+) {
     let srv = server(&rt, panicky).await;
     let mut good = rt.connect(srv.local_addr(), None).await.expect("connect");
     let mut bad = rt.connect(srv.local_addr(), None).await.expect("connect");

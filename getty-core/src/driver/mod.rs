@@ -48,12 +48,13 @@ pub(crate) fn guarded_decode<T>(
         .map_err(Error::decoding)
 }
 
-/// Runs a user handler future, turning a panic into [`Error::HandlerPanic`].
+/// Runs a user handler (`make` makes its future), turning a panic into
+/// [`Error::HandlerPanic`].
 pub(crate) async fn catch_handler<F: Future>(
     handler: &'static str,
-    future: F,
+    make: impl FnOnce() -> F,
 ) -> Result<F::Output, Error> {
-    AssertUnwindSafe(future)
+    AssertUnwindSafe(start_handler(handler, make)?)
         .catch_unwind()
         .await
         .map_err(|payload| handler_panic(handler, payload))
@@ -65,6 +66,17 @@ fn handler_panic(handler: &'static str, payload: Box<dyn std::any::Any + Send>) 
         handler,
         message: panic_message(payload.as_ref()),
     }
+}
+
+/// Makes a handler's future. A hand-written handler (a plain `fn` returning a future) runs
+/// user code as it does: a panic there becomes [`Error::HandlerPanic`] of `handler`, as one
+/// while the future is polled does.
+pub(crate) fn start_handler<F>(
+    handler: &'static str,
+    make: impl FnOnce() -> F,
+) -> Result<F, Error> {
+    std::panic::catch_unwind(AssertUnwindSafe(make))
+        .map_err(|payload| handler_panic(handler, payload))
 }
 
 /// A driver's socket side, as the shared parts of the life cycle need it.
@@ -132,16 +144,19 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
                     return Box::pin(self.dispatch_to_pool(pool, call)).await;
                 }
                 let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-                let future = pin!(self.listener.on_datagram(session, pkg, from));
-                pump_while(rt, io, session, "on_datagram", future).await
+                let listener = self.listener.as_ref();
+                let future =
+                    start_handler("on_datagram", || listener.on_datagram(session, pkg, from))?;
+                pump_while(rt, io, session, "on_datagram", pin!(future)).await
             }
             Call::Cron => {
                 if let Some(pool) = self.pool_or_here() {
                     return Box::pin(self.dispatch_to_pool(pool, Call::Cron)).await;
                 }
                 let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-                let future = pin!(self.listener.on_cron(session));
-                pump_while(rt, io, session, "on_cron", future).await
+                let listener = self.listener.as_ref();
+                let future = start_handler("on_cron", || listener.on_cron(session))?;
+                pump_while(rt, io, session, "on_cron", pin!(future)).await
             }
         }
     }
@@ -159,9 +174,10 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
             return Box::pin(self.dispatch_to_pool(pool, Call::Message(pkg))).await;
         }
         let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
+        let listener = self.listener.as_ref();
         // Pinned here, not behind a generic `invoke`: one async layer less per package.
-        let future = pin!(self.listener.on_message(session, pkg));
-        pump_while(rt, io, session, "on_message", future).await
+        let future = start_handler("on_message", || listener.on_message(session, pkg))?;
+        pump_while(rt, io, session, "on_message", pin!(future)).await
     }
 
     /// The task pool a handler runs on, if any; `None`: it runs here, on the driver's task,
@@ -207,7 +223,7 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
                 jobs.cancelled().await;
                 None
             };
-            let run = async { catch_handler(handler, future).await.err() };
+            let run = async { catch_handler(handler, || future).await.err() };
             if let Some(err) = futures_lite::future::or(cancelled, run).await {
                 log::error!("session {}: {err}", session.id());
                 done.failure = Some(err);
@@ -259,14 +275,17 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     pub(crate) async fn failing(&mut self, err: Error) -> Error {
         if matches!(err, Error::ReadTimeout(_) | Error::IdleTimeout(_)) {
             let deadline = self.rt.now() + self.session.close_wait();
-            let future = pin!(self.listener.on_timeout(&self.session, &err));
             let (rt, io, session) = (&self.rt, &mut self.io, &self.session);
-            let ran = timeout_at(
-                rt,
-                deadline,
-                pump_while(rt, io, session, "on_timeout", future),
-            );
-            match ran.await {
+            let listener = self.listener.as_ref();
+            let ran = match start_handler("on_timeout", || listener.on_timeout(session, &err)) {
+                Ok(future) => {
+                    let future = pin!(future);
+                    let run = pump_while(rt, io, session, "on_timeout", future);
+                    timeout_at(rt, deadline, run).await
+                }
+                Err(panic) => Ok(Err(panic)),
+            };
+            match ran {
                 Ok(Ok(_)) => {}
                 Ok(Err(panic)) => log::error!("session {}: {panic}", self.session.id()),
                 Err(_) => log::warn!(
@@ -440,7 +459,10 @@ where
     L: EventListener<C>,
     I: DriverIo,
 {
-    let opened = pump_while(rt, io, session, "on_open", pin!(listener.on_open(session))).await;
+    let opened = match start_handler("on_open", || listener.on_open(session)) {
+        Ok(future) => pump_while(rt, io, session, "on_open", pin!(future)).await,
+        Err(panic) => Err(panic),
+    };
     match opened {
         Ok(Some(Ok(()))) => {
             log::debug!("session {} open", session.id());
@@ -474,7 +496,7 @@ pub(crate) async fn pump_while<R, C, I, F>(
     io: &mut I,
     session: &Session<C>,
     handler: &'static str,
-    future: Pin<&mut F>,
+    mut future: Pin<&mut F>,
 ) -> Result<Option<F::Output>, Error>
 where
     R: Runtime,
@@ -482,36 +504,68 @@ where
     I: DriverIo,
     F: Future + ?Sized,
 {
-    let mut future = AssertUnwindSafe(future).catch_unwind();
-    // Boxed: armed only once the session is closing, and otherwise no room in every handler
-    // call's future.
-    let mut close_timer: Option<(Box<R::Timer>, Instant)> = None;
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = Pin::new(&mut future).poll(cx) {
-            return Poll::Ready(
-                out.map(Some)
-                    .map_err(|payload| handler_panic(handler, payload)),
-            );
+    let mut run = HandlerRun::new(handler);
+    poll_fn(|cx| run.poll(rt, io, session, future.as_mut(), cx)).await
+}
+
+/// What polling a handler on the driver's task takes besides the handler itself: the write
+/// side, and the close-wait once the session is closing (see [`pump_while`], which is this in
+/// a future; the stream driver polls it inline).
+pub(crate) struct HandlerRun<R: Runtime> {
+    handler: &'static str,
+    /// Boxed: armed only once the session is closing, and otherwise no room in every handler
+    /// call's future.
+    close_timer: Option<(Box<R::Timer>, Instant)>,
+}
+
+impl<R: Runtime> HandlerRun<R> {
+    /// A run of the handler named `handler` (for logs and panics).
+    pub(crate) fn new(handler: &'static str) -> Self {
+        HandlerRun {
+            handler,
+            close_timer: None,
+        }
+    }
+
+    /// Polls `future`, and while it is pending writes what is queued and watches the
+    /// close-wait. `Ready` as [`pump_while`] returns.
+    pub(crate) fn poll<C, I, F>(
+        &mut self,
+        rt: &R,
+        io: &mut I,
+        session: &Session<C>,
+        future: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<F::Output>, Error>>
+    where
+        C: Codec,
+        I: DriverIo,
+        F: Future + ?Sized,
+    {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(out)) => return Poll::Ready(Ok(Some(out))),
+            Ok(Poll::Pending) => {}
+            Err(payload) => return Poll::Ready(Err(handler_panic(self.handler, payload))),
         }
         if let Poll::Ready(Err(err)) = io.poll_drain(cx, session) {
             io.set_write_error(err);
         }
         if session.is_closing() {
-            let (timer, deadline) = close_timer.get_or_insert_with(|| {
+            let (timer, deadline) = self.close_timer.get_or_insert_with(|| {
                 let deadline = rt.now() + session.close_wait();
                 (Box::new(rt.timer(deadline)), deadline)
             });
             if Pin::new(&mut **timer).poll(cx).is_ready() && rt.now() >= *deadline {
                 log::warn!(
-                    "session {}: {handler} still running after the close-wait; cancelled",
-                    session.id()
+                    "session {}: {} still running after the close-wait; cancelled",
+                    session.id(),
+                    self.handler
                 );
                 return Poll::Ready(Ok(None));
             }
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// The close sequence: stop reading, flush within the close-wait, shut down, then `on_error`
@@ -565,7 +619,7 @@ pub(crate) async fn close<R, C, L, I>(
     let handler_deadline = rt.now() + session.close_wait();
     if let Some(err) = &reason {
         log::info!("session {} failed: {err}", session.id());
-        let on_error = catch_handler("on_error", listener.on_error(session, err));
+        let on_error = catch_handler("on_error", || listener.on_error(session, err));
         match timeout_at(rt, handler_deadline, on_error).await {
             Ok(Ok(())) => {}
             Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),
@@ -576,7 +630,7 @@ pub(crate) async fn close<R, C, L, I>(
         }
     }
     let handler_deadline = handler_deadline.max(rt.now() + session.close_wait());
-    let on_close = catch_handler("on_close", listener.on_close(session));
+    let on_close = catch_handler("on_close", || listener.on_close(session));
     match timeout_at(rt, handler_deadline, on_close).await {
         Ok(Ok(())) => {}
         Ok(Err(panic)) => log::error!("session {}: {panic}", session.id()),

@@ -4,8 +4,9 @@
 //! request together (see the module docs of [`crate::driver`]). Reading is a plain `read` into
 //! the session's `BytesMut`: partial frames stay in the buffer, never in a cancelled future.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -14,7 +15,10 @@ use bytes::BytesMut;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::{cron, guarded_decode, run_session, Core, DriverIo, Event, Serve, YIELD_BUDGET};
+use super::{
+    cron, guarded_decode, run_session, start_handler, Core, DriverIo, Event, HandlerRun, Serve,
+    YIELD_BUDGET,
+};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::error::Error;
 use crate::listener::EventListener;
@@ -50,6 +54,8 @@ pub(crate) async fn run<R, C, L, T>(
         Driver {
             read_at: core.rt.now(),
             budget: YIELD_BUDGET,
+            running: HandlerRun::new("on_message"),
+            started: None,
             core,
         }
     })
@@ -62,6 +68,9 @@ struct Driver<R: Runtime, C: Codec, L, T> {
     read_at: Instant,
     /// Reads and packages left before the next voluntary yield.
     budget: u32,
+    /// The `on_message` in progress (inline, see `event_loop`), and when it started.
+    running: HandlerRun<R>,
+    started: Option<Instant>,
 }
 
 impl<R, C, L, T> Serve<R, C, L, StreamIo<T>> for Driver<R, C, L, T>
@@ -89,11 +98,20 @@ where
 {
     /// The event loop. Returns why it stopped: `None` for a clean end (EOF, `close()`).
     async fn event_loop(&mut self) -> Option<Error> {
+        // The per-package path runs inline, in one poll: decode, start `on_message` in `slot`,
+        // poll it, and, when it is done at once (the common case), decode the next package.
+        // Its future borrows these clones, not the driver, which the poll needs mutably.
+        let listener = self.core.listener.clone();
+        let session = self.core.session.clone();
+        let start = |pkg| listener.on_message(&session, pkg);
+        let mut slot = pin!(None);
         loop {
-            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let event = poll_fn(|cx| self.poll_inline(cx, &start, slot.as_mut())).await;
             let started = self.core.handler_start();
             let outcome = match event {
-                Event::Message(pkg) => self.core.deliver_message(self.read_at, pkg).await,
+                // With a task pool only: inline, a package never leaves `poll_inline`. Boxed, as
+                // the pool's path boxes its job anyway.
+                Event::Message(pkg) => Box::pin(self.core.deliver_message(self.read_at, pkg)).await,
                 // Rare: boxed, so that their futures take no room in the event loop's.
                 Event::Cron => Box::pin(cron(&mut self.core)).await,
                 Event::CloseRequested | Event::Eof => return None,
@@ -105,6 +123,56 @@ where
             }
             // Time spent in a handler is not time spent waiting for the peer.
             self.core.handler_done(started);
+        }
+    }
+
+    /// Runs the `on_message` in `slot` (started by `start`) and those of the packages
+    /// buffered after it, until one is pending or an event other than a package comes (a
+    /// package too, with a task pool: it then goes through [`Core::deliver_message`]).
+    fn poll_inline<F>(
+        &mut self,
+        cx: &mut Context<'_>,
+        start: &impl Fn(C::Inbound) -> F,
+        mut slot: Pin<&mut Option<F>>,
+    ) -> Poll<Event<C::Inbound>>
+    where
+        F: Future<Output = ()>,
+    {
+        loop {
+            if let Some(handler) = slot.as_mut().as_pin_mut() {
+                let core = &mut self.core;
+                let outcome =
+                    ready!(self
+                        .running
+                        .poll(&core.rt, &mut core.io, &core.session, handler, cx));
+                slot.set(None);
+                // `Ok(None)`: cancelled after the close-wait; `poll_event` sees the close
+                // request next.
+                if let Err(panic) = outcome {
+                    return Poll::Ready(Event::Failed(panic));
+                }
+                // Time spent in a handler is not time spent waiting for the peer.
+                self.core.handler_done(self.started);
+            }
+            let pkg = match ready!(self.poll_event(cx)) {
+                Event::Message(pkg) if self.core.pool.is_none() => pkg,
+                event => return Poll::Ready(event),
+            };
+            self.started = self.core.handler_start();
+            let core = &mut self.core;
+            core.session.touch(self.read_at);
+            core.session.inner().stats.add_pkgs_read(1);
+            // A reply a `Session::call` waits for goes to it, not to the listener.
+            let Some(pkg) = core.answer(pkg) else {
+                continue;
+            };
+            // Drained right after the handler: replies it queues need no wake-up.
+            core.session.inner().queue.unregister_driver();
+            self.running = HandlerRun::new("on_message");
+            match start_handler("on_message", || start(pkg)) {
+                Ok(handler) => slot.set(Some(handler)),
+                Err(panic) => return Poll::Ready(Event::Failed(panic)),
+            }
         }
     }
 
