@@ -47,15 +47,12 @@ pub(crate) async fn run<R, C, L>(
 {
     let io = DatagramIo::new(socket, session.peer_addr().is_some());
     run_session(rt, io, session, listener, pool, on_established, |core| {
-        let mut driver = Driver {
+        Driver {
             core,
             pending: VecDeque::new(),
             budget: YIELD_BUDGET,
-        };
-        if let Some((bytes, from)) = first {
-            driver.accept(&bytes, from);
+            first,
         }
-        driver
     })
     .await;
 }
@@ -65,6 +62,9 @@ struct Driver<R: Runtime, C: Codec, L> {
     /// Packages decoded from the datagrams read, not yet handed out.
     pending: VecDeque<(C::Inbound, SocketAddr)>,
     budget: u32,
+    /// A datagram that arrived before the session started, handled once it is open (its
+    /// `on_open` may have changed how it is read).
+    first: Option<(Bytes, SocketAddr)>,
 }
 
 impl<R: Runtime, C: Codec, L: EventListener<C>> Serve<R, C, L, DatagramIo<R::Udp>>
@@ -82,6 +82,9 @@ impl<R: Runtime, C: Codec, L: EventListener<C>> Serve<R, C, L, DatagramIo<R::Udp
 impl<R: Runtime, C: Codec, L: EventListener<C>> Driver<R, C, L> {
     /// The event loop. Returns why it stopped: `None` for `close()`.
     async fn event_loop(&mut self) -> Option<Error> {
+        if let Some((bytes, from)) = self.first.take() {
+            self.accept(&bytes, from);
+        }
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let for_peer = matches!(event, Event::Message(..));

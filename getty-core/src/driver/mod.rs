@@ -373,27 +373,26 @@ pub(crate) trait Serve<R: Runtime, C: Codec, L, I> {
 
 /// One session's whole life, the same for every transport: `on_open` (a refusal ends it
 /// there), the event loop of the driver `make` builds, then the close sequence.
-pub(crate) async fn run_session<R, C, L, I, D>(
+///
+/// The driver is built before the future, and moved into it: the session's task then holds
+/// it once. (An `async fn` keeps its arguments for its whole life, beside what it builds
+/// from them: an idle session is mostly its task.)
+pub(crate) fn run_session<R, C, L, I, D>(
     rt: R,
-    mut io: I,
+    io: I,
     session: Session<C>,
     listener: Arc<L>,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
     make: impl FnOnce(Core<R, C, L, I>) -> D,
-) where
+) -> impl Future<Output = ()>
+where
     R: Runtime,
     C: Codec,
     L: EventListener<C>,
     I: DriverIo,
     D: Serve<R, C, L, I>,
 {
-    // The opening and the closing run once: boxed, their futures take no room in the
-    // session's task for its whole life (an idle session is mostly that task).
-    if !Box::pin(open(&rt, &mut io, &session, &listener)).await {
-        return;
-    }
-    on_established();
     let timers = Timers::new(&rt, &session);
     let mut driver = make(Core {
         rt,
@@ -405,8 +404,21 @@ pub(crate) async fn run_session<R, C, L, I, D>(
         jobs: Arc::default(),
         lane: None,
     });
-    let reason = driver.serve().await;
-    Box::pin(finish(driver.core(), reason)).await;
+    async move {
+        // The opening and the closing run once: boxed, their futures take no room in the
+        // session's task for its whole life.
+        let core = driver.core();
+        let listener = core.listener.as_ref();
+        if !Box::pin(open(&core.rt, &mut core.io, &core.session, listener)).await {
+            return;
+        }
+        on_established();
+        // The timers count from the end of `on_open`, however long it took.
+        let core = driver.core();
+        core.timers.restart(&core.rt, &core.session);
+        let reason = driver.serve().await;
+        Box::pin(finish(driver.core(), reason)).await;
+    }
 }
 
 /// After the event loop: handlers still on the pool, then the close sequence.
@@ -700,6 +712,14 @@ impl<R: Runtime> Timers<R> {
             idle_timer: None,
             idle_since: now,
         }
+    }
+
+    /// Starts every wait over from now: the session begins (after `on_open`).
+    pub(crate) fn restart<C: Codec>(&mut self, rt: &R, session: &Session<C>) {
+        self.rearm_cron(rt, session);
+        let now = rt.now();
+        self.waiting_since = now;
+        self.idle_since = now;
     }
 
     /// Ready when the cron tick is due.

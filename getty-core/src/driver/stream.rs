@@ -36,14 +36,15 @@ const MAX_READ: usize = 64 * 1024;
 const MAX_IOV: usize = 64;
 
 /// Runs one stream session to its end (see [`run_session`]).
-pub(crate) async fn run<R, C, L, T>(
+pub(crate) fn run<R, C, L, T>(
     rt: R,
     io: T,
     session: Session<C>,
     listener: Arc<L>,
     pool: Option<Arc<TaskPool>>,
     on_established: impl FnOnce(),
-) where
+) -> impl Future<Output = ()>
+where
     R: Runtime,
     C: Codec,
     L: EventListener<C>,
@@ -59,7 +60,6 @@ pub(crate) async fn run<R, C, L, T>(
             core,
         }
     })
-    .await;
 }
 
 struct Driver<R: Runtime, C: Codec, L, T> {
