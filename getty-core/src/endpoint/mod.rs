@@ -158,14 +158,16 @@ use std::collections::BTreeMap;
 #[cfg(feature = "ws")]
 use async_tungstenite::tungstenite::protocol::Role;
 use bytes::Bytes;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use event_listener::Event;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_lite::FutureExt;
 
 use crate::codec::Codec;
 #[cfg(feature = "compression")]
@@ -502,92 +504,130 @@ where
         set: set.clone(),
         session: entry,
     };
-    let task_rt = rt.clone();
-    let task_session = session.clone();
-    let task_set = set.clone();
-    let pool = pool.cloned();
-    let (group, member) = (group.cloned(), session.clone());
-    rt.spawn(async move {
-        // Handlers and codecs are caught where they run; this is the last line of defence, so
-        // that no bug can unwind into the executor (smol's would lose a worker thread).
-        let id = task_session.id();
-        let established = move || {
+    let id = session.id();
+    let established = {
+        let set = set.clone();
+        let (group, member) = (group.cloned(), session.clone());
+        move || {
             if let Some(group) = group {
                 group.insert(&member);
             }
-            task_set.notify();
-        };
-        let run = async move {
-            match transport {
-                Transport::Stream(io) => {
-                    #[cfg(feature = "compression")]
-                    match Compressed::new(io, compression) {
-                        // Boxed, as the other transports but plain TCP: the task holds only
-                        // the largest of these, so the common one sets its size.
-                        Ok(io) => {
-                            Box::pin(stream::run(
-                                task_rt,
-                                io,
-                                task_session,
-                                listener,
-                                pool,
-                                established,
-                            ))
-                            .await
-                        }
-                        Err(io) => {
-                            stream::run(task_rt, io, task_session, listener, pool, established)
-                                .await
-                        }
-                    }
-                    #[cfg(not(feature = "compression"))]
-                    {
-                        // Validated as `None` when the endpoint started.
-                        let _ = compression;
-                        stream::run(task_rt, io, task_session, listener, pool, established).await
-                    }
+            set.notify();
+        }
+    };
+    let (task_rt, task_session, pool) = (rt.clone(), session.clone(), pool.cloned());
+    // Each transport spawns its own task type, its driver's future inline in it: a session's
+    // task is then only as large as its own driver (an idle session is mostly that task).
+    match transport {
+        Transport::Stream(io) => {
+            #[cfg(feature = "compression")]
+            match Compressed::new(io, compression) {
+                Ok(io) => {
+                    let run = stream::run(task_rt, io, task_session, listener, pool, established);
+                    spawn_session(rt, run, id, guard);
                 }
-                #[cfg(feature = "ws")]
-                Transport::WebSocket {
-                    io, role, leftover, ..
-                } => {
-                    let session = task_session;
-                    Box::pin(message::run(
-                        task_rt,
-                        io,
-                        role,
-                        leftover,
-                        session,
-                        listener,
-                        pool,
-                        established,
-                    ))
-                    .await
-                }
-                Transport::Datagram { socket, first } => {
-                    let session = task_session;
-                    Box::pin(datagram::run(
-                        task_rt,
-                        socket,
-                        session,
-                        listener,
-                        pool,
-                        established,
-                        first,
-                    ))
-                    .await
+                Err(io) => {
+                    let run = stream::run(task_rt, io, task_session, listener, pool, established);
+                    spawn_session(rt, run, id, guard);
                 }
             }
-        };
-        if let Err(payload) = AssertUnwindSafe(run).catch_unwind().await {
-            log::error!(
-                "session {id}: driver panicked: {}",
-                panic_message(payload.as_ref())
-            );
+            #[cfg(not(feature = "compression"))]
+            {
+                // Validated as `None` when the endpoint started.
+                let _ = compression;
+                let run = stream::run(task_rt, io, task_session, listener, pool, established);
+                spawn_session(rt, run, id, guard);
+            }
         }
-        drop(guard);
-    });
+        #[cfg(feature = "ws")]
+        Transport::WebSocket {
+            io, role, leftover, ..
+        } => {
+            let run = message::run(
+                task_rt,
+                io,
+                role,
+                leftover,
+                task_session,
+                listener,
+                pool,
+                established,
+            );
+            spawn_session(rt, run, id, guard);
+        }
+        Transport::Datagram { socket, first } => {
+            let run = datagram::run(
+                task_rt,
+                socket,
+                task_session,
+                listener,
+                pool,
+                established,
+                first,
+            );
+            spawn_session(rt, run, id, guard);
+        }
+    }
     session
+}
+
+/// Spawns the task of session `id`, which runs `driver`, then deregisters it (`guard`).
+fn spawn_session<R, F, S>(rt: &R, driver: F, id: u64, guard: Deregister<S>)
+where
+    R: Runtime,
+    F: Future<Output = ()> + Send + 'static,
+    S: SessionControl + Clone + Send + 'static,
+{
+    rt.spawn(SessionTask {
+        driver: Some(driver),
+        id,
+        guard: Some(guard),
+    });
+}
+
+pin_project_lite::pin_project! {
+    /// A session's task: its driver, then its deregistration. Written by hand, not as an
+    /// `async` block, which would hold the driver's future twice (captured, then awaited).
+    struct SessionTask<F, S>
+    where
+        S: SessionControl,
+        S: Clone,
+    {
+        // Dropped as soon as it ends, before `guard`: the session's socket and state go first.
+        #[pin]
+        driver: Option<F>,
+        id: u64,
+        guard: Option<Deregister<S>>,
+    }
+}
+
+impl<F, S> Future for SessionTask<F, S>
+where
+    F: Future<Output = ()>,
+    S: SessionControl + Clone,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(driver) = this.driver.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        // Handlers and codecs are caught where they run; this is the last line of defence, so
+        // that no bug can unwind into the executor (smol's would lose a worker thread).
+        match std::panic::catch_unwind(AssertUnwindSafe(|| driver.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(())) => {}
+            Err(payload) => log::error!(
+                "session {}: driver panicked: {}",
+                this.id,
+                panic_message(payload.as_ref())
+            ),
+        }
+        this.driver.set(None);
+        drop(this.guard.take());
+        Poll::Ready(())
+    }
 }
 
 /// Removes a session from its set when its task ends, and marks it closed if the task ended
