@@ -35,8 +35,10 @@ const RAW_READ_BUF: usize = 64 * 1024;
 /// One echo server implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum ServerImpl {
-    /// getty's `TcpServer` on `TokioRuntime`; the listener echoes with `try_send_frame(Frame::payload(..))` (queued,
-    /// coalesced into one vectored write per wake-up; payloads of 1 KiB or more not copied).
+    /// getty's `TcpServer` on `TokioRuntime`; the listener echoes with
+    /// `send_frame(Frame::payload(..)).await`, as the README teaches (queued, waiting only when
+    /// the queue is full; the replies of one read leave in one vectored write; payloads of
+    /// 1 KiB or more not copied).
     GettyTokio,
     /// The same getty server on `SmolRuntime::with_executor`, the executor run by N threads.
     GettySmol,
