@@ -133,7 +133,10 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// next event (statically dispatched, neither the listener nor the session cloned).
     pub(crate) async fn dispatch(&mut self, call: Call<C::Inbound>) -> Result<Option<()>, Error> {
         match call {
-            Call::Message(pkg) => self.on_message(pkg).await,
+            Call::Message(pkg) => {
+                let pkg = self.answer(pkg);
+                self.on_message(pkg).await
+            }
             Call::Datagram(pkg, from) => {
                 // On a UDP endpoint nobody waits for a reply: every one passes.
                 let Some(pkg) = self.answer(pkg) else {
@@ -162,10 +165,13 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     }
 
     /// [`dispatch`](Self::dispatch) of one package for `on_message`: the per-package path of
-    /// streams and WebSocket, without [`Call`] around the package.
-    async fn on_message(&mut self, pkg: C::Inbound) -> Result<Option<()>, Error> {
-        // A reply a `Session::call` waits for goes to it, not to the listener.
-        let Some(pkg) = self.answer(pkg) else {
+    /// streams and WebSocket, without [`Call`] around the package. `None`: the package was a
+    /// reply a `Session::call` took ([`received`](Self::received)); nothing to run.
+    pub(crate) async fn on_message(
+        &mut self,
+        pkg: Option<C::Inbound>,
+    ) -> Result<Option<()>, Error> {
+        let Some(pkg) = pkg else {
             return Ok(Some(()));
         };
         if let Some(pool) = self.pool_or_here() {
@@ -244,16 +250,24 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
 }
 
 impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
-    /// [`deliver`](Self::deliver) for a package of a session with one peer (stream,
-    /// WebSocket): straight to `on_message`, or to the call waiting for it.
+    /// [`deliver`](Self::deliver) for a package of a session with one peer (WebSocket):
+    /// straight to `on_message`, or to the call waiting for it.
     pub(crate) fn deliver_message(
         &mut self,
         at: Instant,
         pkg: C::Inbound,
     ) -> impl Future<Output = Result<Option<()>, Error>> + '_ {
+        let pkg = self.received(at, pkg);
+        self.on_message(pkg)
+    }
+
+    /// A package for `on_message` arrived at `at`: it is counted and the session's activity
+    /// time set. `None` when it was the reply a `Session::call` waits for (handed to it);
+    /// otherwise the package, for the listener.
+    pub(crate) fn received(&mut self, at: Instant, pkg: C::Inbound) -> Option<C::Inbound> {
         self.session.touch(at);
         self.session.inner().stats.add_pkgs_read(1);
-        self.on_message(pkg)
+        self.answer(pkg)
     }
 
     /// Hands a package that arrived at `at` to its handler (see [`dispatch`](Self::dispatch)):

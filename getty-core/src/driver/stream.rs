@@ -109,9 +109,9 @@ where
             let event = poll_fn(|cx| self.poll_inline(cx, &start, slot.as_mut())).await;
             let started = self.core.handler_start();
             let outcome = match event {
-                // With a task pool only: inline, a package never leaves `poll_inline`. Boxed, as
-                // the pool's path boxes its job anyway.
-                Event::Message(pkg) => Box::pin(self.core.deliver_message(self.read_at, pkg)).await,
+                // With a task pool only (inline, a package never leaves `poll_inline`), already
+                // counted. Boxed, as the pool's path boxes its job anyway.
+                Event::Message(pkg) => Box::pin(self.core.on_message(Some(pkg))).await,
                 // Rare: boxed, so that their futures take no room in the event loop's.
                 Event::Cron => Box::pin(cron(&mut self.core)).await,
                 Event::CloseRequested | Event::Eof => return None,
@@ -128,7 +128,7 @@ where
 
     /// Runs the `on_message` in `slot` (started by `start`) and those of the packages
     /// buffered after it, until one is pending or an event other than a package comes (a
-    /// package too, with a task pool: it then goes through [`Core::deliver_message`]).
+    /// package too, with a task pool: it then goes through [`Core::on_message`]).
     fn poll_inline<F>(
         &mut self,
         cx: &mut Context<'_>,
@@ -155,19 +155,16 @@ where
                 self.core.handler_done(self.started);
             }
             let pkg = match ready!(self.poll_event(cx)) {
-                Event::Message(pkg) if self.core.pool.is_none() => pkg,
+                Event::Message(pkg) => pkg,
                 event => return Poll::Ready(event),
             };
             self.started = self.core.handler_start();
-            let core = &mut self.core;
-            core.session.touch(self.read_at);
-            core.session.inner().stats.add_pkgs_read(1);
-            // A reply a `Session::call` waits for goes to it, not to the listener.
-            let Some(pkg) = core.answer(pkg) else {
+            let Some(pkg) = self.core.received(self.read_at, pkg) else {
                 continue;
             };
-            // Drained right after the handler: replies it queues need no wake-up.
-            core.session.inner().queue.unregister_driver();
+            if self.core.pool_or_here().is_some() {
+                return Poll::Ready(Event::Message(pkg));
+            }
             self.running = HandlerRun::new("on_message");
             match start_handler("on_message", || start(pkg)) {
                 Ok(handler) => slot.set(Some(handler)),
