@@ -353,7 +353,16 @@ impl<C: Codec> Session<C> {
         self.try_send_frame_to(frame, None)
     }
 
-    /// Queues `frame` like [`send`](Session::send) (waits for room).
+    /// Queues `frame` like [`send`](Session::send) (waits for room); returns its length on the
+    /// wire once queued.
+    ///
+    /// ```no_run
+    /// # use getty_core::{bytes::Bytes, codec::LengthDelimited, session::Frame, Session};
+    /// # async fn f(session: &Session<LengthDelimited>, pkg: Bytes) -> getty_core::Result<()> {
+    /// // An echo that does not copy a large payload: the queue keeps a reference to it.
+    /// session.send_frame(Frame::payload(pkg)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn send_frame(&self, frame: Frame) -> impl Future<Output = Result<usize>> + '_ {
         Enqueue::new(self, Item::Frame(frame), None)
     }
