@@ -252,6 +252,7 @@ impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
 impl<R: Runtime, C: Codec, L: EventListener<C>, I: DriverIo> Core<R, C, L, I> {
     /// [`deliver`](Self::deliver) for a package of a session with one peer (WebSocket):
     /// straight to `on_message`, or to the call waiting for it.
+    #[cfg(feature = "ws")]
     pub(crate) fn deliver_message(
         &mut self,
         at: Instant,
