@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -219,38 +219,37 @@ impl<C: Codec> Future for Enqueue<'_, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<usize>> {
         let this = self.get_mut();
         let session = this.session;
-        let Some(item) = &this.item else {
+        // As an `async fn`'s future does, this one panics when polled after it completed.
+        let Some(item) = this.item.take() else {
             panic!("a send future polled after it completed");
         };
         // Checked before waiting, and again after (it cannot change): a write that can never
         // go out fails at once, not once there is room.
-        let dest = match item {
+        let dest = match &item {
             Item::Pkg(_) => session.dest(this.to),
             Item::Frame(frame) => session.frame_dest(frame, this.to),
         };
         let dest = match dest {
             Ok(dest) => dest,
-            Err(err) => {
-                this.item = None;
-                return Poll::Ready(Err(err));
-            }
+            Err(err) => return Poll::Ready(Err(err)),
         };
         if this.room.is_none() && !session.inner.queue.has_room() {
             this.room = Some(Box::pin(session.wait_room(None, || 0)));
         }
         if let Some(room) = &mut this.room {
-            let waited = ready!(room.as_mut().poll(cx));
+            let Poll::Ready(waited) = room.as_mut().poll(cx) else {
+                this.item = Some(item);
+                return Poll::Pending;
+            };
             this.room = None;
             if let Err(err) = waited {
-                this.item = None;
                 return Poll::Ready(Err(err));
             }
         }
         // A writer that waited for room is not refused for want of it: forced.
-        let queued = match this.item.take() {
-            Some(Item::Pkg(pkg)) => session.push_pkg(pkg, true, dest),
-            Some(Item::Frame(frame)) => session.push_frame(frame, true, dest),
-            None => unreachable!("checked above"),
+        let queued = match item {
+            Item::Pkg(pkg) => session.push_pkg(pkg, true, dest),
+            Item::Frame(frame) => session.push_frame(frame, true, dest),
         };
         Poll::Ready(queued.map(len_of))
     }
